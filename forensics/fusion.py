@@ -1,0 +1,130 @@
+"""Fuse the methods' findings into one tamper score, verdict, summary and localization map.
+
+The fused score is a logistic model over the methods' calibrated evidence (naive-Bayes
+style log-odds pooling, fitted by logistic regression in ``scripts/calibrate.py``):
+
+    logit(tamper) = bias + sum_m weight_m * clip(logit(score_m / 100), -LOGIT_CLIP, LOGIT_CLIP)
+
+Methods that do not apply or failed contribute nothing, and each contribution is reported,
+so the score is explainable term by term. Nothing else in the code base decides verdicts.
+"""
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import cv2
+import numpy as np
+
+from forensics.calibration import load_calibration
+from forensics.finding import Finding, Status
+
+DECISION_LINE = 50.0
+LOGIT_CLIP = 6.0
+#: Long side of the fused map; it is resized to the image when written out.
+MAP_SIDE = 1024
+
+
+class Verdict:
+    LIKELY_MANIPULATED = "likely_manipulated"
+    NO_EVIDENCE = "no_manipulation_detected"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True, eq=False)
+class Fused:
+    score: float | None
+    verdict: str
+    confidence: str
+    summary: str
+    issues: tuple[str, ...]
+    positives: tuple[str, ...]
+    recommendation: str
+    contributions: dict[str, float] = field(default_factory=dict)
+    heatmap: np.ndarray | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tamper_score": None if self.score is None else round(self.score, 1),
+            "verdict": self.verdict,
+            "confidence": self.confidence,
+            "summary": self.summary,
+            "issues": list(self.issues),
+            "positives": list(self.positives),
+            "recommendation": self.recommendation,
+            "contributions": {k: round(v, 3) for k, v in self.contributions.items()},
+        }
+
+
+def _logit(score: float) -> float:
+    p = min(max(score / 100.0, 1e-6), 1 - 1e-6)
+    return max(-LOGIT_CLIP, min(LOGIT_CLIP, math.log(p / (1 - p))))
+
+
+def fuse(findings: Sequence[Finding], image_shape: tuple[int, int]) -> Fused:
+    """Combine ``findings`` of one image of ``image_shape`` (height, width)."""
+    params = load_calibration().get("fusion", {})
+    weights: dict[str, float] = params.get("weights", {})
+    bias = float(params.get("bias", 0.0))
+    scored = [f for f in findings if f.status is Status.OK and f.score is not None]
+    contributions = {f.method: float(weights.get(f.method, 1.0)) * _logit(f.score) for f in scored}  # type: ignore[arg-type]
+    issues = tuple(f"{f.method}: {f.summary}" for f in scored if f.score >= DECISION_LINE)  # type: ignore[operator]
+    positives = tuple(f"{f.method}: {f.summary}" for f in scored if f.score < DECISION_LINE)  # type: ignore[operator]
+    heatmap = fuse_heatmaps(scored, image_shape)
+    if not scored:
+        return Fused(
+            score=None,
+            verdict=Verdict.INCONCLUSIVE,
+            confidence="none",
+            summary="No forensic method could examine this image, so no score is given.",
+            issues=(),
+            positives=(),
+            recommendation="Obtain the original file from its source.",
+            heatmap=None,
+        )
+    z = bias + sum(contributions.values())
+    score = 100.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+    distance = abs(score - DECISION_LINE)
+    confidence = "high" if distance >= 35 else "medium" if distance >= 15 else "low"
+    manipulated = score >= DECISION_LINE
+    verdict = Verdict.LIKELY_MANIPULATED if manipulated else Verdict.NO_EVIDENCE
+    top = sorted(contributions.items(), key=lambda kv: kv[1], reverse=True)
+    drivers = ", ".join(name for name, c in top if c > 0)[:200]
+    if manipulated:
+        summary = (
+            f"Tamper score {score:.0f}/100: likely manipulated ({confidence} confidence). "
+            f"{len(issues)} method(s) found signs of editing" + (f", driven by {drivers}." if drivers else ".")
+        )
+        recommendation = (
+            "Do not publish as an unedited original without confirmation: ask the source for the camera "
+            "original and inspect the highlighted regions."
+        )
+    else:
+        summary = (
+            f"Tamper score {score:.0f}/100: no manipulation detected ({confidence} confidence). "
+            f"{len(positives)} method(s) found nothing suspicious. Absence of evidence is not proof of authenticity."
+        )
+        recommendation = (
+            "No technical sign of editing was found; still verify the source and context before publishing."
+        )
+    return Fused(score, verdict, confidence, summary, issues, positives, recommendation, contributions, heatmap)
+
+
+def fuse_heatmaps(findings: Sequence[Finding], image_shape: tuple[int, int]) -> np.ndarray | None:
+    """Pixel-wise maximum of the methods' maps, each scaled by its method's score / 100.
+
+    Scaling by the score keeps an unsuspicious method's map dim: a bright fused map means a
+    method that is confident *and* localised its evidence there.
+    """
+    maps = [f for f in findings if f.heatmap is not None and f.score is not None]
+    if not maps:
+        return None
+    h, w = image_shape
+    factor = min(1.0, MAP_SIDE / max(h, w))
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    fused = np.zeros((size[1], size[0]), np.float32)
+    for f in maps:
+        resized = cv2.resize(f.heatmap, size, interpolation=cv2.INTER_LINEAR)  # type: ignore[arg-type]
+        np.maximum(fused, resized * (f.score / 100.0), out=fused)  # type: ignore[operator]
+    return fused

@@ -1,0 +1,252 @@
+"""Safe intake: recognise, bound and decode an image once, for every method to share.
+
+Order matters for safety: the byte limit, then the magic-byte format, then the header's
+pixel count against the pixel limit, and only then the decode. Pillow's own
+decompression-bomb warning is turned into :class:`TooManyPixels` as a second guard.
+A :class:`DecodedImage` is immutable (its arrays are read-only): methods read it, none
+mutates it, so methods may run in parallel threads over one instance.
+"""
+
+import hashlib
+import io
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+
+import jpeglib
+import numpy as np
+import pillow_heif
+from PIL import Image
+
+from forensics.container import ContainerInfo, inspect_container
+from forensics.errors import CorruptImage, FileTooLarge, ForensicsError, TooManyPixels, UnsupportedFormat
+from forensics.formats import SNIFF_BYTES, ImageFormat, sniff_format
+
+DEFAULT_MAX_PIXELS = 200_000_000
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+
+# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that. Our own header check
+# enforces the configured limit before any decode; aligning Pillow's threshold with the
+# default keeps its guard from refusing images our limit allows (it would otherwise warn
+# at 89 MP, below our 200 MP default).
+Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+
+_PIL_FORMATS = {
+    "JPEG": ImageFormat.JPEG,
+    "MPO": ImageFormat.JPEG,
+    "PNG": ImageFormat.PNG,
+    "TIFF": ImageFormat.TIFF,
+    "WEBP": ImageFormat.WEBP,
+    "BMP": ImageFormat.BMP,
+    "DIB": ImageFormat.BMP,
+    "GIF": ImageFormat.GIF,
+    "AVIF": ImageFormat.AVIF,
+}
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class JpegData:
+    """What the JPEG stream holds before the inverse DCT.
+
+    ``quant_tables[k]`` is an 8x8 table in natural (row, column) order; component ``c``
+    uses table ``quant_tables[table_of_component[c]]``; ``coefficients[c]`` has shape
+    ``(block_rows, block_cols, 8, 8)`` and holds the *quantized* DCT coefficients (multiply
+    by the table to dequantize). Component 0 is luminance.
+    """
+
+    quant_tables: tuple[np.ndarray, ...]
+    table_of_component: tuple[int, ...]
+    coefficients: tuple[np.ndarray, ...]
+    sampling: tuple[tuple[int, int], ...]
+    progressive: bool
+
+    def table_for(self, component: int) -> np.ndarray:
+        return self.quant_tables[self.table_of_component[component]]
+
+
+@dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """One image decoded once. ``rgb`` is uint8 (H, W, 3); ``luma`` float32 (H, W), BT.601, 0-255.
+
+    Pixels are as stored (EXIF orientation is not applied), because block grids and sensor
+    traces live in stored orientation.
+    """
+
+    data: bytes
+    format: ImageFormat
+    filename: str | None
+    width: int
+    height: int
+    mode: str
+    frames: int
+    rgb: np.ndarray
+    luma: np.ndarray
+    alpha: np.ndarray | None
+    jpeg: JpegData | None
+    container: ContainerInfo
+    text: Mapping[str, str] = field(default_factory=dict)
+    icc_profile: bytes | None = None
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def megapixels(self) -> float:
+        return self.width * self.height / 1e6
+
+
+def load_image(
+    data: bytes,
+    *,
+    filename: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> DecodedImage:
+    """Validate and decode ``data``; raise a :class:`ForensicsError` subclass when it cannot.
+
+    Parameters
+    ----------
+    data
+        The whole file, byte for byte.
+    filename
+        The name the file was given (kept for reporting; the format is judged by content).
+    max_pixels, max_bytes
+        Limits checked before decoding.
+    """
+    if len(data) > max_bytes:
+        raise FileTooLarge(f"the file has {len(data):,} bytes, more than the limit of {max_bytes:,}")
+    fmt = sniff_format(data[:SNIFF_BYTES])
+    container = inspect_container(data, fmt)
+    if fmt is ImageFormat.HEIF:
+        pil, frames = _open_heif(data, max_pixels)
+    else:
+        pil, frames = _open_pillow(data, fmt, max_pixels)
+    rgb, alpha = _to_rgb8(pil)
+    text = {str(k): v for k, v in pil.info.items() if isinstance(v, str)}
+    icc = pil.info.get("icc_profile") or None
+    jpeg = _read_jpeg_coefficients(data) if fmt is ImageFormat.JPEG else None
+    return DecodedImage(
+        data=data,
+        format=fmt,
+        filename=filename,
+        width=pil.width,
+        height=pil.height,
+        mode=pil.mode,
+        frames=frames,
+        rgb=_frozen(rgb),
+        luma=_frozen(_luma(rgb)),
+        alpha=None if alpha is None else _frozen(alpha),
+        jpeg=jpeg,
+        container=container,
+        text=MappingProxyType(text),
+        icc_profile=icc if isinstance(icc, bytes) else None,
+    )
+
+
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width <= 0 or height <= 0:
+        raise CorruptImage(f"the header declares an empty image ({width}x{height})")
+    if width * height > max_pixels:
+        raise TooManyPixels(
+            f"the header declares {width}x{height} = {width * height:,} pixels, "
+            f"more than the limit of {max_pixels:,} (possible decompression bomb)"
+        )
+
+
+def _open_pillow(data: bytes, fmt: ImageFormat, max_pixels: int) -> tuple[Image.Image, int]:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            pil = Image.open(io.BytesIO(data))
+            _check_pixels(pil.width, pil.height, max_pixels)
+            found = _PIL_FORMATS.get(pil.format or "")
+            if found is not fmt:
+                raise CorruptImage(f"the content starts like {fmt.value} but decodes as {pil.format}")
+            frames = int(getattr(pil, "n_frames", 1))
+            pil.load()
+    except ForensicsError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise TooManyPixels(f"refused by the decompression-bomb guard: {exc}") from exc
+    except OSError as exc:
+        if "truncated" in str(exc):
+            raise CorruptImage(f"the {fmt.value} file is truncated: {exc}") from exc
+        raise CorruptImage(f"the {fmt.value} file is corrupt and cannot be decoded: {exc}") from exc
+    except (ValueError, SyntaxError, IndexError, TypeError, KeyError, EOFError, MemoryError, Image.UnidentifiedImageError) as exc:
+        raise CorruptImage(f"the {fmt.value} file is corrupt and cannot be decoded: {exc}") from exc
+    return pil, frames
+
+
+def _open_heif(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
+    try:
+        heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
+        _check_pixels(heif.size[0], heif.size[1], max_pixels)
+        pil = heif.to_pillow()
+        return pil, len(heif)
+    except ForensicsError:
+        raise
+    except (ValueError, RuntimeError, OSError, SyntaxError, KeyError, EOFError) as exc:
+        raise CorruptImage(f"the heif file is corrupt and cannot be decoded: {exc}") from exc
+
+
+def _to_rgb8(pil: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+    """Bring any mode to 8-bit RGB; scale high-bit-depth modes instead of clipping them."""
+    alpha = None
+    if pil.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(pil, dtype=np.float64)
+        top = 65535.0 if pil.mode != "F" else max(float(arr.max()), 1.0)
+        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2), None
+    if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
+        rgba = pil.convert("RGBA")
+        alpha = np.asarray(rgba)[:, :, 3].copy()
+        return np.asarray(rgba)[:, :, :3].copy(), alpha
+    if pil.mode != "RGB":
+        pil = pil.convert("RGB")
+    return np.asarray(pil).copy(), alpha
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[:, :, i].astype(np.float32) for i in range(3))
+    return 0.299 * r + 0.587 * g + 0.114 * b
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.setflags(write=False)
+    return arr
+
+
+def _read_jpeg_coefficients(data: bytes) -> JpegData | None:
+    """Read quantization tables and quantized DCT coefficients with libjpeg (via jpeglib).
+
+    jpeglib reads from a path, so the bytes go through a private temporary file (in
+    ``/dev/shm`` where it exists). Returns ``None`` when libjpeg cannot read the
+    coefficients although Pillow decoded the pixels (methods then say so).
+    """
+    tmpdir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    fd, path = tempfile.mkstemp(suffix=".jpg", dir=tmpdir)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        jpeg = jpeglib.read_dct(path)
+        jpeg.load()
+        planes = [p for p in (jpeg.Y, jpeg.Cb, jpeg.Cr) if p is not None]
+        tables = tuple(_frozen(np.asarray(t, dtype=np.int32).copy()) for t in jpeg.qt)
+        table_of = tuple(int(i) for i in np.asarray(jpeg.quant_tbl_no).ravel()[: len(planes)])
+        sampling = tuple((int(a), int(b)) for a, b in np.asarray(jpeg.samp_factor).reshape(-1, 2)[: len(planes)])
+        return JpegData(
+            quant_tables=tables,
+            table_of_component=table_of,
+            coefficients=tuple(_frozen(np.asarray(p)) for p in planes),
+            sampling=sampling,
+            progressive=bool(jpeg.progressive_mode),
+        )
+    except (OSError, ValueError, RuntimeError, IndexError, TypeError):
+        return None
+    finally:
+        os.unlink(path)

@@ -1,0 +1,23 @@
+"""The explicit registry of forensic methods, in the order reports list them.
+
+Adding a method: write ``forensics/methods/<name>.py`` with one :class:`Method` subclass and
+add it below; ``tests/test_registry.py`` checks that every module of this folder is registered.
+"""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from forensics.methods.base import Method
+
+_METHODS: tuple[Method, ...] = (
+    # registry: one line per method module
+)
+
+REGISTRY: Mapping[str, Method] = MappingProxyType({m.name: m for m in _METHODS})
+
+
+def get_method(name: str) -> Method:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown method {name!r}; known: {', '.join(REGISTRY)}") from None

@@ -1,0 +1,108 @@
+"""load -> methods (in parallel threads) -> fusion: the whole analysis of one image."""
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from forensics.finding import Finding
+from forensics.fusion import Fused, fuse
+from forensics.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, DecodedImage, load_image
+from forensics.methods import REGISTRY
+from forensics.methods.base import Method
+
+DEFAULT_METHOD_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True, eq=False)
+class Report:
+    image: DecodedImage
+    findings: tuple[Finding, ...]
+    fused: Fused
+    seconds: float
+
+    def file_info(self) -> dict[str, Any]:
+        im = self.image
+        return {
+            "filename": im.filename,
+            "sha256": im.sha256,
+            "md5": hashlib.md5(im.data, usedforsecurity=False).hexdigest(),
+            "bytes": len(im.data),
+            "format": im.format.value,
+            "mime_type": im.format.mime_type,
+            "width": im.width,
+            "height": im.height,
+            "mode": im.mode,
+            "frames": im.frames,
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (``forensic_report.json``)."""
+        return {
+            "file": self.image.filename,
+            "sha256": self.image.sha256,
+            **self.fused.to_dict(),
+            "image": self.file_info(),
+            "findings": [f.to_dict() for f in self.findings],
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def run_methods(
+    image: DecodedImage,
+    methods: Sequence[Method] | None = None,
+    *,
+    timeout: float = DEFAULT_METHOD_TIMEOUT,
+    workers: int | None = None,
+) -> tuple[Finding, ...]:
+    """Run ``methods`` (default: all registered) on ``image`` in parallel threads.
+
+    A method still running after ``timeout`` seconds gets an error Finding; its thread is
+    abandoned (Python cannot kill it), which is why the worker also sets hard time limits.
+    """
+    chosen = list(REGISTRY.values()) if methods is None else list(methods)
+    pool = ThreadPoolExecutor(max_workers=workers or min(len(chosen), os.cpu_count() or 1) or 1)
+    try:
+        futures = [pool.submit(m.run, image) for m in chosen]
+        wait(futures, timeout=timeout)
+        findings = []
+        for method, future in zip(chosen, futures, strict=True):
+            if future.done():
+                findings.append(future.result())
+            else:
+                future.cancel()
+                findings.append(method.error(f"The method did not finish within {timeout:.0f} s."))
+        return tuple(findings)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def analyze_image(
+    image: DecodedImage,
+    methods: Sequence[Method] | None = None,
+    *,
+    timeout: float = DEFAULT_METHOD_TIMEOUT,
+) -> Report:
+    start = time.perf_counter()
+    findings = run_methods(image, methods, timeout=timeout)
+    fused = fuse(findings, (image.height, image.width))
+    return Report(image=image, findings=findings, fused=fused, seconds=time.perf_counter() - start)
+
+
+def analyze(
+    data: bytes,
+    *,
+    filename: str | None = None,
+    methods: Sequence[Method] | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    timeout: float = DEFAULT_METHOD_TIMEOUT,
+) -> Report:
+    """Analyse one file's bytes; raises :class:`forensics.ForensicsError` when it cannot be read."""
+    start = time.perf_counter()
+    image = load_image(data, filename=filename, max_pixels=max_pixels, max_bytes=max_bytes)
+    report = analyze_image(image, methods, timeout=timeout)
+    return Report(image=image, findings=report.findings, fused=report.fused, seconds=time.perf_counter() - start)
