@@ -10,7 +10,7 @@ so the score is explainable term by term. Nothing else in the code base decides 
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,13 +62,22 @@ def _logit(score: float) -> float:
     return max(-LOGIT_CLIP, min(LOGIT_CLIP, math.log(p / (1 - p))))
 
 
+def fused_logit(scores: Mapping[str, float], params: Mapping[str, Any] | None = None) -> tuple[float, dict[str, float]]:
+    """The fused log-odds and each method's contribution, from the methods' 0-100 scores."""
+    params = load_calibration().get("fusion", {}) if params is None else params
+    weights: Mapping[str, float] = params.get("weights", {})
+    contributions = {name: float(weights.get(name, 1.0)) * _logit(score) for name, score in scores.items()}
+    return float(params.get("bias", 0.0)) + sum(contributions.values()), contributions
+
+
+def score_of_logit(z: float) -> float:
+    return 100.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+
+
 def fuse(findings: Sequence[Finding], image_shape: tuple[int, int]) -> Fused:
     """Combine ``findings`` of one image of ``image_shape`` (height, width)."""
-    params = load_calibration().get("fusion", {})
-    weights: dict[str, float] = params.get("weights", {})
-    bias = float(params.get("bias", 0.0))
     scored = [f for f in findings if f.status is Status.OK and f.score is not None]
-    contributions = {f.method: float(weights.get(f.method, 1.0)) * _logit(f.score) for f in scored}  # type: ignore[arg-type]
+    z, contributions = fused_logit({f.method: f.score for f in scored})  # type: ignore[misc]
     issues = tuple(f"{f.method}: {f.summary}" for f in scored if f.score >= DECISION_LINE)  # type: ignore[operator]
     positives = tuple(f"{f.method}: {f.summary}" for f in scored if f.score < DECISION_LINE)  # type: ignore[operator]
     heatmap = fuse_heatmaps(scored, image_shape)
@@ -83,8 +92,7 @@ def fuse(findings: Sequence[Finding], image_shape: tuple[int, int]) -> Fused:
             recommendation="Obtain the original file from its source.",
             heatmap=None,
         )
-    z = bias + sum(contributions.values())
-    score = 100.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
+    score = score_of_logit(z)
     distance = abs(score - DECISION_LINE)
     confidence = "high" if distance >= 35 else "medium" if distance >= 15 else "low"
     manipulated = score >= DECISION_LINE

@@ -1,0 +1,96 @@
+"""Turn float maps into PNGs people and programs can use.
+
+Two renderings of a map in [0, 1] (1 = most suspicious):
+- *gray*: 8-bit grayscale, 255 = most suspicious; lossless data for programs (``--maps``,
+  stored heatmaps that the platform fuses and the web page colours);
+- *colour*: the map through a perceptual colormap (inferno), and an overlay blended onto
+  the image, for people.
+"""
+
+import cv2
+import numpy as np
+
+from forensics.finding import Finding
+from forensics.image import DecodedImage
+from forensics.pipeline import Report
+
+#: Long side of the PNGs rendered for people; data maps keep their own resolution.
+DISPLAY_SIDE = 2048
+
+
+def display_size(width: int, height: int, side: int = DISPLAY_SIDE) -> tuple[int, int]:
+    """(width, height) scaled down so the long side is at most ``side``."""
+    factor = min(1.0, side / max(width, height))
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
+def to_gray(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """uint8 map, 255 = most suspicious, resized to ``size`` = (width, height) when given."""
+    gray = np.clip(heatmap * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    if size is not None and (gray.shape[1], gray.shape[0]) != size:
+        shrinking = size[0] < gray.shape[1]
+        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+    return gray
+
+
+def from_gray_png(data: bytes) -> np.ndarray:
+    """Inverse of :func:`gray_png`: a float32 map in [0, 1]."""
+    gray = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        raise ValueError("not a grayscale PNG heatmap")
+    return gray.astype(np.float32) / 255.0
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    """PNG bytes of a gray (H, W) or RGB (H, W, 3) uint8 array."""
+    bgr = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def gray_png(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
+    return encode_png(to_gray(heatmap, size))
+
+
+def colour(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 rendering through the inferno colormap."""
+    bgr = cv2.applyColorMap(to_gray(heatmap, size), cv2.COLORMAP_INFERNO)
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def colour_png(heatmap: np.ndarray, size: tuple[int, int]) -> bytes:
+    return encode_png(colour(heatmap, size))
+
+
+def overlay_png(rgb: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0.55) -> bytes:
+    """The map blended onto the image; opacity follows suspicion so clean areas stay visible."""
+    size = display_size(rgb.shape[1], rgb.shape[0])
+    base = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if size != (rgb.shape[1], rgb.shape[0]) else rgb
+    weight = (to_gray(heatmap, size).astype(np.float32) / 255.0 * opacity)[:, :, None]
+    blended = base.astype(np.float32) * (1 - weight) + colour(heatmap, size).astype(np.float32) * weight
+    return encode_png(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
+
+
+def finding_artifacts(finding: Finding, image: DecodedImage) -> dict[str, bytes]:
+    """PNGs for people of one finding: its colour heatmap and its views."""
+    size = display_size(image.width, image.height)
+    files: dict[str, bytes] = {}
+    if finding.heatmap is not None:
+        files[f"heatmap_{finding.method}.png"] = colour_png(finding.heatmap, size)
+    for view, pixels in finding.views.items():
+        files[f"view_{finding.method}_{view}.png"] = encode_png(pixels)
+    return files
+
+
+def report_artifacts(report: Report) -> dict[str, bytes]:
+    """Every PNG of a report for people: per-method heatmaps and views, the fused map and overlay."""
+    files: dict[str, bytes] = {}
+    for finding in report.findings:
+        files.update(finding_artifacts(finding, report.image))
+    fused = report.fused.heatmap
+    if fused is not None:
+        files["heatmap_fused.png"] = colour_png(fused, display_size(report.image.width, report.image.height))
+        files["overlay_fused.png"] = overlay_png(report.image.rgb, fused)
+    return files

@@ -1,0 +1,111 @@
+"""The pipeline isolates failing and hanging methods, and fusion is explainable."""
+
+import threading
+import time
+from typing import ClassVar
+
+import numpy as np
+import pytest
+
+from forensics import Finding, Status, analyze, load_image
+from forensics.calibration import Logistic
+from forensics.fusion import Verdict, fuse, fused_logit
+from forensics.image import DecodedImage
+from forensics.methods.base import Method
+from forensics.pipeline import run_methods
+
+from .conftest import jpeg_bytes, png_bytes
+
+
+class Constant(Method):
+    name = "constant"
+    version = "1"
+    default_logistic: ClassVar[Logistic] = Logistic(center=0.0, scale=1.0)
+
+    def __init__(self, statistic: float) -> None:
+        self.statistic = statistic
+
+    def examine(self, image: DecodedImage) -> Finding:
+        heat = np.zeros((8, 8), np.float32)
+        heat[:4, :4] = 1.0
+        return self.ok(self.statistic, "constant", "A constant statistic.", {}, heatmap=heat)
+
+
+class Broken(Method):
+    name = "broken"
+    version = "1"
+
+    def examine(self, image: DecodedImage) -> Finding:
+        raise RuntimeError("boom")
+
+
+class Sleepy(Method):
+    name = "sleepy"
+    version = "1"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def examine(self, image: DecodedImage) -> Finding:
+        self.release.wait(10)
+        return self.not_applicable("woke up")
+
+
+@pytest.fixture()
+def image(astronaut) -> DecodedImage:
+    return load_image(jpeg_bytes(astronaut), filename="a.jpg")
+
+
+def test_a_failing_method_yields_an_error_finding_and_others_go_on(image: DecodedImage) -> None:
+    findings = run_methods(image, [Broken(), Constant(2.0)])
+    assert findings[0].status is Status.ERROR
+    assert "RuntimeError: boom" in findings[0].summary
+    assert findings[1].status is Status.OK and findings[1].score == pytest.approx(100 / (1 + np.exp(-2.0)))
+
+
+def test_a_hanging_method_times_out_as_an_error(image: DecodedImage) -> None:
+    sleepy = Sleepy()
+    start = time.perf_counter()
+    findings = run_methods(image, [sleepy, Constant(0.0)], timeout=0.5)
+    sleepy.release.set()
+    assert time.perf_counter() - start < 5
+    assert findings[0].status is Status.ERROR and "did not finish within" in findings[0].summary
+    assert findings[1].status is Status.OK
+
+
+def test_method_not_applying_to_format_says_so(astronaut) -> None:
+    class JpegOnly(Constant):
+        applies_to = frozenset({__import__("forensics").ImageFormat.JPEG})
+
+    finding = JpegOnly(1.0).run(load_image(png_bytes(astronaut)))
+    assert finding.status is Status.NOT_APPLICABLE and finding.score is None
+    assert "PNG" in finding.summary
+
+
+def test_fused_score_is_the_sum_of_reported_contributions(image: DecodedImage) -> None:
+    findings = run_methods(image, [Constant(3.0), Constant(-1.0)])
+    # both share the name "constant": fuse keys by method, so use distinct findings
+    a = findings[0]
+    b = Finding("other", "1", Status.OK, 20.0, "x", "y", {"statistic": 0.0})
+    fused = fuse([a, b], (image.height, image.width))
+    z, contributions = fused_logit({"constant": a.score, "other": 20.0})
+    assert fused.contributions == pytest.approx(contributions)
+    assert fused.score == pytest.approx(100 / (1 + np.exp(-z)))
+    assert fused.verdict == (Verdict.LIKELY_MANIPULATED if fused.score >= 50 else Verdict.NO_EVIDENCE)
+    assert fused.heatmap is not None and fused.heatmap.shape == (512, 512)
+    # the map is scaled by the method's score: top-left bright, the rest dark
+    assert fused.heatmap[:200, :200].min() == pytest.approx(a.score / 100, abs=0.01)
+    assert fused.heatmap[300:, 300:].max() == 0.0
+
+
+def test_no_applicable_method_gives_no_score(image: DecodedImage) -> None:
+    fused = fuse([Finding("x", "1", Status.NOT_APPLICABLE, None, "n/a", "n/a")], (10, 10))
+    assert fused.score is None and fused.verdict == Verdict.INCONCLUSIVE
+
+
+def test_analyze_reports_file_facts(astronaut) -> None:
+    data = jpeg_bytes(astronaut)
+    report = analyze(data, filename="a.jpg", methods=[Constant(0.0)]).to_dict()
+    assert report["image"]["width"] == 512 and report["image"]["format"] == "jpeg"
+    assert report["sha256"] == __import__("hashlib").sha256(data).hexdigest()
+    assert [f["method"] for f in report["findings"]] == ["constant"]
