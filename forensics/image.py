@@ -12,11 +12,13 @@ import io
 import os
 import tempfile
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
 
+import cv2
 import jpeglib
 import numpy as np
 import pillow_heif
@@ -126,10 +128,16 @@ def load_image(
         pil, frames = _open_heif(data, max_pixels)
     else:
         pil, frames = _open_pillow(data, fmt, max_pixels)
-    rgb, alpha = _to_rgb8(pil)
+    # libjpeg (through ctypes) and Pillow's decoder both release the GIL: read the DCT
+    # coefficients in a second thread while the pixels are decoded.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        coefficients = pool.submit(_read_jpeg_coefficients, data) if fmt is ImageFormat.JPEG else None
+        pil = _decode(pil, fmt)
+        rgb, alpha = _to_rgb8(pil)
+        luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        jpeg = coefficients.result() if coefficients is not None else None
     text = {str(k): v for k, v in pil.info.items() if isinstance(v, str)}
     icc = pil.info.get("icc_profile") or None
-    jpeg = _read_jpeg_coefficients(data) if fmt is ImageFormat.JPEG else None
     return DecodedImage(
         data=data,
         format=fmt,
@@ -139,7 +147,7 @@ def load_image(
         mode=pil.mode,
         frames=frames,
         rgb=_frozen(rgb),
-        luma=_frozen(_luma(rgb)),
+        luma=_frozen(luma),
         alpha=None if alpha is None else _frozen(alpha),
         jpeg=jpeg,
         container=container,
@@ -158,7 +166,17 @@ def _check_pixels(width: int, height: int, max_pixels: int) -> None:
         )
 
 
+_DECODE_ERRORS = (ValueError, SyntaxError, IndexError, TypeError, KeyError, EOFError, MemoryError, OSError)
+
+
+def _decode_error(fmt: ImageFormat, exc: BaseException) -> CorruptImage:
+    if "truncated" in str(exc):
+        return CorruptImage(f"the {fmt.value} file is truncated: {exc}")
+    return CorruptImage(f"the {fmt.value} file is corrupt and cannot be decoded: {exc}")
+
+
 def _open_pillow(data: bytes, fmt: ImageFormat, max_pixels: int) -> tuple[Image.Image, int]:
+    """Read the header only, and check the pixel limit before anything is decoded."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -167,19 +185,26 @@ def _open_pillow(data: bytes, fmt: ImageFormat, max_pixels: int) -> tuple[Image.
             found = _PIL_FORMATS.get(pil.format or "")
             if found is not fmt:
                 raise CorruptImage(f"the content starts like {fmt.value} but decodes as {pil.format}")
-            frames = int(getattr(pil, "n_frames", 1))
-            pil.load()
+            return pil, int(getattr(pil, "n_frames", 1))
     except ForensicsError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise TooManyPixels(f"refused by the decompression-bomb guard: {exc}") from exc
-    except OSError as exc:
-        if "truncated" in str(exc):
-            raise CorruptImage(f"the {fmt.value} file is truncated: {exc}") from exc
-        raise CorruptImage(f"the {fmt.value} file is corrupt and cannot be decoded: {exc}") from exc
-    except (ValueError, SyntaxError, IndexError, TypeError, KeyError, EOFError, MemoryError, Image.UnidentifiedImageError) as exc:
-        raise CorruptImage(f"the {fmt.value} file is corrupt and cannot be decoded: {exc}") from exc
-    return pil, frames
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(fmt, exc) from exc
+
+
+def _decode(pil: Image.Image, fmt: ImageFormat) -> Image.Image:
+    """Decode the pixels of an opened image (its header has passed the pixel limit)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            pil.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise TooManyPixels(f"refused by the decompression-bomb guard: {exc}") from exc
+    except _DECODE_ERRORS as exc:
+        raise _decode_error(fmt, exc) from exc
+    return pil
 
 
 def _open_heif(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
@@ -208,12 +233,7 @@ def _to_rgb8(pil: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         return np.asarray(rgba)[:, :, :3].copy(), alpha
     if pil.mode != "RGB":
         pil = pil.convert("RGB")
-    return np.asarray(pil).copy(), alpha
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    r, g, b = (rgb[:, :, i].astype(np.float32) for i in range(3))
-    return 0.299 * r + 0.587 * g + 0.114 * b
+    return np.asarray(pil), alpha
 
 
 def _frozen(arr: np.ndarray) -> np.ndarray:
