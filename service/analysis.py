@@ -1,0 +1,490 @@
+"""The analysis fan-out as service functions, one per task: prepare, run a method, fuse, reconcile.
+
+Per image: :func:`prepare_image` fetches the original, validates and decodes it, records
+its file information and metadata and creates one pending finding per method; then one
+:func:`run_method` per method runs anywhere; the finisher that sees every finding done
+wins a conditional update (``running -> fusing``) and enqueues :func:`fuse_image`, which
+stores the fused result; the case completes through another conditional update that
+exactly one finisher wins. Every function re-reads state and returns quietly when the
+work is already done, so a redelivered task updates, never duplicates. Enqueueing always
+happens after the commit; :func:`reconcile` repairs what a crash between the two lost.
+"""
+
+import logging
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import exists, select, update
+from sqlalchemy import case as sql_case
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from forensics import DecodedImage, ForensicsError, load_image
+from forensics.finding import Finding, Status
+from forensics.fusion import fuse
+from forensics.methods import REGISTRY
+from forensics.methods.base import Method
+from forensics.pipeline import Report
+from forensics.render import encode_png, from_gray_png, gray_png, overlay_png
+from service import queue
+from service.db import session_scope
+from service.models import (
+    FINDING_DONE,
+    IMAGE_DONE,
+    Case,
+    CaseStatus,
+    FindingRow,
+    FindingStatus,
+    Image,
+    ImageStatus,
+    utcnow,
+)
+from service.settings import Settings, get_settings
+from service.storage import ObjectNotFound, Storage, get_storage, image_prefix
+
+logger = logging.getLogger(__name__)
+
+#: Seconds past a time limit before the reconciler treats work as lost.
+GRACE_SECONDS = 5.0
+
+
+def selected_methods(settings: Settings | None = None) -> list[Method]:
+    """The methods to run: every registered one, or those named in ``FORENSICS_METHODS`` (in registry order)."""
+    names = (settings or get_settings()).methods
+    if not names:
+        return list(REGISTRY.values())
+    unknown = sorted(set(names) - set(REGISTRY))
+    if unknown:
+        raise ValueError(f"FORENSICS_METHODS names unknown methods {unknown}; known: {', '.join(REGISTRY)}")
+    return [m for m in REGISTRY.values() if m.name in names]
+
+
+class DecodeCache:
+    """The last few decoded images of this process, keyed by SHA-256.
+
+    The per-method tasks of one image that land on the same worker process decode it once.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._items: OrderedDict[str, DecodedImage] = OrderedDict()
+
+    def get(self, image: Image, storage: Storage, settings: Settings) -> DecodedImage:
+        assert image.sha256 is not None and image.storage_key is not None
+        decoded = self._items.get(image.sha256)
+        if decoded is None:
+            data = storage.get_bytes(image.storage_key)
+            decoded = load_image(
+                data, filename=image.filename, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes
+            )
+            self._items[image.sha256] = decoded
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        else:
+            self._items.move_to_end(image.sha256)
+        return decoded
+
+
+_cache: DecodeCache | None = None
+
+
+def _decode(image: Image) -> DecodedImage:
+    global _cache
+    settings = get_settings()
+    if _cache is None:
+        _cache = DecodeCache(settings.decode_cache_size)
+    return _cache.get(image, get_storage(), settings)
+
+
+def file_info(decoded: DecodedImage) -> dict[str, Any]:
+    """The engine's file information (hashes, format, size) of a decoded image."""
+    return Report(decoded, (), fuse((), (decoded.height, decoded.width)), 0.0).file_info()
+
+
+def extract_metadata(decoded: DecodedImage) -> dict[str, Any]:
+    from forensics.methods.metadata import extract_metadata as extract
+
+    return extract(decoded)
+
+
+def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: creating the findings twice keeps one row per (image, method)."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    session.execute(insert(FindingRow).values(rows).on_conflict_do_nothing(index_elements=["image_id", "method"]))
+
+
+# ---------------------------------------------------------------------------------------- prepare
+
+
+def prepare_image(image_id: uuid.UUID) -> None:
+    """Fetch, validate and decode one image; create its findings; enqueue one task per method."""
+    settings = get_settings()
+    with session_scope() as session:
+        image = session.get(Image, image_id)
+        if image is None or image.status != ImageStatus.QUEUED:
+            return
+        image.attempts += 1
+        image.started_at = image.started_at or utcnow()
+        session.commit()
+        try:
+            decoded = _decode(image)
+        except (ForensicsError, ObjectNotFound) as exc:
+            code = exc.code if isinstance(exc, ForensicsError) else "ANALYSIS_ERROR"
+            detail = str(exc) if isinstance(exc, ForensicsError) else "The stored original is missing."
+            fail_image(session, image_id, code, detail)
+            complete_case_if_done(session, image.case_id)
+            return
+        methods = selected_methods(settings)
+        try:
+            metadata = extract_metadata(decoded)
+        except Exception as exc:  # metadata is a report section; its failure must not stop the analysis
+            logger.exception("metadata extraction failed for image %s", image_id)
+            metadata = {"error": f"{type(exc).__name__}: {exc}"}
+        now = utcnow()
+        _insert_ignore(
+            session,
+            [
+                {"id": uuid.uuid4(), "image_id": image_id, "method": m.name, "position": i, "enqueued_at": now}
+                for i, m in enumerate(methods)
+            ],
+        )
+        won = session.execute(
+            update(Image)
+            .where(Image.id == image_id, Image.status == ImageStatus.QUEUED)
+            .values(
+                status=ImageStatus.RUNNING,
+                format=decoded.format.value,
+                width=decoded.width,
+                height=decoded.height,
+                file_info=file_info(decoded),
+                image_metadata=metadata,
+                updated_at=now,
+            )
+        ).rowcount
+        session.execute(
+            update(Case).where(Case.id == image.case_id, Case.status == CaseStatus.QUEUED).values(status=CaseStatus.RUNNING)
+        )
+        session.commit()
+        if not won:
+            return
+        pending = session.scalars(
+            select(FindingRow.method).where(FindingRow.image_id == image_id, FindingRow.status.not_in(FINDING_DONE))
+        ).all()
+    queue.enqueue_methods((image_id, name) for name in pending)
+
+
+def fail_image(session: Session, image_id: uuid.UUID, code: str, detail: str) -> None:
+    session.execute(
+        update(Image)
+        .where(Image.id == image_id, Image.status.not_in(IMAGE_DONE))
+        .values(status=ImageStatus.FAILED, error_code=code, error_detail=detail, completed_at=utcnow())
+    )
+    session.commit()
+
+
+# ---------------------------------------------------------------------------------------- methods
+
+
+def run_method(image_id: uuid.UUID, method_name: str) -> None:
+    """Run one method on one image and store its finding; the last finisher enqueues the join."""
+    storage = get_storage()
+    with session_scope() as session:
+        row = session.scalar(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method_name))
+        if row is None:
+            return
+        if row.status not in FINDING_DONE:
+            claimed = session.execute(
+                update(FindingRow)
+                .where(FindingRow.id == row.id, FindingRow.status.not_in(FINDING_DONE))
+                .values(status=FindingStatus.RUNNING, started_at=utcnow(), attempts=FindingRow.attempts + 1)
+            ).rowcount
+            session.commit()
+            if claimed:
+                finding = _examine(session.get_one(Image, image_id), method_name)
+                _store_finding(session, storage, row, finding)
+        won = try_join(session, image_id)
+    if won:
+        queue.enqueue_fuse([image_id])
+
+
+def _examine(image: Image, method_name: str) -> Finding:
+    method = REGISTRY.get(method_name)
+    if method is None:
+        return Finding(method_name, "?", Status.ERROR, None, "error", "This worker does not know the method.")
+    try:
+        decoded = _decode(image)
+    except ForensicsError as exc:
+        return method.error(f"The image could not be decoded: {exc}")
+    return method.run(decoded)
+
+
+def _store_finding(session: Session, storage: Storage, row: FindingRow, finding: Finding) -> None:
+    prefix = image_prefix(row.image.case_id, row.image_id)
+    heatmap_key = None
+    if finding.heatmap is not None:
+        heatmap_key = f"{prefix}/heatmaps/{row.method}.png"
+        storage.put_bytes(heatmap_key, gray_png(finding.heatmap), "image/png")
+    view_keys = {}
+    for view, pixels in finding.views.items():
+        view_keys[view] = f"{prefix}/views/{row.method}_{view}.png"
+        storage.put_bytes(view_keys[view], encode_png(pixels), "image/png")
+    record_finding(session, row.id, finding, heatmap_key=heatmap_key, view_keys=view_keys)
+
+
+def record_finding(
+    session: Session,
+    finding_id: uuid.UUID,
+    finding: Finding,
+    *,
+    heatmap_key: str | None = None,
+    view_keys: dict[str, str] | None = None,
+) -> None:
+    """Store ``finding`` unless the row is already done (a redelivered task changes nothing)."""
+    session.execute(
+        update(FindingRow)
+        .where(FindingRow.id == finding_id, FindingRow.status.not_in(FINDING_DONE))
+        .values(
+            status=finding.status.value,
+            method_version=finding.version,
+            score=finding.score,
+            label=finding.label,
+            summary=finding.summary,
+            details=_jsonable(dict(finding.details)),
+            heatmap_key=heatmap_key,
+            view_keys=view_keys or {},
+            seconds=finding.seconds,
+            finished_at=utcnow(),
+        )
+    )
+    session.commit()
+
+
+def record_method_error(image_id: uuid.UUID, method_name: str, summary: str) -> None:
+    """Record an error finding (time limit reached, retries exhausted) and try the join."""
+    with session_scope() as session:
+        row = session.scalar(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method_name))
+        if row is None:
+            return
+        method = REGISTRY.get(method_name)
+        version = method.version if method else "?"
+        record_finding(session, row.id, Finding(method_name, version, Status.ERROR, None, "error", summary))
+        won = try_join(session, image_id)
+    if won:
+        queue.enqueue_fuse([image_id])
+
+
+def _jsonable(value: Any) -> Any:
+    """Details are JSON-serialisable by contract; numpy scalars that slip through become floats."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):
+        return value.item()
+    return value
+
+
+def try_join(session: Session, image_id: uuid.UUID) -> bool:
+    """``running -> fusing`` when no finding is left; exactly one caller gets True.
+
+    Called after the caller's finding is committed, in its own statement: the last finding
+    to commit always sees every other one done, and the row lock of the conditional update
+    lets only one of concurrent finishers change the status.
+    """
+    unfinished = exists().where(FindingRow.image_id == image_id, FindingRow.status.not_in(FINDING_DONE))
+    won = session.execute(
+        update(Image)
+        .where(Image.id == image_id, Image.status == ImageStatus.RUNNING, ~unfinished)
+        .values(status=ImageStatus.FUSING, updated_at=utcnow())
+    ).rowcount
+    session.commit()
+    return won == 1
+
+
+# ---------------------------------------------------------------------------------------- join
+
+
+def fuse_image(image_id: uuid.UUID) -> None:
+    """Fuse the stored findings into the image's result, then complete the case if it was the last."""
+    storage = get_storage()
+    with session_scope() as session:
+        image = session.get(Image, image_id)
+        if image is None or image.status != ImageStatus.FUSING:
+            return
+        assert image.width is not None and image.height is not None
+        findings = [_as_finding(row, storage) for row in image.findings]
+        fused = fuse(findings, (image.height, image.width))
+        heatmap_key = overlay_key = None
+        if fused.heatmap is not None:
+            prefix = image_prefix(image.case_id, image_id)
+            heatmap_key, overlay_key = f"{prefix}/fused.png", f"{prefix}/overlay.png"
+            storage.put_bytes(heatmap_key, gray_png(fused.heatmap), "image/png")
+            storage.put_bytes(overlay_key, overlay_png(_decode(image).rgb, fused.heatmap), "image/png")
+        now = utcnow()
+        started = image.started_at or now
+        session.execute(
+            update(Image)
+            .where(Image.id == image_id, Image.status == ImageStatus.FUSING)
+            .values(
+                status=ImageStatus.COMPLETED,
+                tamper_score=fused.score,
+                verdict=fused.verdict,
+                fused=fused.to_dict(),
+                heatmap_key=heatmap_key,
+                overlay_key=overlay_key,
+                completed_at=now,
+                seconds=(_aware(now) - _aware(started)).total_seconds(),
+            )
+        )
+        session.commit()
+        complete_case_if_done(session, image.case_id)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite returns naive datetimes (stored in UTC); Postgres returns aware ones."""
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _as_finding(row: FindingRow, storage: Storage) -> Finding:
+    heatmap = from_gray_png(storage.get_bytes(row.heatmap_key)) if row.heatmap_key else None
+    return Finding(
+        method=row.method,
+        version=row.method_version or "?",
+        status=Status(row.status),
+        score=row.score,
+        label=row.label or "",
+        summary=row.summary or "",
+        details=row.details or {},
+        heatmap=heatmap,
+        seconds=row.seconds or 0.0,
+    )
+
+
+def complete_case_if_done(session: Session, case_id: uuid.UUID) -> bool:
+    """Close the case when no image is left: ``completed`` if any image completed, else ``failed``.
+
+    Exactly one finisher gets True: this is where a webhook (outbox row) will be written.
+    """
+    unfinished = exists().where(Image.case_id == case_id, Image.status.not_in(IMAGE_DONE))
+    any_completed = exists().where(Image.case_id == case_id, Image.status == ImageStatus.COMPLETED)
+    won = session.execute(
+        update(Case)
+        .where(Case.id == case_id, Case.status.in_([CaseStatus.QUEUED, CaseStatus.RUNNING]), ~unfinished)
+        .values(
+            status=sql_case((any_completed, CaseStatus.COMPLETED.value), else_=CaseStatus.FAILED.value),
+            completed_at=utcnow(),
+        )
+    ).rowcount
+    session.commit()
+    return won == 1
+
+
+# ---------------------------------------------------------------------------------------- reconciler
+
+
+@dataclass
+class Repairs:
+    """What one reconciler pass did (logged, and asserted by tests)."""
+
+    requeued_methods: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    timed_out_methods: list[tuple[uuid.UUID, str]] = field(default_factory=list)
+    requeued_prepares: list[uuid.UUID] = field(default_factory=list)
+    failed_prepares: list[uuid.UUID] = field(default_factory=list)
+    requeued_fuses: list[uuid.UUID] = field(default_factory=list)
+    closed_cases: list[uuid.UUID] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return any(bool(v) for v in vars(self).values())
+
+
+def reconcile(now: datetime | None = None) -> Repairs:
+    """Repair work stuck past its time limit or whose message was lost; safe to run anywhere, any time."""
+    settings = get_settings()
+    now = now or utcnow()
+    running_cutoff = now - timedelta(seconds=settings.method_time_limit + GRACE_SECONDS)
+    prepare_cutoff = now - timedelta(seconds=settings.prepare_time_limit + GRACE_SECONDS)
+    fuse_cutoff = now - timedelta(seconds=settings.fuse_time_limit + GRACE_SECONDS)
+    lost_cutoff = now - timedelta(seconds=settings.requeue_after)
+    repairs = Repairs()
+    with session_scope() as session:
+        # Methods whose process died or hit the hard limit: retry, or record an error after max_attempts.
+        stuck = session.execute(
+            select(FindingRow.id, FindingRow.image_id, FindingRow.method, FindingRow.attempts).where(
+                FindingRow.status == FindingStatus.RUNNING, FindingRow.started_at < running_cutoff
+            )
+        ).all()
+        for finding_id, image_id, method, attempts in stuck:
+            if attempts >= settings.max_attempts:
+                repairs.timed_out_methods.append((image_id, method))
+            elif session.execute(
+                update(FindingRow)
+                .where(FindingRow.id == finding_id, FindingRow.status == FindingStatus.RUNNING)
+                .values(status=FindingStatus.PENDING, enqueued_at=now)
+            ).rowcount:
+                repairs.requeued_methods.append((image_id, method))
+        # Methods whose message was lost (broker restart, crash between commit and send).
+        lost = session.execute(
+            select(FindingRow.id, FindingRow.image_id, FindingRow.method)
+            .join(Image)
+            .where(
+                Image.status == ImageStatus.RUNNING,
+                FindingRow.status == FindingStatus.PENDING,
+                FindingRow.enqueued_at < lost_cutoff,
+            )
+        ).all()
+        for finding_id, image_id, method in lost:
+            session.execute(update(FindingRow).where(FindingRow.id == finding_id).values(enqueued_at=now))
+            repairs.requeued_methods.append((image_id, method))
+        # Images not prepared: their message was lost, or prepare keeps dying.
+        for image_id, attempts, started in session.execute(
+            select(Image.id, Image.attempts, Image.started_at).where(
+                Image.status == ImageStatus.QUEUED, Image.enqueued_at < lost_cutoff
+            )
+        ).all():
+            if attempts >= settings.max_attempts and started is not None and started < prepare_cutoff:
+                repairs.failed_prepares.append(image_id)
+            else:
+                session.execute(update(Image).where(Image.id == image_id).values(enqueued_at=now))
+                repairs.requeued_prepares.append(image_id)
+        # Joins lost between a finding's commit and the fuse message, or fuses that died.
+        repairs.requeued_fuses.extend(
+            session.scalars(
+                select(Image.id).where(Image.status == ImageStatus.FUSING, Image.updated_at < fuse_cutoff)
+            ).all()
+        )
+        for image_id in repairs.requeued_fuses:
+            session.execute(update(Image).where(Image.id == image_id).values(updated_at=now))
+        session.commit()
+        unjoined = session.scalars(
+            select(Image.id).where(
+                Image.status == ImageStatus.RUNNING,
+                Image.updated_at < prepare_cutoff,
+                ~exists().where(FindingRow.image_id == Image.id, FindingRow.status.not_in(FINDING_DONE)),
+            )
+        ).all()
+        repairs.requeued_fuses.extend(i for i in unjoined if try_join(session, i))
+        for image_id in repairs.failed_prepares:
+            fail_image(session, image_id, "ANALYSIS_ERROR", "The image could not be prepared for analysis.")
+        open_cases = session.scalars(
+            select(Case.id).where(
+                Case.status.in_([CaseStatus.QUEUED, CaseStatus.RUNNING]),
+                ~exists().where(Image.case_id == Case.id, Image.status.not_in(IMAGE_DONE)),
+            )
+        ).all()
+        repairs.closed_cases.extend(c for c in open_cases if complete_case_if_done(session, c))
+    for image_id, method in repairs.timed_out_methods:
+        record_method_error(
+            image_id,
+            method,
+            f"The method did not finish within {settings.method_time_limit} s in {settings.max_attempts} attempts.",
+        )
+    queue.enqueue_methods(repairs.requeued_methods)
+    queue.enqueue_prepare(repairs.requeued_prepares)
+    queue.enqueue_fuse(repairs.requeued_fuses)
+    if repairs:
+        logger.warning("reconciler repaired stuck work: %s", repairs)
+    return repairs

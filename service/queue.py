@@ -1,0 +1,87 @@
+"""The Celery application (configuration only) and the functions that enqueue work by task name.
+
+The API sends tasks by name through this app without importing the worker's code; the
+worker (``worker/celery_app.py``) uses the same app and registers the tasks. Three queues,
+consumed in this order where the broker supports it (Redis ``queue_order_strategy``):
+``control`` (the reconciler), ``analysis`` (methods and joins: finish started images
+first, which also keeps decoded images in the workers' caches), ``intake`` (prepare).
+"""
+
+from collections.abc import Iterable
+from functools import lru_cache
+from uuid import UUID
+
+from celery import Celery
+from kombu import Queue
+
+from service.settings import Settings, get_settings
+
+PREPARE_IMAGE = "forensics.prepare_image"
+RUN_METHOD = "forensics.run_method"
+FUSE_IMAGE = "forensics.fuse_image"
+RECONCILE = "forensics.reconcile"
+
+QUEUES = ("control", "analysis", "intake")
+ROUTES = {PREPARE_IMAGE: "intake", RUN_METHOD: "analysis", FUSE_IMAGE: "analysis", RECONCILE: "control"}
+
+
+def _transport_options(settings: Settings) -> dict[str, object]:
+    if settings.embedded_broker:
+        folder = settings.broker_folder
+        (folder / "queue").mkdir(parents=True, exist_ok=True)
+        (folder / "control").mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+            "polling_interval": 0.1,
+        }
+    return {"visibility_timeout": settings.visibility_timeout, "queue_order_strategy": "priority"}
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("forensics", broker=settings.broker_url, set_as_current=False)
+    app.conf.update(
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,
+        # Reliability: a message is acknowledged after its task ran, one message at a time.
+        task_acks_late=True,
+        worker_prefetch_multiplier=1,
+        task_reject_on_worker_lost=False,  # a task that kills its process is repaired by the reconciler
+        worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=_transport_options(settings),
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="intake",
+        task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
+        beat_schedule={"reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval}},
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+    )
+    return app
+
+
+@lru_cache
+def get_celery() -> Celery:
+    return make_celery(get_settings())
+
+
+def _send(name: str, args_list: Iterable[list[str]]) -> None:
+    app = get_celery()
+    with app.producer_or_acquire() as producer:
+        for args in args_list:
+            app.send_task(name, args=args, producer=producer)
+
+
+def enqueue_prepare(image_ids: Iterable[UUID]) -> None:
+    _send(PREPARE_IMAGE, ([str(i)] for i in image_ids))
+
+
+def enqueue_methods(jobs: Iterable[tuple[UUID, str]]) -> None:
+    _send(RUN_METHOD, ([str(image_id), method] for image_id, method in jobs))
+
+
+def enqueue_fuse(image_ids: Iterable[UUID]) -> None:
+    _send(FUSE_IMAGE, ([str(i)] for i in image_ids))

@@ -1,0 +1,93 @@
+"""Every setting of the service, read from environment variables in one place.
+
+The defaults give the *embedded* mode: SQLite, a local storage folder and Celery's
+filesystem transport, all under ``FORENSICS_HOME`` (``./forensics-data``). Pointing
+``DATABASE_URL``, ``BROKER_URL`` and ``STORAGE_URL`` at Postgres, Redis and S3 gives the
+distributed mode; no code path differs beyond what these settings select.
+"""
+
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+from urllib.parse import urlparse
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _env(name: str) -> AliasChoices:
+    """Accept both ``NAME`` and ``FORENSICS_NAME`` for the settings shared with other tools."""
+    return AliasChoices(name, f"FORENSICS_{name}")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="FORENSICS_", extra="ignore", populate_by_name=True)
+
+    environment: Literal["development", "production", "test"] = "development"
+    home: Path = Field(default=Path("forensics-data"), description="Folder of the embedded mode's data")
+
+    database_url: str = Field(default="", validation_alias=_env("DATABASE_URL"))
+    broker_url: str = Field(default="filesystem://", validation_alias=_env("BROKER_URL"))
+    storage_url: str = Field(default="", validation_alias=_env("STORAGE_URL"))
+
+    s3_endpoint_url: str | None = Field(default=None, validation_alias=_env("S3_ENDPOINT_URL"))
+    s3_region: str = Field(default="us-east-1", validation_alias=_env("S3_REGION"))
+    s3_access_key_id: str | None = Field(default=None, validation_alias=_env("S3_ACCESS_KEY_ID"))
+    s3_secret_access_key: str | None = Field(default=None, validation_alias=_env("S3_SECRET_ACCESS_KEY"))
+    s3_create_bucket: bool = Field(default=False, description="Create the bucket at start if missing")
+    presign_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+
+    max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
+    max_request_bytes: int = Field(default=5 * 1024**3, ge=1)
+    max_files_per_case: int = Field(default=1000, ge=1)
+    max_pixels: int = Field(default=200_000_000, ge=1)
+
+    methods: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma list of methods to run; empty = every registered method"
+    )
+    method_soft_time_limit: int = Field(default=240, ge=1)
+    method_time_limit: int = Field(default=300, ge=2)
+    prepare_time_limit: int = Field(default=120, ge=2)
+    fuse_time_limit: int = Field(default=120, ge=2)
+    max_attempts: int = Field(default=3, ge=1, description="Deliveries of one method before it is recorded as an error")
+    requeue_after: int = Field(default=900, ge=1, description="Seconds before queued work whose message is lost is re-sent")
+    reconcile_interval: float = Field(default=60.0, gt=0)
+    visibility_timeout: int = Field(default=3600, ge=1, description="Redis: seconds before an unacked message is redelivered")
+    worker_max_tasks_per_child: int = Field(default=500, ge=1)
+    decode_cache_size: int = Field(default=2, ge=1, description="Decoded images kept per worker process")
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [name.strip() for name in value.split(",") if name.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_and_checks(self) -> "Settings":
+        self.home = self.home.expanduser().resolve()
+        if not self.database_url:
+            self.database_url = f"sqlite:///{self.home / 'forensics.db'}"
+        if not self.storage_url:
+            self.storage_url = (self.home / "storage").as_uri()
+        if self.method_soft_time_limit >= self.method_time_limit:
+            raise ValueError("FORENSICS_METHOD_SOFT_TIME_LIMIT must be below FORENSICS_METHOD_TIME_LIMIT")
+        if urlparse(self.storage_url).scheme not in ("s3", "file"):
+            raise ValueError(f"STORAGE_URL must be s3://bucket/prefix or file:///path, got {self.storage_url!r}")
+        if self.environment == "production" and self.s3_secret_access_key in {"minioadmin", "changethis", "changeme"}:
+            raise ValueError("refusing a placeholder S3 secret in production: set S3_SECRET_ACCESS_KEY")
+        return self
+
+    @cached_property
+    def broker_folder(self) -> Path:
+        return self.home / "broker"
+
+    @property
+    def embedded_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem:")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings (read once; tests clear the cache after changing the environment)."""
+    return Settings()

@@ -1,0 +1,214 @@
+"""One storage interface, two backends: S3 (boto3, any S3-compatible endpoint) and a local folder.
+
+Keys are relative paths (``cases/<case>/originals/<sha256>``); the database stores keys,
+never URLs. Originals are written byte for byte (they are evidence) and addressed by their
+SHA-256 under the case's prefix, so a file uploaded twice in a case is stored once.
+"""
+
+import os
+import shutil
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+from urllib.parse import unquote, urlparse
+
+from service.settings import Settings, get_settings
+
+
+class StorageError(Exception):
+    """A storage operation failed for a reason that may pass (network, throttling): retry it."""
+
+
+class ObjectNotFound(KeyError):
+    """No object under that key."""
+
+
+def original_key(case_id: object, sha256: str) -> str:
+    return f"cases/{case_id}/originals/{sha256}"
+
+
+def image_prefix(case_id: object, image_id: object) -> str:
+    return f"cases/{case_id}/images/{image_id}"
+
+
+def _clean(key: str) -> str:
+    path = PurePosixPath(key)
+    if path.is_absolute() or ".." in path.parts or not key:
+        raise ValueError(f"invalid storage key {key!r}")
+    return str(path)
+
+
+class Storage(ABC):
+    @abstractmethod
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        """Store the file at ``path`` under ``key`` (overwriting: writes are idempotent)."""
+
+    @abstractmethod
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None: ...
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def open(self, key: str) -> BinaryIO:
+        """A readable stream of the object (for streaming responses)."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def presigned_url(self, key: str, *, filename: str | None = None) -> str | None:
+        """A short-lived URL a client may fetch directly, or None when the API serves the object."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Raise :class:`StorageError` when the storage cannot be reached."""
+
+
+class LocalStorage(Storage):
+    """A folder; writes go to a temporary file first and are renamed into place atomically."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        return self.root / _clean(key)
+
+    def _atomic_write(self, key: str, write: Callable[[BinaryIO], object]) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                write(out)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        def write(out: BinaryIO) -> None:
+            with path.open("rb") as src:
+                shutil.copyfileobj(src, out, 1024 * 1024)
+
+        self._atomic_write(key, write)
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self._atomic_write(key, lambda out: out.write(data))
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return self._path(key).read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    def open(self, key: str) -> BinaryIO:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise ObjectNotFound(key) from None
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def presigned_url(self, key: str, *, filename: str | None = None) -> str | None:
+        return None
+
+    def check(self) -> None:
+        if not (self.root.is_dir() and os.access(self.root, os.W_OK)):
+            raise StorageError(f"storage folder {self.root} is not a writable folder")
+
+
+class S3Storage(Storage):
+    """An S3 bucket (AWS, MinIO, moto...) under an optional prefix."""
+
+    def __init__(self, bucket: str, prefix: str, settings: Settings) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.presign_seconds = settings.presign_seconds
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=settings.s3_endpoint_url,
+            region_name=settings.s3_region,
+            aws_access_key_id=settings.s3_access_key_id,
+            aws_secret_access_key=settings.s3_secret_access_key,
+            config=Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4"),
+        )
+        if settings.s3_create_bucket and not self._bucket_exists():
+            self.client.create_bucket(Bucket=bucket)
+
+    def _key(self, key: str) -> str:
+        key = _clean(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _bucket_exists(self) -> bool:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+            return True
+        except ClientError:
+            return False
+
+    def _call(self, fn: Callable[..., Any], *args: object, **kwargs: object) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(*args, **kwargs)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404", "NotFound"):
+                raise ObjectNotFound(kwargs.get("Key")) from None
+            raise StorageError(str(exc)) from exc
+        except BotoCoreError as exc:
+            raise StorageError(str(exc)) from exc
+
+    def put_file(self, key: str, path: Path, content_type: str) -> None:
+        # upload_file streams from disk and switches to multipart uploads for large files.
+        self._call(
+            self.client.upload_file, str(path), self.bucket, self._key(key), ExtraArgs={"ContentType": content_type}
+        )
+
+    def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
+        self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data, ContentType=content_type)
+
+    def get_bytes(self, key: str) -> bytes:
+        response = self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))
+        return response["Body"].read()
+
+    def open(self, key: str) -> BinaryIO:
+        return self._call(self.client.get_object, Bucket=self.bucket, Key=self._key(key))["Body"]
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._call(self.client.head_object, Bucket=self.bucket, Key=self._key(key))
+            return True
+        except ObjectNotFound:
+            return False
+
+    def presigned_url(self, key: str, *, filename: str | None = None) -> str | None:
+        params = {"Bucket": self.bucket, "Key": self._key(key)}
+        if filename:
+            params["ResponseContentDisposition"] = f'inline; filename="{filename}"'
+        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign_seconds)
+
+    def check(self) -> None:
+        self._call(self.client.head_bucket, Bucket=self.bucket)
+
+
+def make_storage(settings: Settings) -> Storage:
+    url = urlparse(settings.storage_url)
+    if url.scheme == "s3":
+        return S3Storage(url.netloc, url.path, settings)
+    return LocalStorage(Path(unquote(url.path)))
+
+
+@lru_cache
+def get_storage() -> Storage:
+    return make_storage(get_settings())

@@ -1,0 +1,63 @@
+"""Thin tasks: take ids, call the service function, retry only transient errors.
+
+Every task is idempotent (it re-reads state and skips work already done), acknowledged
+late, and bounded by time limits; :func:`reconcile` repairs whatever still gets stuck.
+"""
+
+from typing import Any
+from uuid import UUID
+
+from celery.exceptions import SoftTimeLimitExceeded
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+from service import analysis, queue
+from service.settings import get_settings
+from service.storage import StorageError
+from worker.celery_app import app
+
+settings = get_settings()
+
+#: Errors that may pass: the database or the storage was briefly unreachable.
+TRANSIENT = (OperationalError, InterfaceError, StorageError, ConnectionError, TimeoutError)
+RELIABLE: dict[str, Any] = {
+    "acks_late": True,
+    "autoretry_for": TRANSIENT,
+    "retry_backoff": 2,
+    "retry_backoff_max": 120,
+    "retry_jitter": True,
+    "max_retries": 5,
+}
+
+
+@app.task(name=queue.PREPARE_IMAGE, time_limit=settings.prepare_time_limit, **RELIABLE)
+def prepare_image(image_id: str) -> None:
+    """Fetch, validate and decode one image, then fan out one task per method."""
+    analysis.prepare_image(UUID(image_id))
+
+
+@app.task(
+    name=queue.RUN_METHOD,
+    soft_time_limit=settings.method_soft_time_limit,
+    time_limit=settings.method_time_limit,
+    **RELIABLE,
+)
+def run_method(image_id: str, method: str) -> None:
+    """Run one forensic method on one image; the last one of the image enqueues the join."""
+    try:
+        analysis.run_method(UUID(image_id), method)
+    except SoftTimeLimitExceeded:
+        analysis.record_method_error(
+            UUID(image_id), method, f"The method did not finish within {settings.method_soft_time_limit} s."
+        )
+
+
+@app.task(name=queue.FUSE_IMAGE, time_limit=settings.fuse_time_limit, **RELIABLE)
+def fuse_image(image_id: str) -> None:
+    """Fuse an image's findings into its score, verdict and maps; close the case if it was the last."""
+    analysis.fuse_image(UUID(image_id))
+
+
+@app.task(name=queue.RECONCILE, time_limit=300, **RELIABLE)
+def reconcile() -> None:
+    """Repair work stuck past its time limit or whose message was lost."""
+    analysis.reconcile()
