@@ -8,9 +8,13 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from forensics.methods.base import Method
+from forensics.methods.integrity import IntegrityMethod
+from forensics.methods.metadata import MetadataMethod
 
 _METHODS: tuple[Method, ...] = (
     # registry: one line per method module
+    MetadataMethod(),
+    IntegrityMethod(),
 )
 
 REGISTRY: Mapping[str, Method] = MappingProxyType({m.name: m for m in _METHODS})
