@@ -36,7 +36,10 @@ def _transport_options(settings: Settings) -> dict[str, object]:
             "control_folder": str(folder / "control"),
             "polling_interval": 0.1,
         }
-    return {"visibility_timeout": settings.visibility_timeout, "queue_order_strategy": "priority"}
+    options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout, "queue_order_strategy": "priority"}
+    if settings.broker_key_prefix:
+        options["global_keyprefix"] = settings.broker_key_prefix
+    return options
 
 
 def make_celery(settings: Settings) -> Celery:

@@ -53,6 +53,7 @@ class Settings(BaseSettings):
     requeue_after: int = Field(default=900, ge=1, description="Seconds before queued work whose message is lost is re-sent")
     reconcile_interval: float = Field(default=60.0, gt=0)
     visibility_timeout: int = Field(default=3600, ge=1, description="Redis: seconds before an unacked message is redelivered")
+    broker_key_prefix: str = Field(default="", description="Redis: prefix of every key (several deployments on one Redis)")
     worker_max_tasks_per_child: int = Field(default=500, ge=1)
     decode_cache_size: int = Field(default=2, ge=1, description="Decoded images kept per worker process")
 

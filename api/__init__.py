@@ -1,0 +1,1 @@
+"""FastAPI front end: thin routes over :mod:`service`; OpenAPI at ``/docs``."""

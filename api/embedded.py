@@ -1,0 +1,63 @@
+"""Embedded mode: the API and a worker on one machine with no external server.
+
+SQLite, a local storage folder and Celery's filesystem transport, all under
+``FORENSICS_HOME`` (default ``./forensics-data``): the same code paths as the distributed
+setup, selected only by the settings' defaults. ``forensics serve`` calls :func:`serve`.
+"""
+
+import logging
+import os
+import subprocess
+import sys
+
+import uvicorn
+
+from service.db import migrate
+from service.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def worker_command(concurrency: int | None = None) -> list[str]:
+    """The Celery worker (with the reconciler's beat embedded) as a child process of ``serve``."""
+    settings = get_settings()
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--beat",
+        "--schedule",
+        str(settings.home / "beat-schedule"),
+        "--concurrency",
+        str(concurrency or os.cpu_count() or 1),
+        "--hostname",
+        "embedded@%h",
+        "--without-mingle",
+        "--without-gossip",
+        "--loglevel",
+        "INFO",
+    ]
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Migrate the database, start a worker process, and serve the API until interrupted."""
+    settings = get_settings()
+    settings.home.mkdir(parents=True, exist_ok=True)
+    migrate()
+    env = {**os.environ, "FORENSICS_HOME": str(settings.home)}
+    with (settings.home / "worker.log").open("ab") as log:
+        worker = subprocess.Popen(worker_command(), env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        from api.main import app
+
+        uvicorn.run(app, host=host, port=port)
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

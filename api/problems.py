@@ -1,0 +1,78 @@
+"""Errors as ``application/problem+json`` (RFC 9457) carrying the dossier's codes, mapped in one place."""
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from forensics import ForensicsError
+from service.cases import NotFound
+
+PROBLEM_JSON = "application/problem+json"
+
+#: code -> (HTTP status, title)
+CODES: dict[str, tuple[int, str]] = {
+    "NO_FILE": (400, "No file was uploaded"),
+    "EMPTY_FILENAME": (400, "A file part has an empty file name"),
+    "INVALID_FORMAT": (415, "Not a supported image format"),
+    "VALIDATION_ERROR": (422, "The image is corrupt or cannot be decoded"),
+    "FILE_TOO_LARGE": (413, "The upload is too large"),
+    "ANALYSIS_ERROR": (422, "The image could not be analysed"),
+    "TOO_MANY_FILES": (413, "Too many files in one request"),
+    "BAD_REQUEST": (400, "The request is invalid"),
+    "NOT_FOUND": (404, "Not found"),
+    "NOT_MODIFIED": (304, "Not modified"),
+    "UNAVAILABLE": (503, "A dependency of the service is unavailable"),
+}
+
+
+class Problem(Exception):
+    """Raise anywhere in a route: becomes a problem+json response with the code's status."""
+
+    def __init__(self, code: str, detail: str, *, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status or CODES.get(code, (400, ""))[0]
+
+
+def problem_body(code: str, detail: str | None, status: int | None = None) -> dict[str, Any]:
+    default_status, title = CODES.get(code, (status or 500, code.replace("_", " ").capitalize()))
+    return {
+        "type": f"urn:image-forensics:problem:{code.lower().replace('_', '-')}",
+        "title": title,
+        "status": status or default_status,
+        "detail": detail,
+        "code": code,
+    }
+
+
+def problem_response(code: str, detail: str, status: int | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    body = problem_body(code, detail, status)
+    return JSONResponse(body, status_code=body["status"], media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.code, exc.detail, exc.status)
+
+    @app.exception_handler(ForensicsError)
+    async def _forensics(_: Request, exc: ForensicsError) -> JSONResponse:
+        return problem_response(exc.code, str(exc))
+
+    @app.exception_handler(NotFound)
+    async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
+        return problem_response("NOT_FOUND", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return problem_response("BAD_REQUEST", errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
+        return problem_response(code, str(exc.detail), exc.status_code, headers=getattr(exc, "headers", None))

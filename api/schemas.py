@@ -1,0 +1,136 @@
+"""Response schemas, separate from the ORM models: public case, case list (cursor), image report, tools."""
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from pydantic import BaseModel, Field
+
+
+class Problem(BaseModel):
+    """An error as ``application/problem+json`` (RFC 9457) with the dossier's ``code``."""
+
+    type: str
+    title: str
+    status: int
+    detail: str | None = None
+    code: str
+
+
+class ImageError(BaseModel):
+    code: str
+    detail: str | None = None
+
+
+class ImageSummary(BaseModel):
+    id: UUID
+    position: int
+    filename: str
+    status: str = Field(description="queued | running | fusing | completed | failed")
+    sha256: str | None = None
+    tamper_score: float | None = Field(None, description="0-100; 50 is the decision line")
+    verdict: str | None = None
+    error: ImageError | None = None
+    url: str = Field(description="The image's full report")
+
+
+class Progress(BaseModel):
+    total: int
+    queued: int
+    running: int
+    completed: int
+    failed: int
+
+
+class CasePublic(BaseModel):
+    id: UUID
+    label: str | None = None
+    status: str = Field(description="queued | running | completed | failed")
+    created_at: datetime
+    completed_at: datetime | None = None
+    progress: Progress
+    images: list[ImageSummary]
+    report_url: str
+
+
+class CaseListItem(BaseModel):
+    id: UUID
+    label: str | None = None
+    status: str
+    image_count: int
+    created_at: datetime
+    completed_at: datetime | None = None
+    url: str
+
+
+class CaseList(BaseModel):
+    data: list[CaseListItem]
+    next_cursor: str | None = Field(None, description="Pass as ?cursor= for the next page; null on the last page")
+
+
+class FindingPublic(BaseModel):
+    method: str
+    version: str | None = None
+    status: str = Field(description="pending | running | ok | not_applicable | error")
+    score: float | None = None
+    label: str | None = None
+    summary: str | None = None
+    details: dict[str, Any] = {}
+    heatmap_url: str | None = Field(None, description="8-bit gray PNG, 255 = most suspicious")
+    view_urls: dict[str, str | None] = {}
+    seconds: float | None = None
+
+
+class ImageReport(BaseModel):
+    id: UUID
+    case_id: UUID
+    file: str
+    status: str
+    error: ImageError | None = None
+    sha256: str | None = None
+    tamper_score: float | None = None
+    verdict: str | None = None
+    confidence: str | None = None
+    summary: str | None = None
+    issues: list[str] = []
+    positives: list[str] = []
+    recommendation: str | None = None
+    contributions: dict[str, float] = {}
+    image: dict[str, Any] | None = Field(None, description="File information: hashes, format, size")
+    metadata: dict[str, Any] | None = None
+    original_url: str | None = None
+    heatmap_url: str | None = Field(None, description="Fused map, 8-bit gray PNG, 255 = most suspicious")
+    overlay_url: str | None = None
+    findings: list[FindingPublic]
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+    seconds: float | None = None
+
+
+class MetadataResult(BaseModel):
+    file: dict[str, Any] = Field(description="Name, SHA-256, MD5, size, format, dimensions")
+    metadata: dict[str, Any]
+
+
+class CompareResult(BaseModel):
+    identical: bool
+    identical_bytes: bool
+    identical_pixels: bool
+    same_dimensions: bool
+    ssim: float = Field(description="Structural similarity of the luminance at a common size, -1..1")
+    phash_distance: int = Field(description="Hamming distance of the 64-bit perceptual hashes")
+    dhash_distance: int
+    same_picture: bool
+    a: dict[str, Any]
+    b: dict[str, Any]
+
+
+class Check(BaseModel):
+    ok: bool
+    seconds: float
+    detail: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    checks: dict[str, Check]

@@ -1,0 +1,144 @@
+"""Service functions that own every query about cases and images (tenant checks will slot in here).
+
+Routes validate, call these, enqueue after the commit, and return schemas.
+"""
+
+import base64
+import binascii
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from forensics.formats import ImageFormat
+from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
+from service.storage import Storage, original_key
+
+
+class NotFound(LookupError):
+    """The case or image does not exist (or, later, belongs to another tenant)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "not found"
+
+
+@dataclass(frozen=True)
+class Intake:
+    """One uploaded file as the API received it: stored at ``path``, or refused with an error code."""
+
+    filename: str
+    path: Path | None
+    size: int
+    sha256: str | None
+    format: ImageFormat | None = None
+    error_code: str | None = None
+    error_detail: str | None = None
+
+
+def create_case(
+    session: Session, storage: Storage, *, label: str | None, callback_url: str | None, intakes: list[Intake]
+) -> tuple[Case, list[uuid.UUID]]:
+    """Store the accepted originals (once per SHA-256) and create the case; returns it and the images to enqueue.
+
+    Refused files become failed images carrying their reason, so the rest of the batch proceeds.
+    """
+    case = Case(id=uuid.uuid4(), label=label, callback_url=callback_url, image_count=len(intakes))
+    now = utcnow()
+    stored: set[str] = set()
+    queued: list[uuid.UUID] = []
+    for position, intake in enumerate(intakes):
+        image = Image(id=uuid.uuid4(), position=position, filename=intake.filename, size_bytes=intake.size, sha256=intake.sha256)
+        if intake.error_code is not None or intake.path is None or intake.sha256 is None:
+            image.status = ImageStatus.FAILED
+            image.error_code = intake.error_code or "ANALYSIS_ERROR"
+            image.error_detail = intake.error_detail
+            image.completed_at = now
+        else:
+            key = original_key(case.id, intake.sha256)
+            if key not in stored:
+                mime = intake.format.mime_type if intake.format else "application/octet-stream"
+                storage.put_file(key, intake.path, mime)
+                stored.add(key)
+            image.storage_key = key
+            image.format = intake.format.value if intake.format else None
+            image.enqueued_at = now
+            queued.append(image.id)
+        case.images.append(image)
+    if not queued:
+        case.status = CaseStatus.FAILED
+        case.completed_at = now
+    session.add(case)
+    session.commit()
+    return case, queued
+
+
+def get_case(session: Session, case_id: uuid.UUID) -> Case:
+    case = session.scalar(select(Case).where(Case.id == case_id).options(selectinload(Case.images)))
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    return case
+
+
+def get_case_with_findings(session: Session, case_id: uuid.UUID) -> Case:
+    case = session.scalar(
+        select(Case).where(Case.id == case_id).options(selectinload(Case.images).selectinload(Image.findings))
+    )
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    return case
+
+
+def get_image(session: Session, case_id: uuid.UUID, image_id: uuid.UUID) -> Image:
+    image = session.scalar(
+        select(Image).where(Image.id == image_id, Image.case_id == case_id).options(selectinload(Image.findings))
+    )
+    if image is None:
+        raise NotFound(f"no image {image_id} in case {case_id}")
+    return image
+
+
+def find_image_by_key(session: Session, case_id: uuid.UUID, key: str) -> Image | None:
+    """The image a storage key belongs to (to name a served file); None when the key is not the case's."""
+    return session.scalar(select(Image).where(Image.case_id == case_id, Image.storage_key == key).limit(1))
+
+
+def progress(case: Case) -> dict[str, int]:
+    """Counts of the case's images by public status (``fusing`` counts as running)."""
+    counts = Counter(ImageStatus.RUNNING if i.status == ImageStatus.FUSING else i.status for i in case.images)
+    return {
+        "total": len(case.images),
+        "queued": counts[ImageStatus.QUEUED],
+        "running": counts[ImageStatus.RUNNING],
+        "completed": counts[ImageStatus.COMPLETED],
+        "failed": counts[ImageStatus.FAILED],
+    }
+
+
+def _encode_cursor(case: Case) -> str:
+    raw = f"{case.created_at.isoformat()}|{case.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, case_id = raw.split("|")
+        return datetime.fromisoformat(created), uuid.UUID(case_id)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError(f"invalid cursor {cursor!r}") from None
+
+
+def list_cases(session: Session, *, limit: int, cursor: str | None = None) -> tuple[list[Case], str | None]:
+    """Newest first, keyset-paginated on (created_at, id); returns the page and the next cursor."""
+    query = select(Case).order_by(Case.created_at.desc(), Case.id.desc()).limit(limit + 1)
+    if cursor:
+        created, case_id = _decode_cursor(cursor)
+        query = query.where(or_(Case.created_at < created, and_(Case.created_at == created, Case.id < case_id)))
+    cases = list(session.scalars(query))
+    next_cursor = _encode_cursor(cases[limit - 1]) if len(cases) > limit else None
+    return cases[:limit], next_cursor
+

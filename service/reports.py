@@ -1,0 +1,135 @@
+"""The reports people and programs read: one image's full report, the case summary, the dossier zip.
+
+Reports name files by storage key through a ``link`` function the caller gives: the API
+turns keys into URLs (presigned or served), the zip into file names inside the archive.
+"""
+
+import json
+import re
+import zipfile
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from forensics.render import colour_png, display_size, from_gray_png
+from service.cases import progress
+from service.models import Case, Image
+from service.storage import Storage
+
+Link = Callable[[str], str | None]
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+
+
+def image_error(image: Image) -> dict[str, str | None] | None:
+    if image.error_code is None:
+        return None
+    return {"code": image.error_code, "detail": image.error_detail}
+
+
+def image_report(image: Image, link: Link) -> dict[str, Any]:
+    """Everything known about one image: file, metadata, fused result, every finding with its maps."""
+    fused = image.fused or {}
+    return {
+        "id": str(image.id),
+        "case_id": str(image.case_id),
+        "file": image.filename,
+        "status": image.status,
+        "error": image_error(image),
+        "sha256": image.sha256,
+        "tamper_score": image.tamper_score if image.tamper_score is None else round(image.tamper_score, 1),
+        "verdict": image.verdict,
+        "confidence": fused.get("confidence"),
+        "summary": fused.get("summary"),
+        "issues": fused.get("issues", []),
+        "positives": fused.get("positives", []),
+        "recommendation": fused.get("recommendation"),
+        "contributions": fused.get("contributions", {}),
+        "image": image.file_info,
+        "metadata": image.image_metadata,
+        "original_url": link(image.storage_key) if image.storage_key else None,
+        "heatmap_url": link(image.heatmap_key) if image.heatmap_key else None,
+        "overlay_url": link(image.overlay_key) if image.overlay_key else None,
+        "findings": [
+            {
+                "method": f.method,
+                "version": f.method_version,
+                "status": f.status,
+                "score": None if f.score is None else round(f.score, 1),
+                "label": f.label,
+                "summary": f.summary,
+                "details": f.details or {},
+                "heatmap_url": link(f.heatmap_key) if f.heatmap_key else None,
+                "view_urls": {view: link(key) for view, key in (f.view_keys or {}).items()},
+                "seconds": f.seconds,
+            }
+            for f in image.findings
+        ],
+        "created_at": _iso(image.created_at),
+        "completed_at": _iso(image.completed_at),
+        "seconds": image.seconds,
+    }
+
+
+def batch_summary(case: Case) -> dict[str, Any]:
+    return {
+        "case_id": str(case.id),
+        "label": case.label,
+        "status": case.status,
+        "created_at": _iso(case.created_at),
+        "completed_at": _iso(case.completed_at),
+        "progress": progress(case),
+        "images": [
+            {
+                "id": str(i.id),
+                "file": i.filename,
+                "sha256": i.sha256,
+                "status": i.status,
+                "tamper_score": None if i.tamper_score is None else round(i.tamper_score, 1),
+                "verdict": i.verdict,
+                "error": image_error(i),
+                "folder": _folder(i),
+            }
+            for i in case.images
+        ],
+    }
+
+
+def _folder(image: Image) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", image.filename.rsplit(".", 1)[0])[:80] or "image"
+    return f"{image.position + 1:03d}_{stem}"
+
+
+def write_report_zip(case: Case, storage: Storage, out: IO[bytes]) -> None:
+    """The dossier's layout: ``batch_summary.json``, and per image a folder with ``forensic_report.json``,
+    colour heatmaps per method (``heatmap_<method>.png``), views, the fused heatmap and the overlay.
+
+    ``case`` must have its images and their findings loaded.
+    """
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("batch_summary.json", json.dumps(batch_summary(case), indent=2))
+        for image in case.images:
+            folder = _folder(image)
+            names: dict[str, str] = {}
+            size = display_size(image.width, image.height) if image.width and image.height else None
+            for finding in image.findings:
+                if finding.heatmap_key and size:
+                    names[finding.heatmap_key] = f"heatmap_{finding.method}.png"
+                    gray = from_gray_png(storage.get_bytes(finding.heatmap_key))
+                    archive.writestr(f"{folder}/heatmap_{finding.method}.png", colour_png(gray, size), zipfile.ZIP_STORED)
+                for view, key in (finding.view_keys or {}).items():
+                    names[key] = f"view_{finding.method}_{view}.png"
+                    archive.writestr(f"{folder}/{names[key]}", storage.get_bytes(key), zipfile.ZIP_STORED)
+            if image.heatmap_key and size:
+                names[image.heatmap_key] = "heatmap_fused.png"
+                gray = from_gray_png(storage.get_bytes(image.heatmap_key))
+                archive.writestr(f"{folder}/heatmap_fused.png", colour_png(gray, size), zipfile.ZIP_STORED)
+            if image.overlay_key:
+                names[image.overlay_key] = "overlay_fused.png"
+                archive.writestr(f"{folder}/overlay_fused.png", storage.get_bytes(image.overlay_key), zipfile.ZIP_STORED)
+            report = image_report(image, names.get)
+            archive.writestr(f"{folder}/forensic_report.json", json.dumps(report, indent=2, default=str))

@@ -1,0 +1,162 @@
+"""Real services for the platform tests: a throwaway Postgres database, a Redis key prefix,
+moto's S3 server over HTTP on loopback, and real Celery worker processes (never eager mode)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PG_ADMIN_URL = os.environ.get("FORENSICS_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("FORENSICS_TEST_REDIS", "redis://127.0.0.1:6379/14")
+
+#: Settings-cache holders cleared whenever the test process's environment changes.
+_CACHED = ("service.settings.get_settings", "service.db.get_engine", "service.db.get_sessionmaker",
+           "service.storage.get_storage", "service.queue.get_celery")
+
+
+def clear_caches() -> None:
+    import importlib
+
+    for dotted in _CACHED:
+        module, name = dotted.rsplit(".", 1)
+        getattr(importlib.import_module(module), name).cache_clear()
+
+
+@contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """Set ``values`` in ``os.environ`` (and the settings caches) for the block."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    clear_caches()
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        clear_caches()
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database ``forensics_test_<random>`` migrated with Alembic; dropped afterwards."""
+    from sqlalchemy import create_engine, text
+
+    from service.db import migrate
+
+    name = f"forensics_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # the service is down: the platform tests cannot run here
+        admin.dispose()
+        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is not available: {exc}")
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        migrate(url)
+        yield url
+    finally:
+        from service.db import get_engine
+
+        get_engine.cache_clear()
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@contextmanager
+def moto_s3() -> Iterator[str]:
+    """moto's S3 server on a free loopback port; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+class Worker:
+    """A real ``celery worker`` process (prefork pool) with the test settings in its environment."""
+
+    def __init__(self, env: dict[str, str], log: Path, name: str, *, beat: bool = True, concurrency: int = 2) -> None:
+        command = [
+            sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+            "--pool", "prefork", "--concurrency", str(concurrency), "--hostname", f"{name}@%h",
+            "--without-mingle", "--without-gossip", "--loglevel", "INFO",
+        ]
+        if beat:
+            command += ["--beat", "--schedule", str(log.with_suffix(".schedule"))]
+        self.log = log
+        self._out = log.open("ab")
+        self.process = subprocess.Popen(
+            command, cwd=REPO, env={**os.environ, **env}, stdout=self._out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log.read_text(errors="replace"):
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        raise AssertionError(f"the worker did not start:\n{self.log.read_text(errors='replace')[-4000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: the main process and its pool children die at once."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self._out.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                return
+        self._out.close()
+
+
+def poll(fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = fetch()
+        if done(body):
+            return body
+        time.sleep(0.3)
+    raise AssertionError(f"{what} not reached within {timeout} s; last: {body}")
+
+
+def fetch_url(client: Any, url: str) -> httpx.Response:
+    """GET a URL from a report: through the in-process API when it is ours, over HTTP when presigned."""
+    if url.startswith("http://testserver"):
+        return client.get(url)
+    return httpx.get(url, timeout=10)
+
+
+def data_file(folder: str, name: str) -> Path:
+    path = REPO.parent / "shared" / "data" / folder / name
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent")
+    return path
