@@ -9,12 +9,14 @@ from types import MappingProxyType
 
 from forensics.methods.base import Method
 from forensics.methods.integrity import IntegrityMethod
+from forensics.methods.jpeg import JpegMethod
 from forensics.methods.metadata import MetadataMethod
 
 _METHODS: tuple[Method, ...] = (
     # registry: one line per method module
     MetadataMethod(),
     IntegrityMethod(),
+    JpegMethod(),
 )
 
 REGISTRY: Mapping[str, Method] = MappingProxyType({m.name: m for m in _METHODS})

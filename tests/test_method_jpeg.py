@@ -1,0 +1,102 @@
+"""The jpeg method: tables, blocking grid, aligned and non-aligned double compression."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from forensics.finding import Status
+from forensics.image import load_image
+from forensics.jpeg_tables import ANNEX_K_LUMINANCE, estimate_quality, ijg_table
+from forensics.methods.jpeg import JpegMethod
+from tests.conftest import dataset, jpeg_bytes, png_bytes
+
+METHOD = JpegMethod()
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def _auc(pos: list[float], neg: list[float]) -> float:
+    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+    return float((p > n).mean() + 0.5 * (p == n).mean())
+
+
+@pytest.mark.parametrize("quality", [20, 50, 75, 90, 97])
+def test_quality_estimate_is_exact_for_ijg_files(astronaut: np.ndarray, quality: int) -> None:
+    jpeg = load_image(jpeg_bytes(astronaut, quality)).jpeg
+    assert jpeg is not None
+    luma = estimate_quality(jpeg.table_for(0))
+    chroma = estimate_quality(jpeg.table_for(1), chroma=True)
+    assert (luma.quality, luma.standard, luma.error) == (quality, True, 0.0)
+    assert (chroma.quality, chroma.standard) == (quality, True)
+
+
+def test_custom_table_is_not_standard() -> None:
+    table = ijg_table(85).astype(np.int64)
+    table[3, 4] += 3
+    estimate = estimate_quality(table)
+    assert not estimate.standard
+    assert abs(estimate.quality - 85) <= 1 and 0 < estimate.error < 0.1
+    assert ijg_table(50).tolist() == ANNEX_K_LUMINANCE.tolist()
+
+
+def test_single_compression_scores_low(astronaut: np.ndarray) -> None:
+    finding = METHOD.run(load_image(jpeg_bytes(astronaut, 90)))
+    assert finding.status is Status.OK
+    assert finding.score is not None and finding.score < 20
+    assert finding.details["tables"]["estimated_quality"] == 90
+    assert finding.details["grid"]["origin"] == [0, 0]
+
+
+def test_aligned_double_compression_is_found(astronaut: np.ndarray) -> None:
+    twice = jpeg_bytes(_decoded(jpeg_bytes(astronaut, 60)), 90)
+    finding = METHOD.run(load_image(twice))
+    assert finding.label == "double compressed"
+    assert finding.score is not None and finding.score > 90
+    dq = finding.details["double_compression"]
+    assert dq["frequencies_double_quantized"] >= 10
+    # the primary steps estimated for the first AC frequencies are those of quality 60
+    primary = {tuple(e["position"]): e["q1"] for e in dq["primary_steps"]}
+    q60 = ijg_table(60)
+    assert sum(primary[rc] == q60[rc] for rc in [(0, 1), (1, 0), (2, 0), (1, 1), (0, 2)]) >= 4
+
+
+def test_splice_lacks_double_compression_in_heatmap(astronaut: np.ndarray) -> None:
+    pixels = _decoded(jpeg_bytes(astronaut, 60)).copy()
+    pixels[128:256, 128:256] = astronaut[131:259, 133:261]  # never compressed, off the grid
+    finding = METHOD.run(load_image(jpeg_bytes(pixels, 90)))
+    assert finding.heatmap is not None and finding.heatmap.shape == (64, 64)
+    inside = finding.heatmap[16:32, 16:32]
+    outside = np.delete(finding.heatmap.ravel(), (np.arange(16, 32)[:, None] * 64 + np.arange(16, 32)).ravel())
+    assert inside.mean() > 0.8 and outside.mean() < 0.1
+
+
+def test_crop_after_compression_is_nonaligned(astronaut: np.ndarray) -> None:
+    cropped = np.ascontiguousarray(_decoded(jpeg_bytes(astronaut, 50))[3:, 5:])
+    finding = METHOD.run(load_image(jpeg_bytes(cropped, 90)))
+    nadq = finding.details["nonaligned_double_compression"]
+    assert finding.details["grid"]["origin"] == [5, 3]
+    assert nadq["detected"] and nadq["ratio"] > 10
+    assert finding.label == "misaligned grid"
+
+
+def test_other_formats_are_not_applicable(astronaut: np.ndarray) -> None:
+    finding = METHOD.run(load_image(png_bytes(astronaut)))
+    assert finding.status is Status.NOT_APPLICABLE and finding.score is None
+
+
+def test_casia2_same_format_jpeg_auc() -> None:
+    """Tampered vs authentic CASIA v2 JPEGs (measured AUC 0.94, 1/10 authentic above 50)."""
+    pos, neg = [], []
+    for sample in dataset("casia2_samples"):
+        if sample.suffix != ".jpg":
+            continue
+        finding = METHOD.run(load_image(sample.path.read_bytes()))
+        assert finding.status is Status.OK
+        (pos if sample.positive else neg).append(finding.details["statistic"])
+    assert len(pos) >= 10 and len(neg) >= 8
+    assert _auc(pos, neg) >= 0.85
+    assert np.mean(np.asarray(neg) > METHOD.logistic.center) <= 0.2
