@@ -1,0 +1,76 @@
+"""Embedded mode end to end: ``api.embedded.serve`` in its own process, over HTTP, with no external server.
+
+SQLite, a local storage folder and Celery's filesystem transport under ``FORENSICS_HOME``.
+"""
+
+import io
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import httpx
+import pytest
+
+from forensics.methods import REGISTRY
+from tests.platform_support import REPO, data_file, poll
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_embedded_mode_serves_api_and_worker_with_no_external_server(tmp_path: Path) -> None:
+    port = _free_port()
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("FORENSICS_", "DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_"))}
+    env["FORENSICS_HOME"] = str(home)
+    with (tmp_path / "serve.log").open("wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-c", f"from api.embedded import serve; serve('127.0.0.1', {port})"],
+            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        health = poll(lambda: _get_json(f"{base}/health"), lambda b: b.get("status") == "ok", 60, "healthy API")
+        assert set(health["checks"]) == {"database", "broker", "storage"}
+        jpg = data_file("casia2_samples", "authentic/Au_ani_00003.jpg").read_bytes()
+        png = data_file("comofod_subset", "tampered/029_F.png").read_bytes()
+        created = httpx.post(f"{base}/v1/cases", files=[("images", ("a.jpg", jpg, "image/jpeg")), ("images", ("b.png", png, "image/png"))])
+        assert created.status_code == 202, created.text
+        case_url = created.headers["location"]
+        case = poll(lambda: httpx.get(case_url).json(), lambda b: b["status"] in ("completed", "failed"), 180, "case end")
+        assert case["status"] == "completed" and case["progress"]["completed"] == 2
+        report = httpx.get(case["images"][1]["url"]).json()
+        assert [f["method"] for f in report["findings"]] == list(REGISTRY)
+        assert report["original_url"].startswith(base)  # the local folder's files are served by the API
+        assert httpx.get(report["original_url"]).content == png
+        archive = zipfile.ZipFile(io.BytesIO(httpx.get(case["report_url"]).content))
+        assert len(json.loads(archive.read("batch_summary.json"))["images"]) == 2
+        assert (home / "forensics.db").exists() and (home / "storage" / "cases").is_dir() and (home / "broker").is_dir()
+    finally:
+        os.killpg(server.pid, signal.SIGINT)
+        try:
+            server.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+    log = (tmp_path / "serve.log").read_text(errors="replace")
+    assert server.returncode == 0, log[-3000:]
+
+
+def _get_json(url: str) -> dict:
+    try:
+        return httpx.get(url, timeout=5).json()
+    except httpx.HTTPError:
+        time.sleep(0.5)
+        return {}
