@@ -7,13 +7,17 @@ add it below; ``tests/test_registry.py`` checks that every module of this folder
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from forensics.methods.ai_generated import AiGenerated
 from forensics.methods.base import Method
+from forensics.methods.enhancement import Enhancement
 from forensics.methods.integrity import IntegrityMethod
 from forensics.methods.jpeg import JpegMethod
 from forensics.methods.metadata import MetadataMethod
 
 _METHODS: tuple[Method, ...] = (
     # registry: one line per method module
+    AiGenerated(),
+    Enhancement(),
     MetadataMethod(),
     IntegrityMethod(),
     JpegMethod(),

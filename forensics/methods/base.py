@@ -79,6 +79,19 @@ class Method(ABC):
             views=MappingProxyType(dict(views or {})),
         )
 
+    def views_only(self, summary: str, details: Mapping[str, Any], views: Mapping[str, np.ndarray]) -> Finding:
+        """A result that only offers visual ``views``: status ok but ``score`` None, so fusion ignores it."""
+        return Finding(
+            method=self.name,
+            version=self.version,
+            status=Status.OK,
+            score=None,
+            label="views",
+            summary=summary,
+            details=dict(details),
+            views=MappingProxyType(dict(views)),
+        )
+
     def not_applicable(self, summary: str, details: Mapping[str, Any] | None = None) -> Finding:
         return Finding(self.name, self.version, Status.NOT_APPLICABLE, None, "not applicable", summary, dict(details or {}))
 
