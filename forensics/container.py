@@ -3,8 +3,8 @@
 Tells where the image stream really ends, so that truncation and data appended after the
 end (a second image, an archive, a tracking payload) can be reported, and lists the
 structural problems met on the way (bad chunk CRCs, segments running past the end of file).
-Formats whose layout does not allow a cheap end-of-stream walk (TIFF keeps offsets, GIF a
-block chain) report ``checked=False`` and rely on the decoder alone.
+GIF is walked block by block to its trailer byte. TIFF, whose layout is a web of offsets
+with no end marker, reports ``checked=False`` and relies on the decoder alone.
 """
 
 import re
@@ -177,11 +177,46 @@ def _walk_isobmff(data: bytes) -> ContainerInfo:
     return _finish(data, pos, False, segments, [])
 
 
+def _walk_gif(data: bytes) -> ContainerInfo:
+    """Header, logical screen, then extension / image blocks (each a chain of sub-blocks) to 0x3B."""
+    n = len(data)
+    segments: list[str] = []
+    pos = 13
+    if n < 13:
+        return _finish(data, None, True, segments, ["the GIF header is incomplete"])
+    if data[10] & 0x80:
+        pos += 3 << ((data[10] & 0x07) + 1)
+    frames = 0
+    while pos < n:
+        block = data[pos]
+        if block == 0x3B:
+            segments.append(f"{frames} image(s)")
+            segments.append("trailer")
+            return _finish(data, pos + 1, False, segments, [])
+        if block == 0x21:
+            pos += 2
+        elif block == 0x2C:
+            frames += 1
+            if pos + 10 > n:
+                break
+            flags = data[pos + 9]
+            pos += 10 + ((3 << ((flags & 0x07) + 1)) if flags & 0x80 else 0) + 1
+        else:
+            segments.append(f"{frames} image(s)")
+            return _finish(data, None, False, segments, [f"unexpected GIF block 0x{block:02x} at byte {pos}"])
+        while pos < n and data[pos] != 0:  # sub-blocks: a length byte, then that many bytes
+            pos += data[pos] + 1
+        pos += 1
+    segments.append(f"{frames} image(s)")
+    return _finish(data, None, True, segments, ["the file ends before the GIF trailer"])
+
+
 _WALKERS = {
     ImageFormat.JPEG: _walk_jpeg,
     ImageFormat.PNG: _walk_png,
     ImageFormat.WEBP: _walk_riff,
     ImageFormat.BMP: _walk_bmp,
+    ImageFormat.GIF: _walk_gif,
     ImageFormat.HEIF: _walk_isobmff,
     ImageFormat.AVIF: _walk_isobmff,
 }

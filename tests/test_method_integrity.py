@@ -121,3 +121,13 @@ def test_metadata_trailer_recognised() -> None:
             assert finding.details["trailing"]["kind"] == "metadata_trailer" and finding.score < 50
             return
     raise AssertionError("FotoStation.jpg missing from exiftool_test_images")
+
+
+def test_gif_walk_finds_appended_archive() -> None:
+    """A GIF with a ZIP after its trailer (the classic GIFAR polyglot) is flagged."""
+    frames = [Image.fromarray(np.full((16, 16, 3), v, np.uint8)) for v in (0, 255)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:])
+    finding = METHOD.run(load_image(buf.getvalue() + b"PK\x03\x04" + bytes(300), filename="cat.gif"))
+    assert finding.details["container"]["checked"] and "appended_archive" in _codes(finding)
+    assert finding.score >= 50
