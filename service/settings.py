@@ -75,7 +75,7 @@ class Settings(BaseSettings):
             raise ValueError("FORENSICS_METHOD_SOFT_TIME_LIMIT must be below FORENSICS_METHOD_TIME_LIMIT")
         if urlparse(self.storage_url).scheme not in ("s3", "file"):
             raise ValueError(f"STORAGE_URL must be s3://bucket/prefix or file:///path, got {self.storage_url!r}")
-        if self.environment == "production" and self.s3_secret_access_key in {"minioadmin", "changethis", "changeme"}:
+        if self.environment == "production" and self.s3_secret_access_key in {"minioadmin", "changethis", "changeme", "change-this-secret"}:
             raise ValueError("refusing a placeholder S3 secret in production: set S3_SECRET_ACCESS_KEY")
         return self
 

@@ -1,0 +1,18 @@
+# One image for the API, the workers, the beat (reconciler) and the migration step.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libglib2.0-0 curl \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+COPY pyproject.toml README.md alembic.ini ./
+COPY forensics ./forensics
+COPY service ./service
+COPY api ./api
+COPY worker ./worker
+COPY migrations ./migrations
+RUN pip install '.[service]' && useradd --create-home forensics
+USER forensics
+EXPOSE 8000
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

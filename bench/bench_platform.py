@@ -1,0 +1,295 @@
+"""Platform benchmark: end-to-end throughput, API latency, and API memory during a large upload.
+
+    .venv/bin/python bench/bench_platform.py [--images 16] [--megapixels 12] [--workers 2]
+        [--clients 50] [--polls 2000] [--creates 200] [--upload-gb 1.0] [--skip throughput,latency,memory]
+
+Runs against the real services of this machine: Postgres (a throwaway database), Redis (a
+key prefix), a local storage folder, a ``uvicorn`` API process and ``celery worker``
+processes, the way the distributed setup runs them (same code, settings from the
+environment). Figures printed:
+
+- throughput: a batch of ``--images`` distinct 12 MP JPEGs (a real camera photo from
+  ../shared/data resized and slightly varied, quality 92) through ``--workers`` worker
+  processes, from the POST to the case's completion, in images per minute; next to the
+  engine's own single-process throughput on the same files (``forensics.analyze`` in one
+  process, methods in threads, and with one thread) times the number of worker processes;
+- latency: p50/p99 of ``GET /v1/cases/{id}`` and of ``POST /v1/cases`` with one 5 MB
+  JPEG, at ``--clients`` concurrent clients (the load generator shares the machine);
+- memory: the API process's resident memory (VmRSS) before, at peak and after a single
+  multipart request of ``--upload-gb`` GB (5 MB files) streamed from a generator.
+"""
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_engine import test_jpeg  # noqa: E402
+
+from tests.platform_support import Worker, postgres_database  # noqa: E402
+
+
+def _variants(base: bytes, count: int) -> list[bytes]:
+    """``count`` distinct JPEGs of the same scene (each a slightly shifted crop, re-encoded at q92)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(base)).convert("RGB"))
+    out = []
+    for i in range(count):
+        shifted = np.roll(rgb, shift=(i * 7, i * 11), axis=(0, 1))
+        buf = io.BytesIO()
+        Image.fromarray(shifted).save(buf, format="JPEG", quality=92)
+        out.append(buf.getvalue())
+    return out
+
+
+def _jpeg_of_size(base: bytes, megabytes: float) -> bytes:
+    """The scene re-encoded at q95 with added sensor-like noise until the file has about ``megabytes`` MB."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(io.BytesIO(base)).convert("RGB")).astype(np.int16)
+    rng = np.random.default_rng(0)
+    for sigma in (2, 4, 6, 8, 12, 16, 24):
+        noisy = np.clip(rgb + rng.normal(0, sigma, rgb.shape), 0, 255).astype(np.uint8)
+        buf = io.BytesIO()
+        Image.fromarray(noisy).save(buf, format="JPEG", quality=95)
+        if buf.tell() >= megabytes * 1e6:
+            break
+    return buf.getvalue()
+
+
+def _percentiles(samples: list[float]) -> str:
+    ordered = sorted(samples)
+    p50 = statistics.median(ordered)
+    p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
+    return f"p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   (n={len(ordered)})"
+
+
+class Api:
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+        self.port = 18000 + os.getpid() % 1000
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.port), "--workers", str(workers),
+             "--no-access-log", "--log-level", "warning"],
+            cwd=REPO, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the API did not start; see {log}")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the API processes (the parent and its uvicorn workers), in MB."""
+        pids = [self.process.pid]
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self._log.close()
+
+
+def bench_engine(images: list[bytes]) -> tuple[float, float]:
+    """Images per minute of the engine in one process: methods in threads, and with a single thread."""
+    from forensics import analyze, load_image
+    from forensics.fusion import fuse
+    from forensics.pipeline import run_methods
+
+    analyze(images[0])  # warm-up (imports, calibration)
+    start = time.perf_counter()
+    for data in images:
+        analyze(data)
+    threaded = len(images) / (time.perf_counter() - start) * 60
+    start = time.perf_counter()
+    for data in images:
+        image = load_image(data)
+        fuse(run_methods(image, workers=1), (image.height, image.width))
+    single = len(images) / (time.perf_counter() - start) * 60
+    return threaded, single
+
+
+def bench_throughput(api: Api, images: list[bytes]) -> float:
+    files = [("images", (f"photo_{i:03d}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
+    start = time.perf_counter()
+    response = httpx.post(f"{api.base}/v1/cases", files=files, timeout=600)
+    response.raise_for_status()
+    url = response.headers["location"]
+    while True:
+        body = httpx.get(url, timeout=30).json()
+        if body["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.25)
+    elapsed = time.perf_counter() - start
+    assert body["progress"]["completed"] == len(images), body["progress"]
+    return len(images) / elapsed * 60
+
+
+async def _load(clients: int, total: int, request) -> list[float]:  # type: ignore[no-untyped-def]
+    latencies: list[float] = []
+    remaining = iter(range(total))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for _ in remaining:
+            start = time.perf_counter()
+            response = await request(client)
+            latencies.append(time.perf_counter() - start)
+            assert response.status_code < 300, response.text
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+    return latencies
+
+
+def bench_latency(api: Api, clients: int, polls: int, creates: int, photo: bytes) -> tuple[list[float], list[float]]:
+    case_url = httpx.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]).headers["location"]
+    poll_latencies = asyncio.run(_load(clients, polls, lambda c: c.get(case_url)))
+    create_latencies = asyncio.run(
+        _load(clients, creates, lambda c: c.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]))
+    )
+    return poll_latencies, create_latencies
+
+
+def _multipart_stream(boundary: str, part: bytes, count: int) -> Iterator[bytes]:
+    for i in range(count):
+        yield (
+            f"--{boundary}\r\nContent-Disposition: form-data; name=\"images\"; filename=\"big_{i:04d}.jpg\"\r\n"
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        for offset in range(0, len(part), 256 * 1024):
+            yield part[offset : offset + 256 * 1024]
+        yield b"\r\n"
+    yield f"--{boundary}--\r\n".encode()
+
+
+def bench_memory(api: Api, photo: bytes, gigabytes: float) -> tuple[float, float, float, float]:
+    count = max(1, int(gigabytes * 1e9 / len(photo)))
+    boundary = uuid.uuid4().hex
+    before = api.rss_mb()
+    peak = [before]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], api.rss_mb())
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        response = httpx.post(
+            f"{api.base}/v1/cases",
+            content=_multipart_stream(boundary, photo, count),
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+            timeout=1200,
+        )
+        response.raise_for_status()
+    finally:
+        stop.set()
+        sampler.join()
+    return count * len(photo) / 1e9, before, peak[0], api.rss_mb()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--megapixels", type=float, default=12)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (one celery worker, prefork)")
+    parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--polls", type=int, default=2000)
+    parser.add_argument("--creates", type=int, default=200)
+    parser.add_argument("--upload-gb", type=float, default=1.0)
+    parser.add_argument("--skip", default="", help="comma list of throughput, latency, memory")
+    args = parser.parse_args()
+    skip = set(filter(None, args.skip.split(",")))
+
+    from forensics.methods import REGISTRY
+
+    print(f"methods: {', '.join(REGISTRY)}")
+    home = Path(tempfile.mkdtemp(prefix="forensics-bench-"))
+    run = uuid.uuid4().hex[:8]
+    with postgres_database() as db_url:
+        env = {
+            "DATABASE_URL": db_url,
+            "BROKER_URL": "redis://127.0.0.1:6379/13",
+            "FORENSICS_BROKER_KEY_PREFIX": f"forensics-bench-{run}:",
+            "STORAGE_URL": (home / "storage").as_uri(),
+            "FORENSICS_HOME": str(home),
+        }
+        api = Api(env, home / "api.log", args.api_workers)
+        try:
+            if "throughput" not in skip:
+                base = test_jpeg(args.megapixels)
+                images = _variants(base, args.images)
+                threaded, single = bench_engine(images)
+                print(f"engine, one process: {threaded:6.1f} images/min (methods in threads), {single:6.1f} (one thread)")
+                worker = Worker(env, home / "worker.log", "bench", beat=False, concurrency=args.workers)
+                try:
+                    service = bench_throughput(api, images)
+                finally:
+                    worker.stop()
+                print(
+                    f"service, {args.workers} worker processes: {service:6.1f} images/min "
+                    f"({args.images} x {args.megapixels:g} MP JPEG, {sum(map(len, images)) / len(images) / 1e6:.1f} MB each); "
+                    f"{service / (single * args.workers):.0%} of single-thread engine x {args.workers}, "
+                    f"{service / threaded:.0%} of the threaded engine"
+                )
+            photo = test_jpeg(12)
+            if "latency" not in skip:
+                photo5 = _jpeg_of_size(photo, 5.0)
+                polls, creates = bench_latency(api, args.clients, args.polls, args.creates, photo5)
+                print(f"status poll, {args.clients} clients:        {_percentiles(polls)}")
+                print(f"case creation ({len(photo5) / 1e6:.1f} MB), {args.clients} clients: {_percentiles(creates)}")
+            if "memory" not in skip:
+                size, before, peak, after = bench_memory(api, photo, args.upload_gb)
+                print(f"API memory during a {size:.2f} GB upload: {before:.0f} MB before, {peak:.0f} MB peak, {after:.0f} MB after")
+        finally:
+            api.stop()
+            import redis
+
+            client = redis.Redis.from_url(env["BROKER_URL"])
+            for key in client.scan_iter(f"forensics-bench-{run}:*"):
+                client.delete(key)
+            import shutil
+
+            shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

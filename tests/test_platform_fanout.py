@@ -1,0 +1,171 @@
+"""The fan-out's logic, task functions called directly on Postgres (the plumbing is in test_platform.py).
+
+Messages are captured instead of sent, so each test sees exactly what would be enqueued.
+"""
+
+import hashlib
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from forensics.methods import REGISTRY
+from service import analysis, cases, queue
+from service.db import session_scope
+from service.models import Case, FindingRow, FindingStatus, Image, ImageStatus, utcnow
+from service.storage import get_storage
+from tests.platform_support import data_file, environment, postgres_database
+
+pytestmark = pytest.mark.timeout(300)
+
+
+@pytest.fixture(scope="module")
+def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    home = tmp_path_factory.mktemp("fanout")
+    with postgres_database() as url, environment({
+        "DATABASE_URL": url,
+        "BROKER_URL": "redis://127.0.0.1:6379/14",
+        "STORAGE_URL": (home / "storage").as_uri(),
+        "FORENSICS_HOME": str(home),
+        "FORENSICS_METHODS": "",
+        "FORENSICS_METHOD_TIME_LIMIT": "60",
+        "FORENSICS_METHOD_SOFT_TIME_LIMIT": "50",
+        "FORENSICS_MAX_ATTEMPTS": "2",
+        "FORENSICS_REQUEUE_AFTER": "600",
+    }):
+        yield
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    messages: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(queue, "_send", lambda name, args: messages.extend((name, a) for a in args))
+    return messages
+
+
+def _new_case(names: list[str]) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    intakes = []
+    for name in names:
+        path = data_file("comofod_subset", name)
+        data = path.read_bytes()
+        intakes.append(cases.Intake(path.name, path, len(data), hashlib.sha256(data).hexdigest()))
+    with session_scope() as session:
+        case, queued = cases.create_case(session, get_storage(), label=None, callback_url=None, intakes=intakes)
+        return case.id, queued
+
+
+def _messages(sent: list[tuple[str, list[str]]], name: str) -> list[list[str]]:
+    return [args for n, args in sent if n == name]
+
+
+def test_fan_out_join_and_case_completion_happen_once(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    case_id, (image_id,) = _new_case(["tampered/034_F.png"])
+    analysis.prepare_image(image_id)
+    analysis.prepare_image(image_id)  # a redelivered prepare: no second fan-out
+    methods = _messages(sent, queue.RUN_METHOD)
+    assert sorted(m for _, m in methods) == sorted(REGISTRY)
+    for image, method in methods:
+        analysis.run_method(uuid.UUID(image), method)
+    assert _messages(sent, queue.FUSE_IMAGE) == [[str(image_id)]]
+    for image, method in methods:  # redelivered method tasks change nothing and join nothing
+        analysis.run_method(uuid.UUID(image), method)
+    assert len(_messages(sent, queue.FUSE_IMAGE)) == 1
+    analysis.fuse_image(image_id)
+    analysis.fuse_image(image_id)
+    with session_scope() as session:
+        image = session.get_one(Image, image_id)
+        assert image.status == ImageStatus.COMPLETED and image.tamper_score is not None
+        assert session.get_one(Case, case_id).status == "completed"
+        assert session.scalar(select(func.count()).select_from(FindingRow).where(FindingRow.image_id == image_id)) == len(REGISTRY)
+        assert not analysis.complete_case_if_done(session, case_id)
+    storage = get_storage()
+    if image.heatmap_key:
+        assert storage.get_bytes(image.heatmap_key).startswith(b"\x89PNG")
+
+
+def test_concurrent_finishers_elect_exactly_one_join(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    _, (image_id,) = _new_case(["tampered/037_F.png"])
+    analysis.prepare_image(image_id)
+    for image, method in _messages(sent, queue.RUN_METHOD):
+        analysis.run_method(uuid.UUID(image), method)
+    for _ in range(5):
+        with session_scope() as session:
+            session.execute(update(Image).where(Image.id == image_id).values(status=ImageStatus.RUNNING))
+            session.commit()
+        barrier = threading.Barrier(8)
+        wins: list[bool] = []
+
+        def finisher() -> None:
+            with session_scope() as session:
+                barrier.wait()
+                wins.append(analysis.try_join(session, image_id))
+
+        threads = [threading.Thread(target=finisher) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(wins) == [False] * 7 + [True]
+
+
+def test_reconciler_retries_stuck_methods_then_records_an_error(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    _, (image_id,) = _new_case(["tampered/039_F.png"])
+    analysis.prepare_image(image_id)
+    method = next(iter(REGISTRY))
+    long_ago = utcnow() - timedelta(hours=1)
+    with session_scope() as session:  # a worker died while running the method (first attempt)
+        session.execute(
+            update(FindingRow)
+            .where(FindingRow.image_id == image_id, FindingRow.method == method)
+            .values(status=FindingStatus.RUNNING, started_at=long_ago, attempts=1)
+        )
+        session.commit()
+    sent.clear()
+    repairs = analysis.reconcile()
+    assert repairs.requeued_methods == [(image_id, method)]
+    assert _messages(sent, queue.RUN_METHOD) == [[str(image_id), method]]
+    with session_scope() as session:  # and died again: max_attempts (2) reached
+        session.execute(
+            update(FindingRow)
+            .where(FindingRow.image_id == image_id, FindingRow.method == method)
+            .values(status=FindingStatus.RUNNING, started_at=long_ago, attempts=2)
+        )
+        session.commit()
+    sent.clear()
+    repairs = analysis.reconcile()
+    assert repairs.timed_out_methods == [(image_id, method)]
+    with session_scope() as session:
+        row = session.scalar(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method))
+        assert row is not None and row.status == FindingStatus.ERROR and "did not finish" in (row.summary or "")
+    assert _messages(sent, queue.RUN_METHOD) == []
+
+
+def test_reconciler_resends_lost_messages(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    _, (image_id,) = _new_case(["tampered/040_F.png"])
+    assert analysis.reconcile().requeued_prepares == []  # fresh work is left alone
+    later = utcnow() + timedelta(seconds=601)
+    assert analysis.reconcile(later).requeued_prepares == [image_id]
+    assert _messages(sent, queue.PREPARE_IMAGE) == [[str(image_id)]]
+    assert analysis.reconcile(later).requeued_prepares == []  # re-sent once per requeue period
+
+
+def test_case_of_only_refused_files_is_failed_at_once(database: None) -> None:
+    refused = cases.Intake("notes.txt", None, 12, None, error_code="INVALID_FORMAT", error_detail="not an image")
+    with session_scope() as session:
+        case, queued = cases.create_case(session, get_storage(), label="x", callback_url=None, intakes=[refused])
+        assert queued == [] and case.status == "failed" and case.images[0].error_code == "INVALID_FORMAT"
+
+
+def test_storage_keys_are_relative_and_confined(tmp_path: Path) -> None:
+    from service.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path)
+    storage.put_bytes("cases/a/b.png", b"x", "image/png")
+    assert storage.get_bytes("cases/a/b.png") == b"x" and storage.exists("cases/a/b.png")
+    for bad in ("../escape", "/etc/passwd", "cases/../../x"):
+        with pytest.raises(ValueError):
+            storage.get_bytes(bad)
