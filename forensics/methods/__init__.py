@@ -9,10 +9,12 @@ from types import MappingProxyType
 
 from forensics.methods.ai_generated import AiGenerated
 from forensics.methods.base import Method
+from forensics.methods.ela import ErrorLevelAnalysis
 from forensics.methods.enhancement import Enhancement
 from forensics.methods.integrity import IntegrityMethod
 from forensics.methods.jpeg import JpegMethod
 from forensics.methods.metadata import MetadataMethod
+from forensics.methods.noise import NoiseInconsistency
 
 _METHODS: tuple[Method, ...] = (
     # registry: one line per method module
@@ -21,6 +23,8 @@ _METHODS: tuple[Method, ...] = (
     MetadataMethod(),
     IntegrityMethod(),
     JpegMethod(),
+    ErrorLevelAnalysis(),
+    NoiseInconsistency(),
 )
 
 REGISTRY: Mapping[str, Method] = MappingProxyType({m.name: m for m in _METHODS})
