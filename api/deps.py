@@ -1,6 +1,6 @@
 """Dependencies as ``Annotated`` aliases: the database session, settings, storage, URL making."""
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -11,7 +11,10 @@ from service.settings import Settings, get_settings
 from service.storage import Storage, get_storage
 
 
-def get_session() -> Iterator[Session]:
+async def get_session() -> AsyncIterator[Session]:
+    """A session per request. Async on purpose: opening a Session does no I/O (it connects on first
+    use, inside the sync route's thread), so the dependency needs no thread hop of its own; closing
+    only returns the connection to the pool."""
     with get_sessionmaker()() as session:
         yield session
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from forensics.formats import ImageFormat
 from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
@@ -77,7 +77,8 @@ def create_case(
 
 
 def get_case(session: Session, case_id: uuid.UUID) -> Case:
-    case = session.scalar(select(Case).where(Case.id == case_id).options(selectinload(Case.images)))
+    """The case and its images in one query (the status poll's only query)."""
+    case = session.execute(select(Case).where(Case.id == case_id).options(joinedload(Case.images))).unique().scalar_one_or_none()
     if case is None:
         raise NotFound(f"no case {case_id}")
     return case
