@@ -126,7 +126,7 @@ async def create_case(request: Request, session: SessionDep, storage: StorageDep
         body.model_dump_json(),
         status_code=202,
         media_type="application/json",
-        headers={"Location": str(request.url_for("get_case", case_id=case.id))},
+        headers={"Location": str(request.url_for("get_case", case_id=case.id)), "Retry-After": RETRY_AFTER_SECONDS},
     )
 
 
