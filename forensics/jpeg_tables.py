@@ -115,3 +115,19 @@ def estimate_quality(table: np.ndarray, chroma: bool = False) -> QualityEstimate
     errors = np.abs(candidates - t[None]).mean(axis=(1, 2))
     best = int(np.flatnonzero(errors == errors.min())[-1])
     return QualityEstimate(quality=best + 1, error=float(errors[best]), standard=bool(errors[best] == 0.0))
+
+
+def closest_ijg_quality(steps: dict[tuple[int, int], int], chroma: bool = False) -> QualityEstimate | None:
+    """The IJG quality whose table best matches a partial table (``{(row, col): step}``).
+
+    Used for tables recovered from evidence (e.g. the primary steps of a double-compressed
+    image), where only some positions are known. None when ``steps`` is empty.
+    """
+    if not steps:
+        return None
+    rows, cols = zip(*steps)
+    known = np.array(list(steps.values()), dtype=np.int64)
+    candidates = _ijg_tables(bool(chroma), True)[:, list(rows), list(cols)]
+    errors = np.abs(candidates - known[None]).mean(axis=1)
+    best = int(np.flatnonzero(errors == errors.min())[-1])
+    return QualityEstimate(quality=best + 1, error=float(errors[best]), standard=bool(errors[best] == 0.0))

@@ -1,10 +1,10 @@
-"""JPEG compression history: quantization tables, blocking grid, and aligned double compression.
+"""JPEG compression history: quantization tables, blocking grid, double compression, JPEG traces.
 
 Why: a JPEG file remembers how it was made. Its quantization tables name the encoder family
 and quality; its 8x8 blocking grid should start at pixel (0, 0); and when a JPEG is decoded,
 edited and saved again, the DCT coefficients of the untouched part carry the periodic
 histogram of the *first* quantization, while a pasted region (decoded from another file, or
-shifted off the grid) does not. Three measurements:
+shifted off the grid) does not. Four measurements:
 
 1. Tables: the IJG quality whose scaled ITU-T T.81 Annex K tables match best, and whether
    the tables are standard (libjpeg-made) or custom (camera firmware, some editors). Reported
@@ -13,8 +13,11 @@ shifted off the grid) does not. Three measurements:
    compression history: JPEG detection and quantizer estimation", IEEE TIP 2003), folded
    modulo 8 in both directions as in the block-artifact-grid idea of Li, Yuan & Yu ("Passive
    detection of doctored JPEG image via block artifact grid extraction", Signal Processing
-   2009). Stronger blocking on a grid other than (0, 0) means the content went through an
-   earlier JPEG compression and was then cropped or shifted (non-aligned double compression).
+   2009). Stronger blocking on a grid other than (0, 0) suggests an earlier compression
+   followed by a crop or shift (non-aligned double compression); it counts only when the
+   decoded pixels' DCT on that grid shows integer periodicity well above control offsets
+   (Bianchi & Piva, "Detection of nonaligned double JPEG compression based on integer
+   periodicity maps", IEEE TIFS 2012), since textures alone also fold unevenly.
 3. Aligned double quantization (ADQ): per AC frequency, the likelihood of the coefficient
    histogram under single compression versus double compression with a primary step
    ``q1``, with the unquantized distribution estimated by calibration (DCT of the decoded
@@ -26,34 +29,43 @@ shifted off the grid) does not. Three measurements:
    the summed log-likelihood ratio over the frequencies that show double quantization gives
    the probability that the block was compressed twice; in a double-compressed image the
    blocks that lack it (a pasted region) form the heatmap.
+4. JPEG traces in lossless files (PNG, TIFF, BMP): a decoded JPEG saved losslessly keeps
+   the quantization lattice in the DCT of its pixels on the original grid. The grid is the
+   offset whose coefficients are most periodic, the steps are recovered per frequency, and
+   each block is scored for fitting that lattice; blocks moved off the grid or never
+   compressed do not fit (the copy-move model of Novozamsky & Sorel, "Detection of
+   copy-move image modification using JPEG compression model", Forensic Sci. Int. 2018).
+   Files without such a lattice (never compressed, or steps below 3) are not applicable.
 
 Limits stated honestly: double quantization is only visible when the first compression was
 coarser than the second at some frequencies (a high-quality original re-saved at a lower
 quality leaves no histogram trace); double compression alone means "re-saved", which is an
-edit of the file but not necessarily of the content. JPEG traces in PNG/TIFF files are not
-analysed here (on the reference data no reliable quantization lattice could be recovered
-from decoded pixels), so other formats are not applicable.
+edit of the file but not necessarily of the content. The lossless-file path needs the
+pixels untouched since decoding: resized, filtered or re-rendered images lose the lattice
+(the NoSo PNGs of ../shared/data carry none that this test finds).
 """
 
-import logging
 from typing import Any, ClassVar
 
+import cv2
 import numpy as np
+from scipy.special import i0e
 
 from forensics.calibration import Logistic
 from forensics.finding import Finding
 from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
-from forensics.jpeg_tables import ZIGZAG, estimate_quality
+from forensics.jpeg_tables import ZIGZAG, closest_ijg_quality, estimate_quality
 from forensics.methods.base import Method
-
-logger = logging.getLogger(__name__)
 
 #: Orthonormal 8-point DCT-II matrix; the JPEG forward DCT of a block ``B`` is ``C @ B @ C.T``.
 _DCT8: np.ndarray = np.array(
     [[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * n + 1) * k * np.pi / 16) for n in range(8)] for k in range(8)],
     dtype=np.float32,
 )
+
+#: ``vec(C @ B @ C.T) = vec(B) @ _DCT8_KRON_T`` for row-major 8x8 blocks.
+_DCT8_KRON_T: np.ndarray = np.ascontiguousarray(np.kron(_DCT8, _DCT8).T)
 
 #: AC frequencies analysed for double quantization (zig-zag positions 1..15).
 _ADQ_FREQUENCIES: tuple[tuple[int, int], ...] = ZIGZAG[1:16]
@@ -79,6 +91,21 @@ _LATTICE_STEPS: np.ndarray = np.arange(2, 25, dtype=np.float32)[:, None]
 _LATTICE_CONTROLS: tuple[tuple[int, int], ...] = ((4, 4), (4, 0), (0, 4), (2, 6))
 #: Lattice score at the shifted origin over the controls' median needed to call a non-aligned earlier compression.
 _NADQ_RATIO = 4.0
+#: Candidate steps when recovering quantization from decoded pixels, and the blocks used for it.
+_TRACE_STEPS: np.ndarray = np.arange(2, 41, dtype=np.float32)[:, None]
+_TRACE_FREQUENCIES: tuple[tuple[int, int], ...] = ZIGZAG[1:15]
+_TRACE_BLOCKS = 8000
+_ORIGIN_SEARCH_BLOCKS = 256
+#: Resultant length a recovered step must reach (lattice clearly present), and the samples
+#: (count and share of the sampled blocks) it must rest on.
+_TRACE_MIN_RESULTANT = 0.5
+_TRACE_MIN_SAMPLES = 50
+_TRACE_MIN_SHARE = 0.01
+#: Coefficients this close to zero are rounding noise around the zero lattice point.
+_TRACE_ZERO = 1.5
+#: Statistic of the decoded-pixel path = this weight times the map contrast, so that its
+#: decision line (1.0, contrast about 0.067) sits above decoded authentic JPEGs (contrast <= 0.05).
+_LATTICE_CONTRAST_WEIGHT = 15.0
 #: Below this peak-to-median ratio no blocking grid is called present.
 _GRID_PRESENT = 1.03
 
@@ -86,10 +113,12 @@ _GRID_PRESENT = 1.03
 class JpegMethod(Method):
     name: ClassVar[str] = "jpeg"
     version: ClassVar[str] = "1.0"
-    applies_to: ClassVar[frozenset[ImageFormat]] = frozenset({ImageFormat.JPEG})
+    applies_to: ClassVar[frozenset[ImageFormat]] = frozenset({ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.TIFF, ImageFormat.BMP})
     default_logistic: ClassVar[Logistic] = Logistic(center=1.0, scale=0.35)
 
     def examine(self, image: DecodedImage) -> Finding:
+        if image.format is not ImageFormat.JPEG:
+            return self._examine_decoded(image)
         jpeg = image.jpeg
         if jpeg is None or not jpeg.coefficients:
             return self.not_applicable("The JPEG coefficients could not be read, so the compression history cannot be examined.")
@@ -112,6 +141,32 @@ class JpegMethod(Method):
         label, summary = _verdict(tables, grid, adq, nadq)
         heatmap = adq["map"] if adq["double_compressed"] else None
         return self.ok(statistic, label, summary, details, heatmap=heatmap)
+
+    def _examine_decoded(self, image: DecodedImage) -> Finding:
+        """A lossless file: look for the quantization lattice of an earlier JPEG compression."""
+        if min(image.luma.shape) < 64:
+            return self.not_applicable("The image is too small to look for traces of an earlier JPEG compression.")
+        traces = _jpeg_traces(image.luma, image.rgb)
+        if traces is None:
+            return self.not_applicable(
+                f"No trace of an earlier JPEG compression was found in this {image.format.value.upper()} file, so the JPEG analysis does not apply."
+            )
+        prob_fit = traces.pop("map")
+        statistic = _LATTICE_CONTRAST_WEIGHT * traces["map_contrast"]
+        frac = traces["fraction_blocks_off_lattice"]
+        oy, ox = traces["origin"]
+        label = "off-lattice blocks" if statistic >= self.logistic.center else "consistent JPEG history"
+        summary = (
+            f"This {image.format.value.upper()} file is a decoded JPEG (8x8 grid at pixel ({oy}, {ox}), quantization steps recovered from the pixels); "
+            f"{frac:.0%} of the informative blocks do not fit that earlier compression."
+        )
+        details = {
+            "path": "jpeg_traces_in_decoded_pixels",
+            "jpeg_traces": traces,
+            "statistic_parts": {"map_contrast_x15": round(statistic, 4)},
+        }
+        # block map on the recovered grid: it starts at pixel (oy, ox), less than one block off
+        return self.ok(statistic, label, summary, details, heatmap=(1.0 - prob_fit).astype(np.float32))
 
 
 def _describe_tables(quant_tables: tuple[np.ndarray, ...], table_of_component: tuple[int, ...]) -> dict[str, Any]:
@@ -177,11 +232,9 @@ def _nonaligned_lattice(luma: np.ndarray, origin: list[int], rng: np.random.Gene
     if origin == [0, 0]:
         return {"tested": False, "detected": False}
     oy, ox = origin
-    score = _lattice_score(luma, oy, ox, rng)
-    controls = [
-        _lattice_score(luma, (oy + a) % 8, (ox + b) % 8, rng) for a, b in _LATTICE_CONTROLS if ((oy + a) % 8, (ox + b) % 8) != (0, 0)
-    ]
-    baseline = max(float(np.median(controls)), 1.0)
+    controls = [o for o in (((oy + a) % 8, (ox + b) % 8) for a, b in _LATTICE_CONTROLS) if o != (0, 0)]
+    score, *control_scores = _lattice_scores(luma, [(oy, ox), *controls], rng)
+    baseline = max(float(np.median(control_scores)), 1.0)
     ratio = score / baseline
     return {
         "tested": True,
@@ -192,12 +245,21 @@ def _nonaligned_lattice(luma: np.ndarray, origin: list[int], rng: np.random.Gene
     }
 
 
-def _lattice_score(luma: np.ndarray, oy: int, ox: int, rng: np.random.Generator) -> float:
-    shifted = luma[oy:, ox:]
-    blocks = _sample_blocks(shifted, _LATTICE_BLOCKS, rng)
-    if blocks.shape[0] < 16:
-        return 0.0
-    coefficients = _block_dct(blocks)
+def _lattice_scores(luma: np.ndarray, offsets: list[tuple[int, int]], rng: np.random.Generator, count: int = _LATTICE_BLOCKS) -> list[float]:
+    """Per grid offset, the sum over low frequencies of the best Rayleigh statistic
+    ``n R^2`` over candidate steps (all offsets' sampled blocks go through one DCT)."""
+    samples = [_sample_blocks(luma[oy:, ox:], count, rng) for oy, ox in offsets]
+    coefficients = _block_dct(np.concatenate(samples)) if samples else np.zeros((0, 8, 8), np.float32)
+    scores: list[float] = []
+    start = 0
+    for blocks in samples:
+        part = coefficients[start : start + blocks.shape[0]]
+        start += blocks.shape[0]
+        scores.append(_lattice_statistic(part) if part.shape[0] >= 16 else 0.0)
+    return scores
+
+
+def _lattice_statistic(coefficients: np.ndarray) -> float:
     total = 0.0
     for r, c in _LATTICE_FREQUENCIES:
         v = coefficients[:, r, c][None]
@@ -221,10 +283,107 @@ def _sample_blocks(pixels: np.ndarray, count: int, rng: np.random.Generator) -> 
     return pixels[(r * 8)[:, None, None] + idx[None, :, None], (c * 8)[:, None, None] + idx[None, None, :]]
 
 
+def _jpeg_traces(luma: np.ndarray, rgb: np.ndarray) -> dict[str, Any] | None:
+    """Recover an earlier JPEG compression from decoded pixels and map the blocks that misfit it.
+
+    The grid origin is the offset whose DCT coefficients are most periodic (lattice score,
+    see :func:`_lattice_scores`), confirmed against control offsets; the step of each
+    frequency is the largest ``q`` whose phases ``2 pi c / q`` still concentrate
+    (resultant >= 0.5, see :func:`_recover_step`). Each block then gets the log-likelihood
+    ratio of its coefficients under the lattice (von Mises phases with the concentration implied by the resultant)
+    versus uniform phases; blocks pasted off the grid or never compressed (the copy-moves
+    of Novozamsky & Sorel, Forensic Sci. Int. 2018; CASIA splices) misfit. Returns None
+    when no lattice with steps >= 3 exists (never-compressed or very high quality). Blocks
+    with a clipped colour channel are left out (clipping moves them off the lattice).
+    """
+    rng = np.random.default_rng(2)
+    scores = np.array(_lattice_scores(luma, [(a, b) for a in range(8) for b in range(8)], rng, _ORIGIN_SEARCH_BLOCKS)).reshape(8, 8)
+    oy, ox = (int(v) for v in np.unravel_index(int(np.argmax(scores)), scores.shape))
+    ratio = float(scores[oy, ox] / max(float(np.median(scores)), 1.0))
+    if ratio < _NADQ_RATIO:
+        return None
+    shifted = luma[oy:, ox:]
+    rows, cols = shifted.shape[0] // 8, shifted.shape[1] // 8
+    blocks = shifted[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8).transpose(0, 2, 1, 3).reshape(-1, 8, 8)
+    # a block with any channel clipped at 0 or 255 left the lattice when it was decoded
+    clipped = _clipped_blocks(rgb[oy : oy + rows * 8, ox : ox + cols * 8])
+    coefficients = _block_dct(blocks)
+    usable = np.flatnonzero(~clipped)
+    sample = coefficients[rng.choice(usable, size=min(usable.size, _TRACE_BLOCKS), replace=False)] if usable.size else coefficients[:0]
+    llr = np.zeros(rows * cols, dtype=np.float32)
+    steps: dict[str, int] = {}
+    for r, c in _TRACE_FREQUENCIES:
+        found = _recover_step(sample[:, r, c])
+        if found is None:
+            continue
+        q, resultant = found
+        # wrapped-normal spread implied by the resultant, as a von Mises concentration
+        variance = -np.log(min(resultant, 0.999)) / (2.0 * np.pi**2)
+        kappa = float(min(1.0 / (4.0 * np.pi**2 * variance), 20.0))
+        log_norm = float(np.log(i0e(kappa)) + kappa)
+        llr += kappa * np.cos(2.0 * np.pi * coefficients[:, r, c] / q) - log_norm
+        steps[f"{r},{c}"] = int(q)
+    if not steps:
+        return None
+    llr[clipped] = 0.0
+    smoothed = _box3(llr.reshape(rows, cols))
+    prob_fit = 1.0 / (1.0 + np.exp(-np.clip(smoothed, -30.0, 30.0)))
+    informative = np.abs(smoothed) > 1.0
+    off = (prob_fit < 0.5) & informative
+    return {
+        "origin": [oy, ox],
+        "lattice_ratio": round(ratio, 1),
+        "recovered_steps": steps,
+        "fraction_blocks_off_lattice": round(float(off.sum() / max(int(informative.sum()), 1)), 4),
+        "fraction_blocks_informative": round(float(informative.mean()), 4),
+        "fraction_blocks_clipped": round(float(clipped.mean()), 4),
+        "map_contrast": round(_map_contrast(prob_fit, informative), 4),
+        "map": prob_fit.astype(np.float32),
+    }
+
+
+def _clipped_blocks(rgb: np.ndarray) -> np.ndarray:
+    """Flat bool per 8x8 block: does any pixel have a channel at 0 or 255?"""
+    inside = cv2.inRange(np.ascontiguousarray(rgb), (1, 1, 1), (254, 254, 254))
+    # block mean of 0/255 "clipped" flags via area resampling: one flagged pixel gives >= 4
+    means = cv2.resize(cv2.bitwise_not(inside), (rgb.shape[1] // 8, rgb.shape[0] // 8), interpolation=cv2.INTER_AREA)
+    return (means > 0).ravel()
+
+
+def _recover_step(values: np.ndarray) -> tuple[float, float] | None:
+    """The quantization step of one frequency from decoded-pixel DCT values, or None.
+
+    Coefficients within rounding noise of zero (``|c| < 1.5``) are left out. The step of
+    most concentrated phases ``2 pi c / q`` may be a divisor of the true step (its lattice
+    contains the true one), so the answer is the largest multiple of it whose resultant
+    stays within 80% of the best; ``q + 1`` is never such a multiple.
+    """
+    v = values[np.abs(values) >= _TRACE_ZERO][None, :]
+    if v.shape[1] < max(_TRACE_MIN_SAMPLES, _TRACE_MIN_SHARE * values.size):
+        return None
+    phase = 2.0 * np.pi * v / _TRACE_STEPS
+    resultant = np.hypot(np.cos(phase).mean(axis=1), np.sin(phase).mean(axis=1))
+    best = int(np.argmax(resultant))
+    if resultant[best] < _TRACE_MIN_RESULTANT:
+        return None
+    base = int(_TRACE_STEPS[best, 0])
+    steps = _TRACE_STEPS[:, 0].astype(int)
+    multiples = np.flatnonzero((steps % base == 0) & (resultant >= 0.8 * resultant[best]))
+    q = int(steps[multiples[-1]])
+    if q < 3:
+        return None
+    return float(q), float(resultant[multiples[-1]])
+
+
 def _block_dct(blocks: np.ndarray) -> np.ndarray:
-    """Orthonormal 2-D DCT of (N, 8, 8) pixel blocks (level-shifted by 128 as JPEG does)."""
-    b = blocks.astype(np.float32) - 128.0
-    return np.matmul(np.matmul(_DCT8, b), _DCT8.T)
+    """Orthonormal 2-D DCT of (N, 8, 8) pixel blocks (level-shifted by 128 as JPEG does).
+
+    One (N, 64) x (64, 64) product with the Kronecker form of the separable transform,
+    which BLAS runs far faster than N small batched products.
+    """
+    n = blocks.shape[0]
+    flat = blocks.reshape(n, 64).astype(np.float32) - 128.0
+    return (flat @ _DCT8_KRON_T).reshape(n, 8, 8)
 
 
 def _calibration_coefficients(luma: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -291,6 +450,7 @@ def _aligned_double_quantization(coefficients: np.ndarray, table: np.ndarray, lu
     llr = llr.reshape(rows, cols)
     used = [e for e in per_frequency if primary[e["position"][0], e["position"][1]] > 0]
     double = bool(len(used) >= 2)
+    primary_quality = closest_ijg_quality({(e["position"][0], e["position"][1]): e["q1"] for e in used}) if double else None
     # smooth the evidence over 3x3 blocks: a pasted region spans several blocks
     smoothed = _box3(llr)
     prob_double = 1.0 / (1.0 + np.exp(-np.clip(smoothed, -30.0, 30.0)))
@@ -302,7 +462,8 @@ def _aligned_double_quantization(coefficients: np.ndarray, table: np.ndarray, lu
         "double_compressed": double,
         "frequencies_double_quantized": len(used),
         "gain_nats_per_block": round(total_gain / n_blocks, 4),
-        "primary_steps": [e for e in per_frequency],
+        "estimated_primary_quality": primary_quality.to_dict() if primary_quality else None,
+        "primary_steps": per_frequency,
         "fraction_blocks_lacking_double_compression": round(frac_lacking, 4) if double else None,
         "fraction_blocks_informative": round(float(informative.mean()), 4),
         "map_contrast": round(contrast, 4) if double else None,
@@ -353,15 +514,22 @@ def _verdict(tables: dict[str, Any], grid: dict[str, Any], adq: dict[str, Any], 
         oy, ox = grid["origin"]
         return (
             "misaligned grid",
-            f"An earlier JPEG compression whose 8x8 grid starts at pixel ({oy}, {ox}) instead of (0, 0) is visible, so the picture was compressed before and then cropped or shifted (saved again with {kind} tables, quality about {quality}).",
+            f"An earlier JPEG compression whose 8x8 grid starts at pixel ({oy}, {ox}) instead of (0, 0) is visible, so the picture "
+            f"was compressed, then cropped or shifted, then saved again with {kind} tables at quality about {quality}.",
         )
     if adq["double_compressed"]:
         frac = adq["fraction_blocks_lacking_double_compression"] or 0.0
         return (
             "double compressed",
-            f"The DCT histograms show an earlier, coarser JPEG compression (saved again with {kind} tables, quality about {quality}); {frac:.0%} of the informative blocks lack that trace.",
+            f"The DCT histograms show an earlier, coarser JPEG compression{_primary_text(adq)}, then a save with {kind} tables "
+            f"at quality about {quality}; {frac:.0%} of the informative blocks lack that earlier trace.",
         )
     return (
-        "single compression",
+        "no earlier compression found",
         f"No trace of an earlier, coarser JPEG compression was found (saved with {kind} tables, quality about {quality}).",
     )
+
+
+def _primary_text(adq: dict[str, Any]) -> str:
+    primary = adq.get("estimated_primary_quality")
+    return f" at quality about {primary['quality']}" if primary else ""
