@@ -24,6 +24,7 @@ environment). Figures printed:
 import argparse
 import asyncio
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -78,6 +79,14 @@ def _jpeg_of_size(base: bytes, megabytes: float) -> bytes:
         if buf.tell() >= megabytes * 1e6:
             break
     return buf.getvalue()
+
+
+def _task_seconds(log: Path) -> dict[str, float]:
+    """Total run time per task name, from the worker's "Task ... succeeded in Xs" log lines."""
+    totals: dict[str, float] = {}
+    for match in re.finditer(r"Task forensics\.(\w+)\[[^\]]+\] succeeded in ([0-9.]+)s", log.read_text(errors="replace")):
+        totals[match[1]] = totals.get(match[1], 0.0) + float(match[2])
+    return totals
 
 
 def _percentiles(samples: list[float]) -> str:
@@ -143,6 +152,33 @@ def bench_engine(images: list[bytes]) -> tuple[float, float]:
         fuse(run_methods(image, workers=1), (image.height, image.width))
     single = len(images) / (time.perf_counter() - start) * 60
     return threaded, single
+
+
+def bench_engine_one_core(count: int, megapixels: float) -> float:
+    """Images per minute of the engine in a child process pinned to one core with one OpenCV thread:
+    what one worker process can do when every process has a core of its own."""
+    code = (
+        "import os, sys, cv2; os.sched_setaffinity(0, {0}); cv2.setNumThreads(1); "
+        f"sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_platform as b; "
+        f"print(b._engine_single({count}, {megapixels}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def _engine_single(count: int, megapixels: float) -> float:
+    from forensics import load_image
+    from forensics.fusion import fuse
+    from forensics.pipeline import run_methods
+
+    images = _variants(test_jpeg(megapixels), count)
+    image = load_image(images[0])
+    run_methods(image, workers=1)  # warm-up
+    start = time.perf_counter()
+    for data in images:
+        image = load_image(data)
+        fuse(run_methods(image, workers=1), (image.height, image.width))
+    return len(images) / (time.perf_counter() - start) * 60
 
 
 def bench_throughput(api: Api, images: list[bytes]) -> float:
@@ -281,18 +317,25 @@ def main() -> None:
                 base = test_jpeg(args.megapixels)
                 images = _variants(base, args.images)
                 threaded, single = bench_engine(images)
-                print(f"engine, one process: {threaded:6.1f} images/min (methods in threads), {single:6.1f} (one thread)")
+                pinned = bench_engine_one_core(args.images, args.megapixels)
+                print(
+                    f"engine, one process: {threaded:6.1f} images/min (methods in threads, all cores), "
+                    f"{single:6.1f} (methods in one thread), {pinned:6.1f} (pinned to one core)"
+                )
                 worker = Worker(env, home / "worker.log", "bench", beat=False, concurrency=args.workers)
                 try:
                     service = bench_throughput(api, images)
                 finally:
                     worker.stop()
+                busy = _task_seconds(home / "worker.log")
                 print(
                     f"service, {args.workers} worker processes: {service:6.1f} images/min "
                     f"({args.images} x {args.megapixels:g} MP JPEG, {sum(map(len, images)) / len(images) / 1e6:.1f} MB each); "
-                    f"{service / (single * args.workers):.0%} of single-thread engine x {args.workers}, "
-                    f"{service / threaded:.0%} of the threaded engine"
+                    f"{service / (pinned * args.workers):.0%} of the one-core engine x {args.workers}, "
+                    f"{service / threaded:.0%} of the threaded engine on all cores"
                 )
+                per_image = ", ".join(f"{name} {seconds / args.images:.2f}" for name, seconds in busy.items())
+                print(f"worker busy seconds per image by task: {per_image}")
             photo = test_jpeg(12)
             if "latency" not in skip:
                 photo5 = _jpeg_of_size(photo, 5.0)

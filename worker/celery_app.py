@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import cv2
 from celery.signals import worker_process_init
 
 from service.db import get_engine
@@ -12,6 +13,8 @@ app.conf.include = ["worker.tasks"]
 
 
 @worker_process_init.connect
-def _fresh_connections(**_: Any) -> None:
-    """A forked pool process must not share the parent's database connections."""
+def _init_pool_process(**_: Any) -> None:
+    """A forked pool process must not share the parent's database connections; and it gets one
+    OpenCV thread, since the pool already runs one process per core (more threads only contend)."""
     get_engine().dispose(close=False)
+    cv2.setNumThreads(1)
