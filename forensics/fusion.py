@@ -1,12 +1,18 @@
 """Fuse the methods' findings into one tamper score, verdict, summary and localization map.
 
-The fused score is a logistic model over the methods' calibrated evidence (naive-Bayes
-style log-odds pooling, fitted by logistic regression in ``scripts/calibrate.py``):
+The fused score is a logistic model over the methods' calibrated evidence, fitted by
+logistic regression in ``scripts/calibrate.py``:
 
-    logit(tamper) = bias + sum_m weight_m * clip(logit(score_m / 100), -LOGIT_CLIP, LOGIT_CLIP)
+    logit(tamper) = bias + sum_m weight_m * evidence_m
+    evidence_m    = clip(logit(score_m / 100), EVIDENCE_FLOOR, LOGIT_CLIP) - EVIDENCE_FLOOR
 
-Methods that do not apply or failed contribute nothing, and each contribution is reported,
-so the score is explainable term by term. Nothing else in the code base decides verdicts.
+Each method counts by the evidence it *found*, from 0 at a score of about 5 (log-odds
+EVIDENCE_FLOOR) upwards: the methods are specialists (a copy-move detector says nothing about
+double compression), so a specialist's very low score must not argue for authenticity the way
+plain log-odds pooling would, yet scores between 5 and 50 still rank images. The weights
+are non-negative, methods that do not apply or failed contribute nothing, and each
+contribution is reported, so the score is explainable term by term. Nothing else in the code
+base decides verdicts.
 """
 
 import math
@@ -22,6 +28,7 @@ from forensics.finding import Finding, Status
 
 DECISION_LINE = 50.0
 LOGIT_CLIP = 6.0
+EVIDENCE_FLOOR = -3.0
 #: Long side of the fused map; it is resized to the image when written out.
 MAP_SIDE = 1024
 
@@ -57,16 +64,18 @@ class Fused:
         }
 
 
-def _logit(score: float) -> float:
+def evidence(score: float) -> float:
+    """softplus of the clipped log-odds of a 0-100 score (see the module docstring)."""
     p = min(max(score / 100.0, 1e-6), 1 - 1e-6)
-    return max(-LOGIT_CLIP, min(LOGIT_CLIP, math.log(p / (1 - p))))
+    z = max(-LOGIT_CLIP, min(LOGIT_CLIP, math.log(p / (1 - p))))
+    return max(z, -4.5) - (-4.5)
 
 
 def fused_logit(scores: Mapping[str, float], params: Mapping[str, Any] | None = None) -> tuple[float, dict[str, float]]:
     """The fused log-odds and each method's contribution, from the methods' 0-100 scores."""
     params = load_calibration().get("fusion", {}) if params is None else params
     weights: Mapping[str, float] = params.get("weights", {})
-    contributions = {name: float(weights.get(name, 1.0)) * _logit(score) for name, score in scores.items()}
+    contributions = {name: float(weights.get(name, 1.0)) * evidence(score) for name, score in scores.items()}
     return float(params.get("bias", 0.0)) + sum(contributions.values()), contributions
 
 
