@@ -12,7 +12,8 @@ COPY service ./service
 COPY api ./api
 COPY worker ./worker
 COPY migrations ./migrations
-RUN pip install '.[service]' && useradd --create-home forensics
+# editable: migrations/ and alembic.ini stay beside the packages, where service.db finds them
+RUN pip install -e '.[service]' && useradd --create-home forensics
 USER forensics
 EXPOSE 8000
 CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]

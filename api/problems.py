@@ -1,5 +1,6 @@
 """Errors as ``application/problem+json`` (RFC 9457) carrying the dossier's codes, mapped in one place."""
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forensics import ForensicsError
 from service.cases import NotFound
+
+logger = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -25,6 +28,14 @@ CODES: dict[str, tuple[int, str]] = {
     "NOT_FOUND": (404, "Not found"),
     "NOT_MODIFIED": (304, "Not modified"),
     "UNAVAILABLE": (503, "A dependency of the service is unavailable"),
+    "INTERNAL_ERROR": (500, "The service failed"),
+}
+
+#: OpenAPI: the error responses every route may give, as problem+json.
+PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"description": title, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    for status, title in ((400, "Bad request"), (404, "Not found"), (413, "Too large"), (415, "Not an image"),
+                          (422, "Corrupt or not analysable"), (500, "Service failure"))
 }
 
 
@@ -71,6 +82,11 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return problem_response("BAD_REQUEST", errors)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return problem_response("INTERNAL_ERROR", "The service failed; the error was logged.")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -11,6 +11,7 @@ happens after the commit; :func:`reconcile` repairs what a crash between the two
 """
 
 import logging
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -78,10 +79,12 @@ class DecodeCache:
         assert image.sha256 is not None and image.storage_key is not None
         decoded = self._items.get(image.sha256)
         if decoded is None:
+            start = time.perf_counter()
             data = storage.get_bytes(image.storage_key)
             decoded = load_image(
                 data, filename=image.filename, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes
             )
+            logger.info("decoded %s (%.1f MP) in %.2f s", image.sha256[:12], decoded.megapixels, time.perf_counter() - start)
             self._items[image.sha256] = decoded
             while len(self._items) > self.size:
                 self._items.popitem(last=False)

@@ -57,6 +57,7 @@ def alembic_config(url: str | None = None):  # type: ignore[no-untyped-def]
 
     config = Config(str(REPO / "alembic.ini"))
     config.set_main_option("script_location", str(REPO / "migrations"))
+    config.attributes["configure_logger"] = False  # called from a running program: leave its logging alone
     if url is not None:
         config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
     return config

@@ -87,7 +87,6 @@ def _text_field(value: str | None, name: str, limit: int) -> str | None:
     status_code=202,
     response_model=CasePublic,
     openapi_extra=MULTIPART_CASE,
-    responses={400: {"model": None}, 413: {"model": None}, 415: {"model": None}},
 )
 async def create_case(request: Request, session: SessionDep, storage: StorageDep, settings: SettingsDep) -> Response:
     """Upload one or many images (field `images`); returns the case at once, analysis runs in the background."""
