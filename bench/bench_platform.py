@@ -241,12 +241,22 @@ async def _paced(clients: int, seconds: float, interval: float, url: str) -> lis
 
 def bench_latency(api: Api, clients: int, polls: int, creates: int, photo: bytes) -> dict[str, list[float]]:
     case_url = httpx.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]).headers["location"]
+    single_polls = asyncio.run(_load(1, 200, lambda c: c.get(case_url)))
+    single_creates = asyncio.run(
+        _load(1, 30, lambda c: c.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]))
+    )
     paced = asyncio.run(_paced(clients, 20.0, 0.5, case_url))
     poll_latencies = asyncio.run(_load(clients, polls, lambda c: c.get(case_url)))
     create_latencies = asyncio.run(
         _load(clients, creates, lambda c: c.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]))
     )
-    return {"paced": paced, "polls": poll_latencies, "creates": create_latencies}
+    return {
+        "single_polls": single_polls,
+        "single_creates": single_creates,
+        "paced": paced,
+        "polls": poll_latencies,
+        "creates": create_latencies,
+    }
 
 
 def _multipart_stream(boundary: str, part: bytes, count: int) -> Iterator[bytes]:
@@ -347,6 +357,8 @@ def main() -> None:
             if "latency" not in skip:
                 photo5 = _jpeg_of_size(photo, 5.0)
                 measured = bench_latency(api, args.clients, args.polls, args.creates, photo5)
+                print(f"status poll, one client:                               {_percentiles(measured['single_polls'])}")
+                print(f"case creation ({len(photo5) / 1e6:.1f} MB), one client:               {_percentiles(measured['single_creates'])}")
                 print(f"status poll, {args.clients} clients each polling every 0.5 s:  {_percentiles(measured['paced'])}")
                 print(f"status poll, {args.clients} clients back to back (saturated): {_percentiles(measured['polls'])}")
                 print(f"case creation ({len(photo5) / 1e6:.1f} MB), {args.clients} clients back to back: "
