@@ -365,7 +365,12 @@ def _aware(value: datetime) -> datetime:
 
 
 def _as_finding(row: FindingRow, storage: Storage) -> Finding:
-    heatmap = from_gray_png(storage.get_bytes(row.heatmap_key)) if row.heatmap_key else None
+    heatmap = None
+    if row.heatmap_key:
+        try:
+            heatmap = from_gray_png(storage.get_bytes(row.heatmap_key))
+        except ObjectNotFound:  # fuse without the lost map rather than retry the join forever
+            logger.warning("heatmap %s is missing; fusing %s without it", row.heatmap_key, row.method)
     return Finding(
         method=row.method,
         version=row.method_version or "?",
