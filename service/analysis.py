@@ -30,6 +30,7 @@ from forensics.finding import Finding, Status
 from forensics.fusion import fuse
 from forensics.methods import REGISTRY
 from forensics.methods.base import Method
+from forensics.methods.metadata import extract_metadata
 from forensics.pipeline import Report
 from forensics.render import from_gray_png, gray_png, overlay_png
 from service import queue
@@ -109,12 +110,6 @@ def file_info(decoded: DecodedImage) -> dict[str, Any]:
     return Report(decoded, (), fuse((), (decoded.height, decoded.width)), 0.0).file_info()
 
 
-def extract_metadata(decoded: DecodedImage) -> dict[str, Any]:
-    from forensics.methods.metadata import extract_metadata as extract
-
-    return extract(decoded)
-
-
 def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: creating the findings twice keeps one row per (image, method)."""
     dialect = session.get_bind().dialect.name
@@ -145,7 +140,7 @@ def prepare_image(image_id: uuid.UUID) -> None:
             return
         methods = selected_methods(settings)
         try:
-            metadata = extract_metadata(decoded)
+            metadata = _jsonable(extract_metadata(decoded))
         except Exception as exc:  # metadata is a report section; its failure must not stop the analysis
             logger.exception("metadata extraction failed for image %s", image_id)
             metadata = {"error": f"{type(exc).__name__}: {exc}"}

@@ -10,7 +10,8 @@ from api.problems import Problem
 from api.schemas import CompareResult, MetadataResult
 from api.uploads import IncomingFile, UploadForm, read_multipart, refuse, to_intake
 from forensics import DecodedImage, load_image
-from service.analysis import extract_metadata, file_info
+from forensics.methods.metadata import extract_metadata
+from service.analysis import file_info
 from service.compare import compare_images
 from service.settings import Settings
 
@@ -53,8 +54,7 @@ async def metadata(request: Request, settings: SettingsDep) -> MetadataResult:
         image = await run_in_threadpool(_decode, part, settings)
     finally:
         form.cleanup()
-    result = await run_in_threadpool(lambda: MetadataResult(file=file_info(image), metadata=extract_metadata(image)))
-    return result
+    return await run_in_threadpool(lambda: MetadataResult(file=file_info(image), metadata=extract_metadata(image)))
 
 
 @router.post("/compare", response_model=CompareResult, openapi_extra=_body("image_a", "image_b"))
