@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     storage_url: str = Field(default="", validation_alias=_env("STORAGE_URL"))
 
     s3_endpoint_url: str | None = Field(default=None, validation_alias=_env("S3_ENDPOINT_URL"))
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=_env("S3_PUBLIC_ENDPOINT_URL"),
+        description="Endpoint clients reach, for presigned URLs (when the services reach S3 by another name)",
+    )
     s3_region: str = Field(default="us-east-1", validation_alias=_env("S3_REGION"))
     s3_access_key_id: str | None = Field(default=None, validation_alias=_env("S3_ACCESS_KEY_ID"))
     s3_secret_access_key: str | None = Field(default=None, validation_alias=_env("S3_SECRET_ACCESS_KEY"))

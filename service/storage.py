@@ -60,7 +60,7 @@ class Storage(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
-    def presigned_url(self, key: str, *, filename: str | None = None) -> str | None:
+    def presigned_url(self, key: str) -> str | None:
         """A short-lived URL a client may fetch directly, or None when the API serves the object."""
 
     @abstractmethod
@@ -115,7 +115,7 @@ class LocalStorage(Storage):
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
-    def presigned_url(self, key: str, *, filename: str | None = None) -> str | None:
+    def presigned_url(self, key: str) -> str | None:
         return None
 
     def check(self) -> None:
@@ -133,14 +133,20 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.presign_seconds = settings.presign_seconds
-        self.client = boto3.client(
-            "s3",
-            endpoint_url=settings.s3_endpoint_url,
-            region_name=settings.s3_region,
-            aws_access_key_id=settings.s3_access_key_id,
-            aws_secret_access_key=settings.s3_secret_access_key,
-            config=Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4"),
-        )
+        def client(endpoint: str | None) -> Any:
+            return boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=settings.s3_region,
+                aws_access_key_id=settings.s3_access_key_id,
+                aws_secret_access_key=settings.s3_secret_access_key,
+                config=Config(retries={"max_attempts": 5, "mode": "standard"}, signature_version="s3v4"),
+            )
+
+        self.client = client(settings.s3_endpoint_url)
+        # Presigning is local computation; URLs must name the endpoint the *clients* reach.
+        public = settings.s3_public_endpoint_url
+        self.presigner = client(public) if public and public != settings.s3_endpoint_url else self.client
         if settings.s3_create_bucket and not self._bucket_exists():
             self.client.create_bucket(Bucket=bucket)
 
@@ -192,11 +198,9 @@ class S3Storage(Storage):
         except ObjectNotFound:
             return False
 
-    def presigned_url(self, key: str, *, filename: str | None = None) -> str | None:
+    def presigned_url(self, key: str) -> str | None:
         params = {"Bucket": self.bucket, "Key": self._key(key)}
-        if filename:
-            params["ResponseContentDisposition"] = f'inline; filename="{filename}"'
-        return self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign_seconds)
+        return self.presigner.generate_presigned_url("get_object", Params=params, ExpiresIn=self.presign_seconds)
 
     def check(self) -> None:
         self._call(self.client.head_bucket, Bucket=self.bucket)
