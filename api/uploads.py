@@ -12,7 +12,8 @@ import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
+from typing import BinaryIO
 
 from fastapi import Request
 from python_multipart.exceptions import MultipartParseError
@@ -24,6 +25,7 @@ from forensics.formats import SNIFF_BYTES, sniff_format
 from service.cases import Intake
 
 MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 100
 
 
 @dataclass
@@ -67,7 +69,7 @@ class _Collector:
         self._disposition = b""
         self._content_type = b""
         self._file: IncomingFile | None = None
-        self._out = None
+        self._out: BinaryIO | None = None
         self._name = ""
         self._text = bytearray()
 
@@ -94,12 +96,16 @@ class _Collector:
         if b"name" not in options:
             raise Problem("BAD_REQUEST", 'a multipart part has no "name" in its Content-Disposition')
         self._name = options[b"name"].decode("utf-8", "replace")
+        if len(self.fields) >= MAX_FIELDS:
+            raise Problem("BAD_REQUEST", f"more than {MAX_FIELDS} form fields")
         # RFC 7578: the filename is optional; a part with a non-text content type is a file all the same.
         if b"filename" in options or (self._content_type and not self._content_type.startswith(b"text/")):
             if len(self.files) >= self.max_files:
                 raise Problem("TOO_MANY_FILES", f"more than {self.max_files} files in one request")
             path = self.folder / f"{len(self.files):05d}"
-            self._file = IncomingFile(self._name, options.get(b"filename", b"").decode("utf-8", "replace"), path)
+            # some clients send the whole client-side path: keep the file's own name
+            filename = PureWindowsPath(options.get(b"filename", b"").decode("utf-8", "replace")).name
+            self._file = IncomingFile(self._name, filename, path)
             self._out = path.open("wb")
             self.files.append(self._file)
 
