@@ -85,13 +85,27 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         with environment(env):
             from api.main import create_app
 
-            worker = Worker(env, home / "w1.log", "w1")
+            workers = [Worker(env, home / "w1.log", "w1")]
             try:
                 with TestClient(create_app()) as client:
-                    platform = Platform(client, env, home, worker)
+                    platform = Platform(client, env, home, workers[0])
                     yield platform
+                    workers.append(platform.worker)
             finally:
-                platform.worker.stop()
+                workers[-1].stop()
+                _drop_keys(REDIS_URL, env["FORENSICS_BROKER_KEY_PREFIX"])
+
+
+def _drop_keys(url: str, prefix: str) -> None:
+    """Remove what the run left in Redis (queued duplicates, the reconciler's last messages)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+    finally:
+        client.close()
 
 
 def _read(folder: str, name: str) -> bytes:
