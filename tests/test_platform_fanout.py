@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, update
 
+from forensics import analyze
 from forensics.methods import REGISTRY
 from service import analysis, cases, queue
 from service.db import session_scope
@@ -79,6 +80,11 @@ def test_fan_out_join_and_case_completion_happen_once(database: None, sent: list
     with session_scope() as session:
         image = session.get_one(Image, image_id)
         assert image.status == ImageStatus.COMPLETED and image.tamper_score is not None
+        # the distributed fan-out reaches the engine's own result for the same bytes
+        engine = analyze(data_file("comofod_subset", "tampered/034_F.png").read_bytes())
+        assert engine.fused.score is not None
+        assert image.tamper_score == pytest.approx(engine.fused.score, abs=1e-6)
+        assert image.verdict == engine.fused.verdict
         assert session.get_one(Case, case_id).status == "completed"
         assert session.scalar(select(func.count()).select_from(FindingRow).where(FindingRow.image_id == image_id)) == len(REGISTRY)
         assert not analysis.complete_case_if_done(session, case_id)
