@@ -7,6 +7,7 @@ import base64
 import binascii
 import uuid
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,10 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from forensics.formats import ImageFormat
 from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
 from service.storage import Storage, original_key
+
+
+#: Originals stored at once when a case is created.
+UPLOAD_THREADS = 8
 
 
 class NotFound(LookupError):
@@ -48,7 +53,7 @@ def create_case(
     """
     case = Case(id=uuid.uuid4(), label=label, callback_url=callback_url, image_count=len(intakes))
     now = utcnow()
-    stored: set[str] = set()
+    uploads: dict[str, tuple[Path, str]] = {}
     queued: list[uuid.UUID] = []
     for position, intake in enumerate(intakes):
         image = Image(id=uuid.uuid4(), position=position, filename=intake.filename, size_bytes=intake.size, sha256=intake.sha256)
@@ -59,15 +64,16 @@ def create_case(
             image.completed_at = now
         else:
             key = original_key(case.id, intake.sha256)
-            if key not in stored:
-                mime = intake.format.mime_type if intake.format else "application/octet-stream"
-                storage.put_file(key, intake.path, mime)
-                stored.add(key)
+            uploads.setdefault(key, (intake.path, intake.format.mime_type if intake.format else "application/octet-stream"))
             image.storage_key = key
             image.format = intake.format.value if intake.format else None
             image.enqueued_at = now
             queued.append(image.id)
         case.images.append(image)
+    # Originals go to storage before the rows exist (a crash leaves an orphan object, never a row
+    # without its file); in parallel, since object stores are slow per request but not per byte.
+    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
+        list(pool.map(lambda item: storage.put_file(item[0], *item[1]), uploads.items()))
     if not queued:
         case.status = CaseStatus.FAILED
         case.completed_at = now
