@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import cv2
-import numpy as np
 from sqlalchemy import exists, select, update
 from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql, sqlite
@@ -32,7 +30,7 @@ from forensics.methods import REGISTRY
 from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
 from forensics.pipeline import Report
-from forensics.render import from_gray_png, gray_png, overlay_png
+from forensics.render import encode_png, from_gray_png, gray_png, overlay_png
 from service import queue
 from service.db import session_scope
 from service.models import (
@@ -231,18 +229,8 @@ def _store_finding(session: Session, storage: Storage, row: FindingRow, finding:
     view_keys = {}
     for view, pixels in finding.views.items():
         view_keys[view] = f"{prefix}/views/{row.method}_{view}.png"
-        storage.put_bytes(view_keys[view], _fast_png(pixels), "image/png")
+        storage.put_bytes(view_keys[view], encode_png(pixels), "image/png")
     record_finding(session, row.id, finding, heatmap_key=heatmap_key, view_keys=view_keys)
-
-
-def _fast_png(pixels: np.ndarray) -> bytes:
-    """PNG at zlib level 1: views are full-size renderings, and level 1 encodes them about twice as fast
-    as the default for files about 5% larger (what the worker would otherwise spend most of its overhead on)."""
-    bgr = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", bgr, [cv2.IMWRITE_PNG_COMPRESSION, 1])
-    if not ok:
-        raise ValueError(f"PNG encoding failed for an array of shape {pixels.shape}")
-    return buf.tobytes()
 
 
 def record_finding(
