@@ -1,14 +1,21 @@
-"""Dependencies as ``Annotated`` aliases: the database session, settings, storage, URL making."""
+"""Dependencies as ``Annotated`` aliases: the caller (tenant), the database session, settings, storage, URL making."""
 
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
+from api.problems import Problem
+from service import ratelimit
 from service.db import get_sessionmaker
 from service.settings import Settings, get_settings
 from service.storage import Storage, get_storage
+from service.tenants import Principal, authenticate
+
+#: Request state key under which the rate-limit headers wait for the response (see api.main).
+RATE_HEADERS = "rate_limit_headers"
 
 
 async def get_session() -> AsyncIterator[Session]:
@@ -40,3 +47,30 @@ def get_linker(request: Request, storage: StorageDep) -> Link:
 
 
 LinkDep = Annotated[Link, Depends(get_linker)]
+
+
+def _authenticate_and_count(token: str, settings: Settings) -> tuple[Principal | None, ratelimit.Decision | None]:
+    with get_sessionmaker()() as session:
+        principal = authenticate(session, token)
+    if principal is None:
+        return None, None
+    limit = settings.rate_limit_per_minute if principal.requests_per_minute is None else principal.requests_per_minute
+    return principal, ratelimit.hit_request(principal.tenant_id, limit)
+
+
+async def get_principal(request: Request, settings: SettingsDep) -> Principal:
+    """The tenant of the ``Authorization: Bearer`` key; 401 without a valid key, 429 over the rate limit."""
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem("UNAUTHORIZED", "send an API key as 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
+    principal, decision = await run_in_threadpool(_authenticate_and_count, token.strip(), settings)
+    if principal is None:
+        raise Problem("UNAUTHORIZED", "the API key is unknown or revoked", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if decision is not None and decision.limit:
+        request.state.rate_limit_headers = decision.headers()
+        if not decision.allowed:
+            raise Problem("RATE_LIMITED", f"more than {decision.limit} requests per minute", headers=decision.headers())
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

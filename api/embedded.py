@@ -3,6 +3,9 @@
 SQLite, a local storage folder and Celery's filesystem transport, all under
 ``FORENSICS_HOME`` (default ``./forensics-data``): the same code paths as the distributed
 setup, selected only by the settings' defaults. ``forensics serve`` calls :func:`serve`.
+
+On first start (no tenant yet) a tenant ``default`` is made with one API key: the value of
+``FORENSICS_API_KEY`` when set, else a new key printed once on standard error.
 """
 
 import logging
@@ -12,8 +15,9 @@ import sys
 
 import uvicorn
 
-from service.db import migrate
+from service.db import migrate, session_scope
 from service.settings import get_settings
+from service.tenants import ensure_first_key
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +51,13 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
     migrate()
+    with session_scope() as session:
+        key = ensure_first_key(session, settings.api_key)
+    if key is not None and settings.api_key is None:
+        # the one moment the key exists in clear: the user must see it (it is stored only as a hash)
+        sys.stderr.write(f"\nAPI key of tenant 'default' (shown once, keep it): {key}\n"
+                         f"  curl -H 'Authorization: Bearer {key}' http://{host}:{port}/v1/cases\n\n")
+        sys.stderr.flush()
     env = {**os.environ, "FORENSICS_HOME": str(settings.home)}
     with (settings.home / "worker.log").open("ab") as log:
         worker = subprocess.Popen(worker_command(), env=env, stdout=log, stderr=subprocess.STDOUT)

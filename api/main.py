@@ -7,9 +7,12 @@ The schema is made by ``alembic upgrade head`` before the API starts (the compos
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.deps import RATE_HEADERS
 from api.problems import PROBLEM_RESPONSES, install_problem_handlers
-from api.routes import cases, health, tools
+from api.routes import cases, health, tools, uploads, webhooks
 from api.schemas import Problem as ProblemSchema
 
 
@@ -23,11 +26,38 @@ def create_app() -> FastAPI:
         ),
     )
     install_problem_handlers(app)
+    app.add_middleware(RateLimitHeaders)
     app.include_router(cases.router, responses=PROBLEM_RESPONSES)
+    app.include_router(uploads.router, responses=PROBLEM_RESPONSES)
+    app.include_router(webhooks.router, responses=PROBLEM_RESPONSES)
     app.include_router(tools.router, responses=PROBLEM_RESPONSES)
     app.include_router(health.router)
     _register_problem_schema(app)
     return app
+
+
+class RateLimitHeaders:
+    """Adds the ``RateLimit-*`` headers the authentication dependency left in the request state to the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                extra = scope.get("state", {}).get(RATE_HEADERS)
+                if extra:
+                    headers = MutableHeaders(scope=message)
+                    for name, value in extra.items():
+                        if name not in headers:
+                            headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _register_problem_schema(app: FastAPI) -> None:

@@ -26,6 +26,16 @@ CODES: dict[str, tuple[int, str]] = {
     "TOO_MANY_FILES": (413, "Too many files in one request"),
     "BAD_REQUEST": (400, "The request is invalid"),
     "NOT_FOUND": (404, "Not found"),
+    "UNAUTHORIZED": (401, "A valid API key is required"),
+    "RATE_LIMITED": (429, "Too many requests"),
+    "QUOTA_EXCEEDED": (429, "The daily image quota is used up"),
+    "IDEMPOTENCY_IN_FLIGHT": (409, "A request with this Idempotency-Key is in progress"),
+    "IDEMPOTENCY_MISMATCH": (422, "This Idempotency-Key was used with a different payload"),
+    "UNSAFE_URL": (400, "The URL is refused (not public http(s))"),
+    "UNSAFE_ARCHIVE": (400, "The archive is refused"),
+    "FETCH_FAILED": (422, "An image URL could not be fetched"),
+    "UPLOAD_MISSING": (400, "An upload slot is unknown, used, expired or empty"),
+    "DIRECT_UPLOAD_UNAVAILABLE": (501, "Direct uploads are not available"),
     "NOT_MODIFIED": (304, "Not modified"),
     "UNAVAILABLE": (503, "A dependency of the service is unavailable"),
     "INTERNAL_ERROR": (500, "The service failed"),
@@ -34,7 +44,7 @@ CODES: dict[str, tuple[int, str]] = {
 #: OpenAPI: the error responses every route may give, as problem+json.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": title, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-    for status, title in ((400, "Bad request"), (404, "Not found"), (413, "Too large"), (415, "Not an image"),
+    for status, title in ((400, "Bad request"), (401, "No valid API key"), (404, "Not found"), (429, "Rate limited"), (413, "Too large"), (415, "Not an image"),
                           (422, "Corrupt or not analysable"), (500, "Service failure"))
 }
 
@@ -42,11 +52,12 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 class Problem(Exception):
     """Raise anywhere in a route: becomes a problem+json response with the code's status."""
 
-    def __init__(self, code: str, detail: str, *, status: int | None = None) -> None:
+    def __init__(self, code: str, detail: str, *, status: int | None = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(detail)
         self.code = code
         self.detail = detail
         self.status = status or CODES.get(code, (400, ""))[0]
+        self.headers = headers
 
 
 def problem_body(code: str, detail: str | None, status: int | None = None) -> dict[str, Any]:
@@ -68,7 +79,7 @@ def problem_response(code: str, detail: str, status: int | None = None, headers:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.code, exc.detail, exc.status)
+        return problem_response(exc.code, exc.detail, exc.status, headers=exc.headers)
 
     @app.exception_handler(ForensicsError)
     async def _forensics(_: Request, exc: ForensicsError) -> JSONResponse:

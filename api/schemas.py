@@ -134,3 +134,89 @@ class Check(BaseModel):
 class Health(BaseModel):
     status: str
     checks: dict[str, Check]
+
+
+class WebhookEndpointCreate(BaseModel):
+    url: str = Field(max_length=2000, description="http(s) URL with a public address")
+    event_types: list[str] = Field(description="case.completed, case.failed, image.completed")
+    description: str | None = Field(None, max_length=200)
+
+
+class WebhookEndpointPublic(BaseModel):
+    id: UUID
+    url: str
+    secret: str = Field(description="whsec_ secret: verify the webhook-signature with it")
+    event_types: list[str]
+    description: str | None = None
+    enabled: bool
+    disabled_reason: str | None = None
+    created_at: datetime
+
+
+class WebhookEndpointList(BaseModel):
+    data: list[WebhookEndpointPublic]
+
+
+class CallbackSecret(BaseModel):
+    secret: str = Field(description="whsec_ secret signing the deliveries to cases' callback_url")
+
+
+class WebhookAttemptPublic(BaseModel):
+    attempted_at: datetime
+    status_code: int | None = None
+    error: str | None = None
+    seconds: float
+
+
+class WebhookDeliveryPublic(BaseModel):
+    id: str = Field(description="The message id, sent as webhook-id on every attempt")
+    event_type: str
+    endpoint_id: UUID | None = None
+    case_id: UUID | None = None
+    url: str
+    status: str = Field(description="pending | delivering | delivered | failed")
+    attempts: int
+    next_attempt_at: datetime | None = None
+    last_status_code: int | None = None
+    last_error: str | None = None
+    created_at: datetime
+    delivered_at: datetime | None = None
+    payload: dict[str, Any]
+    attempt_log: list[WebhookAttemptPublic] = []
+
+
+class WebhookDeliveryList(BaseModel):
+    data: list[WebhookDeliveryPublic]
+
+
+class UploadFile(BaseModel):
+    filename: str = Field(max_length=500)
+    size: int = Field(ge=1, description="Bytes; the slot accepts 1..size bytes")
+
+
+class UploadRequest(BaseModel):
+    files: list[UploadFile] = Field(min_length=1)
+
+
+class UploadSlot(BaseModel):
+    upload_id: UUID
+    filename: str
+    method: str = Field(description="POST (multipart form: fields, then the file as 'file') or PUT (raw body)")
+    url: str
+    fields: dict[str, str] = Field({}, description="Form fields to send before the file (presigned POST)")
+    headers: dict[str, str] = Field({}, description="Headers to send (PUT through the API: your Authorization)")
+    max_bytes: int
+    expires_at: datetime
+
+
+class UploadSlots(BaseModel):
+    data: list[UploadSlot]
+
+
+class CaseFromSources(BaseModel):
+    """Create a case from direct uploads and/or image URLs (JSON instead of multipart)."""
+
+    upload_ids: list[UUID] = []
+    urls: list[str] = []
+    label: str | None = Field(None, max_length=200)
+    callback_url: str | None = Field(None, max_length=2000)

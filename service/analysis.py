@@ -31,7 +31,7 @@ from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
 from forensics.pipeline import Report
 from forensics.render import encode_png, from_gray_png, gray_png, overlay_png
-from service import queue
+from service import queue, webhooks
 from service.db import session_scope
 from service.models import (
     FINDING_DONE,
@@ -176,12 +176,14 @@ def prepare_image(image_id: uuid.UUID) -> None:
 
 
 def fail_image(session: Session, image_id: uuid.UUID, code: str, detail: str) -> None:
-    session.execute(
+    won = session.execute(
         update(Image)
         .where(Image.id == image_id, Image.status.not_in(IMAGE_DONE))
         .values(status=ImageStatus.FAILED, error_code=code, error_detail=detail, completed_at=utcnow())
-    )
+    ).rowcount
+    events = webhooks.add_image_event(session, image_id) if won else []
     session.commit()
+    webhooks.enqueue(events)
 
 
 # ---------------------------------------------------------------------------------------- methods
@@ -324,7 +326,7 @@ def fuse_image(image_id: uuid.UUID) -> None:
             storage.put_bytes(overlay_key, overlay_png(_decode(image).rgb, fused.heatmap), "image/png")
         now = utcnow()
         started = image.started_at or now
-        session.execute(
+        won = session.execute(
             update(Image)
             .where(Image.id == image_id, Image.status == ImageStatus.FUSING)
             .values(
@@ -337,8 +339,10 @@ def fuse_image(image_id: uuid.UUID) -> None:
                 completed_at=now,
                 seconds=(_aware(now) - _aware(started)).total_seconds(),
             )
-        )
+        ).rowcount
+        events = webhooks.add_image_event(session, image_id) if won else []
         session.commit()
+        webhooks.enqueue(events)
         complete_case_if_done(session, image.case_id)
 
 
@@ -370,7 +374,7 @@ def _as_finding(row: FindingRow, storage: Storage) -> Finding:
 def complete_case_if_done(session: Session, case_id: uuid.UUID) -> bool:
     """Close the case when no image is left: ``completed`` if any image completed, else ``failed``.
 
-    Exactly one finisher gets True: this is where a webhook (outbox row) will be written.
+    Exactly one finisher gets True, and writes the webhook outbox rows in the same transaction.
     """
     unfinished = exists().where(Image.case_id == case_id, Image.status.not_in(IMAGE_DONE))
     any_completed = exists().where(Image.case_id == case_id, Image.status == ImageStatus.COMPLETED)
@@ -382,7 +386,9 @@ def complete_case_if_done(session: Session, case_id: uuid.UUID) -> bool:
             completed_at=utcnow(),
         )
     ).rowcount
+    events = webhooks.add_case_event(session, case_id) if won else []
     session.commit()
+    webhooks.enqueue(events)
     return won == 1
 
 

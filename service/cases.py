@@ -1,6 +1,7 @@
-"""Service functions that own every query about cases and images (tenant checks will slot in here).
+"""Service functions that own every query about cases and images, each filtered by the caller's tenant.
 
-Routes validate, call these, enqueue after the commit, and return schemas.
+Routes validate, call these, enqueue after the commit, and return schemas. A case of
+another tenant is indistinguishable from a missing one: :class:`NotFound` (404).
 """
 
 import base64
@@ -17,6 +18,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from forensics.formats import ImageFormat
 from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
+from service import webhooks
 from service.storage import Storage, original_key
 
 
@@ -25,7 +27,7 @@ UPLOAD_THREADS = 8
 
 
 class NotFound(LookupError):
-    """The case or image does not exist (or, later, belongs to another tenant)."""
+    """The case or image does not exist, or belongs to another tenant."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "not found"
@@ -45,26 +47,40 @@ class Intake:
 
 
 def create_case(
-    session: Session, storage: Storage, *, label: str | None, callback_url: str | None, intakes: list[Intake]
+    session: Session,
+    storage: Storage,
+    *,
+    tenant_id: uuid.UUID,
+    label: str | None,
+    callback_url: str | None,
+    intakes: list[Intake],
+    stored: dict[str, str] | None = None,
 ) -> tuple[Case, list[uuid.UUID]]:
     """Store the accepted originals (once per SHA-256) and create the case; returns it and the images to enqueue.
 
     Refused files become failed images carrying their reason, so the rest of the batch proceeds.
+    ``stored`` maps SHA-256 -> a key already in storage (direct uploads), copied server-side
+    to the case's original key instead of uploaded from a local file.
     """
-    case = Case(id=uuid.uuid4(), label=label, callback_url=callback_url, image_count=len(intakes))
+    stored = stored or {}
+    case = Case(id=uuid.uuid4(), tenant_id=tenant_id, label=label, callback_url=callback_url, image_count=len(intakes))
     now = utcnow()
     uploads: dict[str, tuple[Path, str]] = {}
+    copies: dict[str, str] = {}
     queued: list[uuid.UUID] = []
     for position, intake in enumerate(intakes):
         image = Image(id=uuid.uuid4(), position=position, filename=intake.filename, size_bytes=intake.size, sha256=intake.sha256)
-        if intake.error_code is not None or intake.path is None or intake.sha256 is None:
+        if intake.error_code is not None or intake.sha256 is None or (intake.path is None and intake.sha256 not in stored):
             image.status = ImageStatus.FAILED
             image.error_code = intake.error_code or "ANALYSIS_ERROR"
             image.error_detail = intake.error_detail
             image.completed_at = now
         else:
             key = original_key(case.id, intake.sha256)
-            uploads.setdefault(key, (intake.path, intake.format.mime_type if intake.format else "application/octet-stream"))
+            if intake.path is not None:
+                uploads.setdefault(key, (intake.path, intake.format.mime_type if intake.format else "application/octet-stream"))
+            else:
+                copies.setdefault(key, stored[intake.sha256])
             image.storage_key = key
             image.format = intake.format.value if intake.format else None
             image.enqueued_at = now
@@ -74,34 +90,47 @@ def create_case(
     # without its file); in parallel, since object stores are slow per request but not per byte.
     with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
         list(pool.map(lambda item: storage.put_file(item[0], *item[1]), uploads.items()))
+        list(pool.map(lambda item: storage.copy(item[1], item[0]), copies.items()))
     if not queued:
         case.status = CaseStatus.FAILED
         case.completed_at = now
     session.add(case)
+    events = []
+    if not queued:
+        session.flush()
+        events = webhooks.add_case_event(session, case.id)
     session.commit()
+    webhooks.enqueue(events)
     return case, queued
 
 
-def get_case(session: Session, case_id: uuid.UUID) -> Case:
+def get_case(session: Session, tenant_id: uuid.UUID, case_id: uuid.UUID) -> Case:
     """The case and its images in one query (the status poll's only query)."""
-    case = session.execute(select(Case).where(Case.id == case_id).options(joinedload(Case.images))).unique().scalar_one_or_none()
-    if case is None:
-        raise NotFound(f"no case {case_id}")
-    return case
-
-
-def get_case_with_findings(session: Session, case_id: uuid.UUID) -> Case:
-    case = session.scalar(
-        select(Case).where(Case.id == case_id).options(selectinload(Case.images).selectinload(Image.findings))
+    case = (
+        session.execute(select(Case).where(Case.id == case_id, Case.tenant_id == tenant_id).options(joinedload(Case.images)))
+        .unique()
+        .scalar_one_or_none()
     )
     if case is None:
         raise NotFound(f"no case {case_id}")
     return case
 
 
-def get_image(session: Session, case_id: uuid.UUID, image_id: uuid.UUID) -> Image:
+def get_case_with_findings(session: Session, tenant_id: uuid.UUID, case_id: uuid.UUID) -> Case:
+    case = session.scalar(
+        select(Case).where(Case.id == case_id, Case.tenant_id == tenant_id).options(selectinload(Case.images).selectinload(Image.findings))
+    )
+    if case is None:
+        raise NotFound(f"no case {case_id}")
+    return case
+
+
+def get_image(session: Session, tenant_id: uuid.UUID, case_id: uuid.UUID, image_id: uuid.UUID) -> Image:
     image = session.scalar(
-        select(Image).where(Image.id == image_id, Image.case_id == case_id).options(selectinload(Image.findings))
+        select(Image)
+        .join(Case, Case.id == Image.case_id)
+        .where(Image.id == image_id, Image.case_id == case_id, Case.tenant_id == tenant_id)
+        .options(selectinload(Image.findings))
     )
     if image is None:
         raise NotFound(f"no image {image_id} in case {case_id}")
@@ -139,9 +168,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise ValueError(f"invalid cursor {cursor!r}") from None
 
 
-def list_cases(session: Session, *, limit: int, cursor: str | None = None) -> tuple[list[Case], str | None]:
-    """Newest first, keyset-paginated on (created_at, id); returns the page and the next cursor."""
-    query = select(Case).order_by(Case.created_at.desc(), Case.id.desc()).limit(limit + 1)
+def list_cases(
+    session: Session, tenant_id: uuid.UUID, *, limit: int, cursor: str | None = None
+) -> tuple[list[Case], str | None]:
+    """The tenant's cases, newest first, keyset-paginated on (created_at, id); returns the page and the next cursor."""
+    query = select(Case).where(Case.tenant_id == tenant_id).order_by(Case.created_at.desc(), Case.id.desc()).limit(limit + 1)
     if cursor:
         created, case_id = _decode_cursor(cursor)
         query = query.where(or_(Case.created_at < created, and_(Case.created_at == created, Case.id < case_id)))

@@ -1,10 +1,12 @@
 """The Celery application (configuration only) and the functions that enqueue work by task name.
 
 The API sends tasks by name through this app without importing the worker's code; the
-worker (``worker/celery_app.py``) uses the same app and registers the tasks. Three queues,
+worker (``worker/celery_app.py``) uses the same app and registers the tasks. Four queues,
 consumed in this order where the broker supports it (Redis ``queue_order_strategy``):
-``control`` (the reconciler), ``analysis`` (methods and joins: finish started images
-first, which also keeps decoded images in the workers' caches), ``intake`` (prepare).
+``control`` (the reconciler), ``webhooks`` (deliveries and their dispatcher: a worker may
+also consume only this queue with ``-Q webhooks``), ``analysis`` (methods and joins: finish
+started images first, which also keeps decoded images in the workers' caches), ``intake``
+(prepare).
 """
 
 from collections.abc import Iterable
@@ -20,9 +22,18 @@ PREPARE_IMAGE = "forensics.prepare_image"
 RUN_METHOD = "forensics.run_method"
 FUSE_IMAGE = "forensics.fuse_image"
 RECONCILE = "forensics.reconcile"
+DELIVER_WEBHOOK = "forensics.deliver_webhook"
+DISPATCH_WEBHOOKS = "forensics.dispatch_webhooks"
 
-QUEUES = ("control", "analysis", "intake")
-ROUTES = {PREPARE_IMAGE: "intake", RUN_METHOD: "analysis", FUSE_IMAGE: "analysis", RECONCILE: "control"}
+QUEUES = ("control", "webhooks", "analysis", "intake")
+ROUTES = {
+    PREPARE_IMAGE: "intake",
+    RUN_METHOD: "analysis",
+    FUSE_IMAGE: "analysis",
+    RECONCILE: "control",
+    DELIVER_WEBHOOK: "webhooks",
+    DISPATCH_WEBHOOKS: "webhooks",
+}
 
 
 def _transport_options(settings: Settings) -> dict[str, object]:
@@ -59,7 +70,14 @@ def make_celery(settings: Settings) -> Celery:
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="intake",
         task_routes={name: {"queue": queue} for name, queue in ROUTES.items()},
-        beat_schedule={"reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval}},
+        beat_schedule={
+            "reconcile": {"task": RECONCILE, "schedule": settings.reconcile_interval},
+            "dispatch-webhooks": {
+                "task": DISPATCH_WEBHOOKS,
+                "schedule": settings.webhook_poll_interval,
+                "options": {"expires": settings.webhook_poll_interval * 2},
+            },
+        },
         worker_send_task_events=True,
         task_send_sent_event=True,
     )
@@ -88,3 +106,7 @@ def enqueue_methods(jobs: Iterable[tuple[UUID, str]]) -> None:
 
 def enqueue_fuse(image_ids: Iterable[UUID]) -> None:
     _send(FUSE_IMAGE, ([str(i)] for i in image_ids))
+
+
+def enqueue_webhooks(delivery_ids: Iterable[str]) -> None:
+    _send(DELIVER_WEBHOOK, ([i] for i in delivery_ids))

@@ -62,7 +62,31 @@ class Settings(BaseSettings):
     worker_max_tasks_per_child: int = Field(default=500, ge=1)
     decode_cache_size: int = Field(default=2, ge=1, description="Decoded images kept per worker process")
 
-    @field_validator("methods", mode="before")
+    # Integrations: tenants, limits, webhooks, direct uploads, URL ingestion
+    api_key: str | None = Field(default=None, description="Embedded mode: the first API key (else one is made and printed)")
+    public_base_url: str = Field(default="http://127.0.0.1:8000", description="Base of the links in webhook payloads")
+    redis_url: str | None = Field(default=None, description="Redis for rate limits; default: BROKER_URL when it is Redis")
+    rate_limit_per_minute: int = Field(default=600, ge=0, description="Requests per tenant per minute (0 = no limit)")
+    image_quota_per_day: int = Field(default=0, ge=0, description="Images per tenant per UTC day (0 = no quota)")
+    webhook_retry_schedule: Annotated[list[float], NoDecode] = Field(
+        # Standard Webhooks / Svix: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; then 14 h, 24 h (about 3 days)
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 36000, 50400, 86400],
+        description="Seconds before each attempt (the first is the delay of the first attempt)",
+    )
+    webhook_jitter: float = Field(default=0.2, ge=0, le=1, description="Relative random spread of each retry delay")
+    webhook_timeout: float = Field(default=15.0, gt=0, description="Seconds for one delivery attempt")
+    webhook_poll_interval: float = Field(default=5.0, gt=0, description="Seconds between scans of the outbox for due deliveries")
+    webhook_allowlist: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Hosts or CIDRs allowed despite SSRF rules (development and tests only)"
+    )
+    upload_slot_seconds: int = Field(default=3600, ge=60, description="Lifetime of a direct-upload slot")
+    max_urls_per_case: int = Field(default=100, ge=1)
+    fetch_timeout: float = Field(default=20.0, gt=0, description="Seconds to fetch one image by URL")
+    max_archive_entries: int = Field(default=1000, ge=1, description="Entries in one ZIP archive")
+    max_archive_ratio: int = Field(default=200, ge=1, description="Largest compression ratio of a ZIP entry (zip-bomb guard)")
+    idempotency_seconds: int = Field(default=86400, ge=60, description="How long an Idempotency-Key is remembered")
+
+    @field_validator("methods", "webhook_allowlist", "webhook_retry_schedule", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
@@ -76,6 +100,10 @@ class Settings(BaseSettings):
             self.database_url = f"sqlite:///{self.home / 'forensics.db'}"
         if not self.storage_url:
             self.storage_url = (self.home / "storage").as_uri()
+        if self.redis_url is None and self.broker_url.startswith(("redis://", "rediss://")):
+            self.redis_url = self.broker_url
+        if not self.webhook_retry_schedule:
+            raise ValueError("FORENSICS_WEBHOOK_RETRY_SCHEDULE needs at least one delay")
         if self.method_soft_time_limit >= self.method_time_limit:
             raise ValueError("FORENSICS_METHOD_SOFT_TIME_LIMIT must be below FORENSICS_METHOD_TIME_LIMIT")
         if urlparse(self.storage_url).scheme not in ("s3", "file"):

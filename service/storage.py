@@ -60,6 +60,18 @@ class Storage(ABC):
     def exists(self, key: str) -> bool: ...
 
     @abstractmethod
+    def copy(self, source: str, target: str) -> None:
+        """Copy an object within the storage (server-side on S3)."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; no error when it is absent."""
+
+    def presigned_post(self, key: str, *, max_bytes: int, content_type: str | None = None) -> dict[str, Any] | None:
+        """A presigned POST (``url``, ``fields``) limited to ``1..max_bytes`` bytes, or None without S3."""
+        return None
+
+    @abstractmethod
     def presigned_url(self, key: str) -> str | None:
         """A short-lived URL a client may fetch directly, or None when the API serves the object."""
 
@@ -114,6 +126,15 @@ class LocalStorage(Storage):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def copy(self, source: str, target: str) -> None:
+        src = self._path(source)
+        if not src.is_file():
+            raise ObjectNotFound(source)
+        self.put_file(target, src, "application/octet-stream")
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
 
     def presigned_url(self, key: str) -> str | None:
         return None
@@ -197,6 +218,23 @@ class S3Storage(Storage):
             return True
         except ObjectNotFound:
             return False
+
+    def copy(self, source: str, target: str) -> None:
+        # managed copy: server-side, multipart for objects over 5 GB
+        self._call(self.client.copy, {"Bucket": self.bucket, "Key": self._key(source)}, self.bucket, self._key(target))
+
+    def delete(self, key: str) -> None:
+        self._call(self.client.delete_object, Bucket=self.bucket, Key=self._key(key))
+
+    def presigned_post(self, key: str, *, max_bytes: int, content_type: str | None = None) -> dict[str, Any] | None:
+        conditions: list[Any] = [["content-length-range", 1, max_bytes]]
+        fields: dict[str, str] = {}
+        if content_type:
+            fields["Content-Type"] = content_type
+            conditions.append({"Content-Type": content_type})
+        return self.presigner.generate_presigned_post(
+            self.bucket, self._key(key), Fields=fields or None, Conditions=conditions, ExpiresIn=self.presign_seconds
+        )
 
     def presigned_url(self, key: str) -> str | None:
         params = {"Bucket": self.bucket, "Key": self._key(key)}

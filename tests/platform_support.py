@@ -137,6 +137,20 @@ class Worker:
         self._out.close()
 
 
+def make_tenant(name: str | None = None) -> tuple[uuid.UUID, str]:
+    """A new tenant with one API key on the configured database: (tenant id, key)."""
+    from service.db import session_scope
+    from service.tenants import create_key, create_tenant
+
+    with session_scope() as session:
+        tenant = create_tenant(session, name or f"tenant-{uuid.uuid4().hex[:8]}")
+        return tenant.id, create_key(session, tenant, name="test")
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
 def poll(fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     body: dict[str, Any] = {}

@@ -25,7 +25,9 @@ from tests.platform_support import (
     Worker,
     data_file,
     environment,
+    bearer,
     fetch_url,
+    make_tenant,
     moto_s3,
     poll,
     postgres_database,
@@ -87,7 +89,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
 
             workers = [Worker(env, home / "w1.log", "w1")]
             try:
-                with TestClient(create_app()) as client:
+                with TestClient(create_app(), headers=bearer(make_tenant()[1])) as client:
                     platform = Platform(client, env, home, workers[0])
                     yield platform
                     workers.append(platform.worker)

@@ -34,6 +34,8 @@ def test_embedded_mode_serves_api_and_worker_with_no_external_server(tmp_path: P
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORENSICS_", "DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_"))}
     env["FORENSICS_HOME"] = str(home)
+    env["FORENSICS_API_KEY"] = key = "fsk_embedded_test_key_0123456789abcdef"
+    auth = {"Authorization": f"Bearer {key}"}
     with (tmp_path / "serve.log").open("wb") as out:
         server = subprocess.Popen(
             [sys.executable, "-c", f"from api.embedded import serve; serve('127.0.0.1', {port})"],
@@ -45,16 +47,17 @@ def test_embedded_mode_serves_api_and_worker_with_no_external_server(tmp_path: P
         assert set(health["checks"]) == {"database", "broker", "storage"}
         jpg = data_file("casia2_samples", "authentic/Au_ani_00003.jpg").read_bytes()
         png = data_file("comofod_subset", "tampered/029_F.png").read_bytes()
-        created = httpx.post(f"{base}/v1/cases", files=[("images", ("a.jpg", jpg, "image/jpeg")), ("images", ("b.png", png, "image/png"))])
+        assert httpx.post(f"{base}/v1/cases", files=[("images", ("a.jpg", b"x"))]).status_code == 401
+        created = httpx.post(f"{base}/v1/cases", headers=auth, files=[("images", ("a.jpg", jpg, "image/jpeg")), ("images", ("b.png", png, "image/png"))])
         assert created.status_code == 202, created.text
         case_url = created.headers["location"]
-        case = poll(lambda: httpx.get(case_url).json(), lambda b: b["status"] in ("completed", "failed"), 180, "case end")
+        case = poll(lambda: httpx.get(case_url, headers=auth).json(), lambda b: b["status"] in ("completed", "failed"), 180, "case end")
         assert case["status"] == "completed" and case["progress"]["completed"] == 2
-        report = httpx.get(case["images"][1]["url"]).json()
+        report = httpx.get(case["images"][1]["url"], headers=auth).json()
         assert [f["method"] for f in report["findings"]] == list(REGISTRY)
         assert report["original_url"].startswith(base)  # the local folder's files are served by the API
-        assert httpx.get(report["original_url"]).content == png
-        archive = zipfile.ZipFile(io.BytesIO(httpx.get(case["report_url"]).content))
+        assert httpx.get(report["original_url"], headers=auth).content == png
+        archive = zipfile.ZipFile(io.BytesIO(httpx.get(case["report_url"], headers=auth).content))
         assert len(json.loads(archive.read("batch_summary.json"))["images"]) == 2
         assert (home / "forensics.db").exists() and (home / "storage" / "cases").is_dir() and (home / "broker").is_dir()
     finally:

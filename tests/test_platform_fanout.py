@@ -19,7 +19,7 @@ from service import analysis, cases, queue
 from service.db import session_scope
 from service.models import Case, FindingRow, FindingStatus, Image, ImageStatus, utcnow
 from service.storage import get_storage
-from tests.platform_support import data_file, environment, postgres_database
+from tests.platform_support import data_file, environment, make_tenant, postgres_database
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -55,7 +55,9 @@ def _new_case(names: list[str]) -> tuple[uuid.UUID, list[uuid.UUID]]:
         data = path.read_bytes()
         intakes.append(cases.Intake(path.name, path, len(data), hashlib.sha256(data).hexdigest()))
     with session_scope() as session:
-        case, queued = cases.create_case(session, get_storage(), label=None, callback_url=None, intakes=intakes)
+        case, queued = cases.create_case(
+            session, get_storage(), tenant_id=make_tenant()[0], label=None, callback_url=None, intakes=intakes
+        )
         return case.id, queued
 
 
@@ -162,7 +164,9 @@ def test_reconciler_resends_lost_messages(database: None, sent: list[tuple[str, 
 def test_case_of_only_refused_files_is_failed_at_once(database: None) -> None:
     refused = cases.Intake("notes.txt", None, 12, None, error_code="INVALID_FORMAT", error_detail="not an image")
     with session_scope() as session:
-        case, queued = cases.create_case(session, get_storage(), label="x", callback_url=None, intakes=[refused])
+        case, queued = cases.create_case(
+            session, get_storage(), tenant_id=make_tenant()[0], label="x", callback_url=None, intakes=[refused]
+        )
         assert queued == [] and case.status == "failed" and case.images[0].error_code == "INVALID_FORMAT"
 
 

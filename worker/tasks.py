@@ -10,7 +10,7 @@ from uuid import UUID
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from service import analysis, queue
+from service import analysis, queue, webhooks
 from service.settings import get_settings
 from service.storage import StorageError
 from worker.celery_app import app
@@ -61,3 +61,15 @@ def fuse_image(image_id: str) -> None:
 def reconcile() -> None:
     """Repair work stuck past its time limit or whose message was lost."""
     analysis.reconcile()
+
+
+@app.task(name=queue.DELIVER_WEBHOOK, time_limit=int(settings.webhook_timeout * 2) + 30, **RELIABLE)
+def deliver_webhook(delivery_id: str) -> None:
+    """One attempt of a webhook delivery (its retries are scheduled in the outbox, not here)."""
+    webhooks.deliver(delivery_id)
+
+
+@app.task(name=queue.DISPATCH_WEBHOOKS, time_limit=120, **RELIABLE)
+def dispatch_webhooks() -> None:
+    """Send the webhook deliveries that are due (retries, and messages lost after their commit)."""
+    webhooks.dispatch_due()

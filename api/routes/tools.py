@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import SettingsDep
+from api.deps import PrincipalDep, SettingsDep
 from api.problems import Problem
 from api.schemas import CompareResult, MetadataResult
 from api.uploads import IncomingFile, UploadForm, read_multipart, refuse, to_intake
@@ -46,7 +46,7 @@ async def _form(request: Request, settings: Settings) -> UploadForm:
 
 
 @router.post("/metadata", response_model=MetadataResult, openapi_extra=_body("image"))
-async def metadata(request: Request, settings: SettingsDep) -> MetadataResult:
+async def metadata(request: Request, principal: PrincipalDep, settings: SettingsDep) -> MetadataResult:
     """Metadata (EXIF, XMP, IPTC, C2PA...) and hashes of one image (field `image`), synchronously."""
     form = await _form(request, settings)
     try:
@@ -58,7 +58,7 @@ async def metadata(request: Request, settings: SettingsDep) -> MetadataResult:
 
 
 @router.post("/compare", response_model=CompareResult, openapi_extra=_body("image_a", "image_b"))
-async def compare(request: Request, settings: SettingsDep) -> CompareResult:
+async def compare(request: Request, principal: PrincipalDep, settings: SettingsDep) -> CompareResult:
     """Compare two images (fields `image_a`, `image_b`): identical or not, SSIM, perceptual-hash distance."""
     form = await _form(request, settings)
     try:

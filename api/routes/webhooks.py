@@ -1,0 +1,115 @@
+"""Webhooks: the tenant's endpoints, the callback secret, the delivery log and redelivery."""
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Response
+from fastapi.concurrency import run_in_threadpool
+
+from api.deps import PrincipalDep, SessionDep
+from api.problems import Problem
+from api.schemas import (
+    CallbackSecret,
+    WebhookAttemptPublic,
+    WebhookDeliveryList,
+    WebhookDeliveryPublic,
+    WebhookEndpointCreate,
+    WebhookEndpointList,
+    WebhookEndpointPublic,
+)
+from service import netguard, webhooks
+from service.models import WebhookDelivery
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+def _delivery(d: WebhookDelivery, *, with_attempts: bool) -> WebhookDeliveryPublic:
+    return WebhookDeliveryPublic(
+        id=d.id,
+        event_type=d.event_type,
+        endpoint_id=d.endpoint_id,
+        case_id=d.case_id,
+        url=d.url,
+        status=d.status,
+        attempts=d.attempts,
+        next_attempt_at=d.next_attempt_at,
+        last_status_code=d.last_status_code,
+        last_error=d.last_error,
+        created_at=d.created_at,
+        delivered_at=d.delivered_at,
+        payload=d.payload,
+        attempt_log=[WebhookAttemptPublic.model_validate(a, from_attributes=True) for a in d.attempt_log] if with_attempts else [],
+    )
+
+
+@router.post("/endpoints", status_code=201, response_model=WebhookEndpointPublic)
+async def create_endpoint(body: WebhookEndpointCreate, principal: PrincipalDep, session: SessionDep) -> WebhookEndpointPublic:
+    """Register a receiver (URL checked against the SSRF rules) for some event types; returns its whsec_ secret."""
+    try:
+        endpoint = await run_in_threadpool(
+            webhooks.create_endpoint,
+            session,
+            principal.tenant_id,
+            url=body.url,
+            event_types=body.event_types,
+            description=body.description,
+        )
+    except netguard.UnsafeURL as exc:
+        raise Problem("UNSAFE_URL", str(exc)) from None
+    except webhooks.WebhookError as exc:
+        raise Problem("BAD_REQUEST", str(exc)) from None
+    return WebhookEndpointPublic.model_validate(endpoint, from_attributes=True)
+
+
+@router.get("/endpoints", response_model=WebhookEndpointList)
+def list_endpoints(principal: PrincipalDep, session: SessionDep) -> WebhookEndpointList:
+    """The tenant's webhook endpoints."""
+    return WebhookEndpointList(
+        data=[WebhookEndpointPublic.model_validate(e, from_attributes=True) for e in webhooks.list_endpoints(session, principal.tenant_id)]
+    )
+
+
+@router.get("/endpoints/{endpoint_id}", response_model=WebhookEndpointPublic)
+def get_endpoint(endpoint_id: UUID, principal: PrincipalDep, session: SessionDep) -> WebhookEndpointPublic:
+    """One endpoint, with its secret and whether it is enabled (410 Gone from the receiver disables it)."""
+    return WebhookEndpointPublic.model_validate(webhooks.get_endpoint(session, principal.tenant_id, endpoint_id), from_attributes=True)
+
+
+@router.delete("/endpoints/{endpoint_id}", status_code=204)
+def delete_endpoint(endpoint_id: UUID, principal: PrincipalDep, session: SessionDep) -> Response:
+    """Remove an endpoint and its pending deliveries."""
+    webhooks.delete_endpoint(session, principal.tenant_id, endpoint_id)
+    return Response(status_code=204)
+
+
+@router.get("/callback-secret", response_model=CallbackSecret)
+def get_callback_secret(principal: PrincipalDep, session: SessionDep) -> CallbackSecret:
+    """The whsec_ secret that signs deliveries to the cases' callback_url."""
+    return CallbackSecret(secret=webhooks.callback_secret(session, principal.tenant_id))
+
+
+@router.get("/deliveries", response_model=WebhookDeliveryList)
+def list_deliveries(
+    principal: PrincipalDep,
+    session: SessionDep,
+    case_id: UUID | None = None,
+    status: Annotated[str | None, Query(pattern="^(pending|delivering|delivered|failed)$")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> WebhookDeliveryList:
+    """The delivery log, newest first, with every attempt (filter by case or status)."""
+    rows = webhooks.list_deliveries(session, principal.tenant_id, case_id=case_id, status=status, limit=limit)
+    return WebhookDeliveryList(data=[_delivery(d, with_attempts=True) for d in rows])
+
+
+@router.get("/deliveries/{delivery_id}", response_model=WebhookDeliveryPublic)
+def get_delivery(delivery_id: str, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
+    """One delivery and its attempts."""
+    return _delivery(webhooks.get_delivery(session, principal.tenant_id, delivery_id), with_attempts=True)
+
+
+@router.post("/deliveries/{delivery_id}/redeliver", status_code=202, response_model=WebhookDeliveryPublic)
+async def redeliver(delivery_id: str, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
+    """Send the same message (same webhook-id) again now, with a fresh retry schedule."""
+    delivery = await run_in_threadpool(webhooks.redeliver, session, principal.tenant_id, delivery_id)
+    await run_in_threadpool(webhooks.enqueue, [delivery.id])
+    return _delivery(delivery, with_attempts=False)
