@@ -142,6 +142,13 @@ class WebhookEndpointCreate(BaseModel):
     description: str | None = Field(None, max_length=200)
 
 
+class WebhookEndpointUpdate(BaseModel):
+    url: str | None = Field(None, max_length=2000)
+    event_types: list[str] | None = None
+    description: str | None = Field(None, max_length=200)
+    enabled: bool | None = Field(None, description="true enables an endpoint disabled by a 410")
+
+
 class WebhookEndpointPublic(BaseModel):
     id: UUID
     url: str
@@ -198,11 +205,31 @@ class UploadRequest(BaseModel):
     files: list[UploadFile] = Field(min_length=1)
 
 
+class UploadPart(BaseModel):
+    part_number: int
+    url: str = Field(description="PUT the part's bytes here; keep the ETag header of the answer")
+    size: int
+
+
+class UploadPartDone(BaseModel):
+    part_number: int = Field(ge=1, le=10000)
+    etag: str = Field(max_length=200)
+
+
+class UploadComplete(BaseModel):
+    parts: list[UploadPartDone] = Field(min_length=1, max_length=10000)
+
+
 class UploadSlot(BaseModel):
     upload_id: UUID
     filename: str
-    method: str = Field(description="POST (multipart form: fields, then the file as 'file') or PUT (raw body)")
-    url: str
+    method: str = Field(
+        description="POST (form: fields, then the file as 'file'), PUT (raw body to url) or MULTIPART "
+        "(PUT each part to its URL, then POST the ETags to complete_url)"
+    )
+    url: str | None = None
+    parts: list[UploadPart] = []
+    complete_url: str | None = None
     fields: dict[str, str] = Field({}, description="Form fields to send before the file (presigned POST)")
     headers: dict[str, str] = Field({}, description="Headers to send (PUT through the API: your Authorization)")
     max_bytes: int

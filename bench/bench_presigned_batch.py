@@ -16,6 +16,7 @@ signed ``case.completed`` received).
 import argparse
 import hashlib
 import io
+import logging
 import os
 import socket
 import subprocess
@@ -60,6 +61,7 @@ def main() -> None:
     parser.add_argument("--methods", default="metadata,integrity")
     parser.add_argument("--timeout", type=float, default=900)
     args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log
 
     home = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-presigned-{uuid.uuid4().hex[:6]}"
     home.mkdir(parents=True)

@@ -83,11 +83,20 @@ def _copy_limited(source: BinaryIO, out: BinaryIO | None, limit: int) -> tuple[i
 @dataclass(frozen=True)
 class Slot:
     upload: Upload
-    post: dict[str, Any] | None  # presigned POST (S3) or None (upload through the API)
+    post: dict[str, Any] | None  # presigned POST (S3), or None: multipart (S3) or PUT through the API
+    parts: list[dict[str, Any]] | None = None  # multipart: presigned part URLs
+
+
+class UploadError(ValueError):
+    """A multipart slot could not be completed."""
 
 
 def create_slots(session: Session, storage: Storage, tenant_id: uuid.UUID, files: list[tuple[str, int]], settings: Settings) -> list[Slot]:
-    """One upload slot per (file name, size); a size above the per-file limit is refused by the caller."""
+    """One upload slot per (file name, size); a size above the per-file limit is refused by the caller.
+
+    With S3, files over ``FORENSICS_MULTIPART_THRESHOLD`` get a multipart slot (one presigned
+    URL per part, completed by :func:`complete_multipart`), the others a presigned POST.
+    """
     now = utcnow()
     slots = []
     for filename, size in files:
@@ -102,8 +111,17 @@ def create_slots(session: Session, storage: Storage, tenant_id: uuid.UUID, files
             created_at=now,
             expires_at=now + timedelta(seconds=settings.upload_slot_seconds),
         )
+        multipart = (
+            storage.start_multipart(upload.storage_key, size, settings.multipart_part_bytes)
+            if size > settings.multipart_threshold
+            else None
+        )
+        if multipart is not None:
+            upload.multipart_id = multipart[0]
+            slots.append(Slot(upload, None, multipart[1]))
+        else:
+            slots.append(Slot(upload, storage.presigned_post(upload.storage_key, max_bytes=size)))
         session.add(upload)
-        slots.append(Slot(upload, storage.presigned_post(upload.storage_key, max_bytes=size)))
     session.commit()
     return slots
 
@@ -112,6 +130,24 @@ def pending_upload(session: Session, tenant_id: uuid.UUID, upload_id: uuid.UUID)
     upload = session.scalar(select(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id))
     if upload is None or upload.status != UploadStatus.PENDING or _aware(upload.expires_at) < utcnow():
         return None
+    return upload
+
+
+def complete_multipart(
+    session: Session, storage: Storage, tenant_id: uuid.UUID, upload_id: uuid.UUID, parts: list[tuple[int, str]]
+) -> Upload | None:
+    """Assemble a multipart slot's parts; None when the slot is unknown, used or expired."""
+    upload = pending_upload(session, tenant_id, upload_id)
+    if upload is None:
+        return None
+    if upload.multipart_id is None:
+        raise UploadError("the slot is not a multipart upload, or it is completed already")
+    try:
+        storage.complete_multipart(upload.storage_key, upload.multipart_id, sorted(parts))
+    except (StorageError, ObjectNotFound) as exc:
+        raise UploadError(f"the parts could not be assembled: {exc}") from None
+    upload.multipart_id = None
+    session.commit()
     return upload
 
 
@@ -152,6 +188,9 @@ def claim_uploads(
         if upload is None:
             return Intake("", None, 0, None, error_code="UPLOAD_MISSING", error_detail=f"no pending upload slot {upload_id}")
         limit = min(upload.max_bytes, settings.max_file_bytes)
+        if upload.multipart_id is not None:
+            detail = "the multipart upload was not completed (POST /v1/uploads/{id}/complete)"
+            return Intake(upload.filename, None, 0, None, error_code="UPLOAD_MISSING", error_detail=detail)
         try:
             with storage.open(upload.storage_key) as stream:
                 size, sha, head, too_large = _copy_limited(stream, None, limit)

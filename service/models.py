@@ -297,6 +297,8 @@ class Upload(Base):
     filename: Mapped[str] = mapped_column(String(500))
     storage_key: Mapped[str] = mapped_column(String(500))
     max_bytes: Mapped[int] = mapped_column(BigInteger)
+    #: S3 multipart upload id while a multipart slot is not completed (None: a single-object slot, or completed).
+    multipart_id: Mapped[str | None] = mapped_column(String(1000))
     status: Mapped[str] = mapped_column(String(16), default=UploadStatus.PENDING)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]

@@ -71,6 +71,14 @@ class Storage(ABC):
         """A presigned POST (``url``, ``fields``) limited to ``1..max_bytes`` bytes, or None without S3."""
         return None
 
+    def start_multipart(self, key: str, size: int, part_bytes: int) -> tuple[str, list[dict[str, Any]]] | None:
+        """A multipart upload of ``size`` bytes: its id and one presigned part URL per ``part_bytes``; None without S3."""
+        return None
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        """Assemble the uploaded parts ((number, ETag), ascending) into the object."""
+        raise StorageError("this storage has no multipart uploads")
+
     @abstractmethod
     def presigned_url(self, key: str) -> str | None:
         """A short-lived URL a client may fetch directly, or None when the API serves the object."""
@@ -234,6 +242,24 @@ class S3Storage(Storage):
             conditions.append({"Content-Type": content_type})
         return self.presigner.generate_presigned_post(
             self.bucket, self._key(key), Fields=fields or None, Conditions=conditions, ExpiresIn=self.presign_seconds
+        )
+
+    def start_multipart(self, key: str, size: int, part_bytes: int) -> tuple[str, list[dict[str, Any]]] | None:
+        upload_id = self._call(self.client.create_multipart_upload, Bucket=self.bucket, Key=self._key(key))["UploadId"]
+        parts = []
+        for number, offset in enumerate(range(0, size, part_bytes), start=1):
+            params = {"Bucket": self.bucket, "Key": self._key(key), "UploadId": upload_id, "PartNumber": number}
+            url = self.presigner.generate_presigned_url("upload_part", Params=params, ExpiresIn=self.presign_seconds)
+            parts.append({"part_number": number, "url": url, "size": min(part_bytes, size - offset)})
+        return upload_id, parts
+
+    def complete_multipart(self, key: str, upload_id: str, parts: list[tuple[int, str]]) -> None:
+        self._call(
+            self.client.complete_multipart_upload,
+            Bucket=self.bucket,
+            Key=self._key(key),
+            UploadId=upload_id,
+            MultipartUpload={"Parts": [{"PartNumber": n, "ETag": etag} for n, etag in parts]},
         )
 
     def presigned_url(self, key: str) -> str | None:

@@ -73,12 +73,16 @@ def check_destination(url: str) -> None:
 # ------------------------------------------------------------------------------- endpoints
 
 
-def create_endpoint(
-    session: Session, tenant_id: uuid.UUID, *, url: str, event_types: list[str], description: str | None
-) -> WebhookEndpoint:
+def _check_event_types(event_types: list[str]) -> None:
     unknown = sorted(set(event_types) - set(EVENT_TYPES))
     if unknown or not event_types:
         raise WebhookError(f"event_types must be a non-empty subset of {list(EVENT_TYPES)}; unknown: {unknown}")
+
+
+def create_endpoint(
+    session: Session, tenant_id: uuid.UUID, *, url: str, event_types: list[str], description: str | None
+) -> WebhookEndpoint:
+    _check_event_types(event_types)
     check_destination(url)
     endpoint = WebhookEndpoint(
         id=uuid.uuid4(),
@@ -106,6 +110,32 @@ def get_endpoint(session: Session, tenant_id: uuid.UUID, endpoint_id: uuid.UUID)
     )
     if endpoint is None:
         raise NotFound(f"no webhook endpoint {endpoint_id}")
+    return endpoint
+
+
+def update_endpoint(
+    session: Session,
+    tenant_id: uuid.UUID,
+    endpoint_id: uuid.UUID,
+    *,
+    url: str | None = None,
+    event_types: list[str] | None = None,
+    description: str | None = None,
+    enabled: bool | None = None,
+) -> WebhookEndpoint:
+    endpoint = get_endpoint(session, tenant_id, endpoint_id)
+    if url is not None:
+        check_destination(url)
+        endpoint.url = url
+    if event_types is not None:
+        _check_event_types(event_types)
+        endpoint.event_types = sorted(set(event_types))
+    if description is not None:
+        endpoint.description = description
+    if enabled is not None:
+        endpoint.enabled = enabled
+        endpoint.disabled_reason = None if enabled else "disabled by the tenant"
+    session.commit()
     return endpoint
 
 

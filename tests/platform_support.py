@@ -21,7 +21,7 @@ REDIS_URL = os.environ.get("FORENSICS_TEST_REDIS", "redis://127.0.0.1:6379/14")
 
 #: Settings-cache holders cleared whenever the test process's environment changes.
 _CACHED = ("service.settings.get_settings", "service.db.get_engine", "service.db.get_sessionmaker",
-           "service.storage.get_storage", "service.queue.get_celery")
+           "service.storage.get_storage", "service.queue.get_celery", "service.ratelimit.get_counter")
 
 
 def clear_caches() -> None:

@@ -81,6 +81,8 @@ def integ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Integrations]:
             "FORENSICS_WEBHOOK_TIMEOUT": "3",
             "FORENSICS_RATE_LIMIT_PER_MINUTE": "0",
             "FORENSICS_PUBLIC_BASE_URL": "http://forensics.test",
+            "FORENSICS_MULTIPART_THRESHOLD": "1000000",
+            "FORENSICS_MULTIPART_PART_BYTES": "400000",
         }
         with environment(env):
             from api.main import create_app
@@ -259,7 +261,10 @@ def test_failing_receiver_is_retried_on_the_schedule_then_failed_and_can_be_rede
     receiver.secrets["/busy"] = endpoint["secret"]
     receiver.plan("/busy", (503, {"Retry-After": "2"}), (500, {}), (302, {"Location": receiver.url("/elsewhere")}), (500, {}))
     case_id = _failing_case(integ)
-    done = poll(lambda: integ.deliveries(integ.key, case_id=case_id), lambda d: d and d[0]["status"] == "failed", 40, "failed")[0]
+    def mine() -> list[dict[str, Any]]:
+        return [d for d in integ.deliveries(integ.key, case_id=case_id) if d["endpoint_id"] == endpoint["id"]]
+
+    done = poll(mine, lambda d: d and d[0]["status"] == "failed", 40, "failed")[0]
     attempts = receiver.at("/busy")
     assert len(attempts) == len(SCHEDULE) == done["attempts"]
     assert {a.webhook_id for a in attempts} == {done["id"]} and all(a.verified for a in attempts)
@@ -275,6 +280,7 @@ def test_failing_receiver_is_retried_on_the_schedule_then_failed_and_can_be_rede
     redelivered = poll(lambda: integ.client.get(f"/v1/webhooks/deliveries/{done['id']}", headers=integ.auth()).json(),
                        lambda d: d["status"] == "delivered", 20, "redelivered")
     assert receiver.at("/busy")[-1].webhook_id == done["id"] and redelivered["attempts"] == 1
+    assert integ.client.delete(f"/v1/webhooks/endpoints/{endpoint['id']}", headers=integ.auth()).status_code == 204
 
 
 def test_410_gone_disables_the_endpoint(integ: Integrations, receiver: Receiver) -> None:
@@ -285,8 +291,13 @@ def test_410_gone_disables_the_endpoint(integ: Integrations, receiver: Receiver)
     got = poll(lambda: integ.client.get(f"/v1/webhooks/endpoints/{endpoint['id']}", headers=integ.auth()).json(),
                lambda e: not e["enabled"], 20, "endpoint disabled")
     assert "410" in got["disabled_reason"] and len(receiver.at("/gone")) == 1
-    log = poll(lambda: integ.deliveries(integ.key, case_id=case_id), lambda d: d and d[0]["status"] == "failed", 20, "failed")
-    assert log[0]["attempts"] == 1
+    enabled = integ.client.patch(f"/v1/webhooks/endpoints/{endpoint['id']}", headers=integ.auth(), json={"enabled": True})
+    assert enabled.json()["enabled"] and enabled.json()["disabled_reason"] is None
+    moved = integ.client.patch(f"/v1/webhooks/endpoints/{endpoint['id']}", headers=integ.auth(), json={"url": "http://10.0.0.1/"})
+    assert moved.status_code == 400 and moved.json()["code"] == "UNSAFE_URL"
+    log = [d for d in integ.deliveries(integ.key, case_id=case_id) if d["endpoint_id"] == endpoint["id"]]
+    assert len(log) == 1 and log[0]["status"] == "failed" and log[0]["attempts"] == 1
+    assert integ.client.delete(f"/v1/webhooks/endpoints/{endpoint['id']}", headers=integ.auth()).status_code == 204
 
 
 # ------------------------------------------------------------------------------- SSRF
@@ -404,6 +415,29 @@ def test_presigned_upload_flow_against_s3(integ: Integrations) -> None:
     assert httpx.get(report["original_url"], timeout=10).content == images[0]
     reused = integ.client.post("/v1/cases", headers=integ.auth(), json={"upload_ids": ids[:1]})
     assert reused.status_code == 400 and reused.json()["code"] == "UPLOAD_MISSING"  # a slot is used once
+
+
+def test_big_files_get_presigned_multipart_slots(integ: Integrations, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("moto.s3.models.S3_UPLOAD_PART_MIN_SIZE", 1024)  # S3's 5 MiB minimum part, scaled down with the test
+    big = _image(40, size=720)
+    assert 1_000_000 < len(big) < 2_000_000
+    slots = integ.client.post("/v1/uploads", headers=integ.auth(), json={"files": [{"filename": "big.png", "size": len(big)}]})
+    slot = slots.json()["data"][0]
+    assert slot["method"] == "MULTIPART" and [p["size"] for p in slot["parts"]] == [400000] * 3 + [len(big) - 1_200_000]
+    early = integ.client.post("/v1/cases", headers=integ.auth(), json={"upload_ids": [slot["upload_id"]]})
+    assert early.status_code == 400 and "not completed" in early.json()["detail"]
+    done = []
+    offset = 0
+    for part in slot["parts"]:
+        answer = httpx.put(part["url"], content=big[offset : offset + part["size"]], timeout=10)
+        assert answer.status_code == 200, answer.text
+        done.append({"part_number": part["part_number"], "etag": answer.headers["etag"]})
+        offset += part["size"]
+    completed = integ.client.post(slot["complete_url"], headers=integ.auth(), json={"parts": done})
+    assert completed.status_code == 204, completed.text
+    created = integ.client.post("/v1/cases", headers=integ.auth(), json={"upload_ids": [slot["upload_id"]]})
+    case = integ.wait_done(created.json()["id"])
+    assert case["status"] == "completed" and case["images"][0]["sha256"] == hashlib.sha256(big).hexdigest()
 
 
 def test_zip_archive_is_expanded_and_bombs_and_path_tricks_are_refused(integ: Integrations) -> None:

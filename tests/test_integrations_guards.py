@@ -11,6 +11,7 @@ from service.ingest import ArchiveError, expand_zip
 from service.netguard import UnsafeURL, check_url, is_public
 from service.settings import Settings
 from tests.conftest import png_bytes
+from tests.platform_support import environment
 
 
 @pytest.mark.parametrize(
@@ -107,3 +108,21 @@ def test_zip_symlinks_and_garbage_are_refused(tmp_path: Path) -> None:
         _expand(tmp_path, buffer.getvalue())
     with pytest.raises(ArchiveError, match="not a readable ZIP"):
         _expand(tmp_path, b"PK\x03\x04 garbage")
+
+
+def test_embedded_first_start_makes_one_key_or_takes_the_given_one(tmp_path: Path) -> None:
+    from service.db import migrate, session_scope
+    from service.tenants import authenticate, ensure_first_key, list_tenants
+
+    with environment({"FORENSICS_HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}"}):
+        migrate()
+        with session_scope() as session:
+            made = ensure_first_key(session, None)
+            assert made is not None and made.startswith("fsk_")
+            assert ensure_first_key(session, None) is None  # printed once: never again
+            given = "my-own-key-from-the-environment-0123"
+            assert ensure_first_key(session, given) == given
+            assert [t.name for t in list_tenants(session)] == ["default"]
+            principal = authenticate(session, given)
+            assert principal is not None and principal.tenant_name == "default"
+            assert authenticate(session, made) is not None and authenticate(session, made + "x") is None

@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import PrincipalDep, SessionDep, SettingsDep, StorageDep
 from api.idempotency import Idempotent
 from api.problems import Problem
-from api.schemas import UploadRequest, UploadSlot, UploadSlots
+from api.schemas import UploadComplete, UploadPart, UploadRequest, UploadSlot, UploadSlots
 from service import idempotency, ingest
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
@@ -21,7 +21,8 @@ async def create_upload_slots(
     request: Request, body: UploadRequest, principal: PrincipalDep, session: SessionDep, storage: StorageDep, settings: SettingsDep
 ) -> Response:
     """Ask for upload slots (file name and size each): upload each file to its slot, then create the case
-    with `{"upload_ids": [...]}`. With S3 each slot is a presigned POST limited to its size."""
+    with `{"upload_ids": [...]}`. With S3 each slot is a presigned POST limited to its size (a multipart
+    upload for big files); without S3, a PUT to this API. Honours `Idempotency-Key`."""
     if len(body.files) > settings.max_files_per_case:
         raise Problem("TOO_MANY_FILES", f"more than {settings.max_files_per_case} files")
     too_large = [f.filename for f in body.files if f.size > settings.max_file_bytes]
@@ -38,12 +39,17 @@ async def create_upload_slots(
         data = []
         for slot in slots:
             upload = slot.upload
-            if slot.post is not None:
-                method, url, fields, headers = "POST", slot.post["url"], slot.post["fields"], {}
+            common = {"upload_id": upload.id, "filename": upload.filename, "max_bytes": upload.max_bytes,
+                      "expires_at": upload.expires_at}
+            if slot.parts is not None:
+                complete = str(request.url_for("complete_upload", upload_id=upload.id))
+                data.append(UploadSlot(method="MULTIPART", parts=[UploadPart(**p) for p in slot.parts], complete_url=complete,
+                                       headers=auth, **common))
+            elif slot.post is not None:
+                data.append(UploadSlot(method="POST", url=slot.post["url"], fields=slot.post["fields"], **common))
             else:
-                method, url, fields, headers = "PUT", str(request.url_for("put_upload", upload_id=upload.id)), {}, auth
-            data.append(UploadSlot(upload_id=upload.id, filename=upload.filename, method=method, url=url, fields=fields,
-                                   headers=headers, max_bytes=upload.max_bytes, expires_at=upload.expires_at))
+                url = str(request.url_for("put_upload", upload_id=upload.id))
+                data.append(UploadSlot(method="PUT", url=url, headers=auth, **common))
         response = Response(UploadSlots(data=data).model_dump_json(), status_code=201, media_type="application/json")
         return await idem.store(response, {})
     finally:
@@ -67,4 +73,19 @@ async def put_upload(upload_id: UUID, request: Request, principal: PrincipalDep,
             raise Problem("NO_FILE", "the body is empty")
         spool.flush()
         await run_in_threadpool(storage.put_file, upload.storage_key, Path(spool.name), "application/octet-stream")
+    return Response(status_code=204)
+
+
+@router.post("/{upload_id}/complete", status_code=204)
+async def complete_upload(
+    upload_id: UUID, body: UploadComplete, principal: PrincipalDep, session: SessionDep, storage: StorageDep
+) -> Response:
+    """Complete a multipart slot with the ETags of its parts."""
+    parts = [(p.part_number, p.etag) for p in body.parts]
+    try:
+        upload = await run_in_threadpool(ingest.complete_multipart, session, storage, principal.tenant_id, upload_id, parts)
+    except ingest.UploadError as exc:
+        raise Problem("BAD_REQUEST", str(exc)) from None
+    if upload is None:
+        raise Problem("NOT_FOUND", f"no pending upload slot {upload_id}")
     return Response(status_code=204)

@@ -3,10 +3,11 @@
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import PrincipalDep, SessionDep
+from api.idempotency import Idempotent
 from api.problems import Problem
 from api.schemas import (
     CallbackSecret,
@@ -16,8 +17,9 @@ from api.schemas import (
     WebhookEndpointCreate,
     WebhookEndpointList,
     WebhookEndpointPublic,
+    WebhookEndpointUpdate,
 )
-from service import netguard, webhooks
+from service import idempotency, netguard, webhooks
 from service.models import WebhookDelivery
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
@@ -43,16 +45,43 @@ def _delivery(d: WebhookDelivery, *, with_attempts: bool) -> WebhookDeliveryPubl
 
 
 @router.post("/endpoints", status_code=201, response_model=WebhookEndpointPublic)
-async def create_endpoint(body: WebhookEndpointCreate, principal: PrincipalDep, session: SessionDep) -> WebhookEndpointPublic:
-    """Register a receiver (URL checked against the SSRF rules) for some event types; returns its whsec_ secret."""
+async def create_endpoint(
+    request: Request, body: WebhookEndpointCreate, principal: PrincipalDep, session: SessionDep
+) -> Response:
+    """Register a receiver (URL checked against the SSRF rules) for some event types; returns its whsec_ secret.
+    Honours `Idempotency-Key`."""
+    idem = await Idempotent.start(request, principal, "POST /v1/webhooks/endpoints")
+    try:
+        if (replay := idem.replay(idempotency.fingerprint(body.model_dump()))) is not None:
+            return replay
+        try:
+            endpoint = await run_in_threadpool(
+                webhooks.create_endpoint,
+                session,
+                principal.tenant_id,
+                url=body.url,
+                event_types=body.event_types,
+                description=body.description,
+            )
+        except netguard.UnsafeURL as exc:
+            raise Problem("UNSAFE_URL", str(exc)) from None
+        except webhooks.WebhookError as exc:
+            raise Problem("BAD_REQUEST", str(exc)) from None
+        public = WebhookEndpointPublic.model_validate(endpoint, from_attributes=True)
+        response = Response(public.model_dump_json(), status_code=201, media_type="application/json")
+        return await idem.store(response, {})
+    finally:
+        await idem.close()
+
+
+@router.patch("/endpoints/{endpoint_id}", response_model=WebhookEndpointPublic)
+async def update_endpoint(
+    endpoint_id: UUID, body: WebhookEndpointUpdate, principal: PrincipalDep, session: SessionDep
+) -> WebhookEndpointPublic:
+    """Change an endpoint's URL (checked again), event types or description, or enable it again after a 410."""
     try:
         endpoint = await run_in_threadpool(
-            webhooks.create_endpoint,
-            session,
-            principal.tenant_id,
-            url=body.url,
-            event_types=body.event_types,
-            description=body.description,
+            webhooks.update_endpoint, session, principal.tenant_id, endpoint_id, **body.model_dump(exclude_unset=True)
         )
     except netguard.UnsafeURL as exc:
         raise Problem("UNSAFE_URL", str(exc)) from None
