@@ -386,6 +386,26 @@ def test_rate_limit_answers_429_with_headers(integ: Integrations) -> None:
     assert 1 <= int(limited.headers["retry-after"]) <= 60 and limited.headers["ratelimit-limit"] == "3"
 
 
+def test_daily_image_quota_refuses_a_case_that_would_exceed_it(integ: Integrations) -> None:
+    from service.db import session_scope
+    from service.models import Tenant
+
+    tenant_id, key = make_tenant()
+    with session_scope() as session:
+        session.get_one(Tenant, tenant_id).images_per_day = 3
+        session.commit()
+
+    def post(*seeds: int) -> httpx.Response:
+        files = [("images", (f"{s}.png", _image(s), "image/png")) for s in seeds]
+        return integ.client.post("/v1/cases", headers=integ.auth(key), files=files)
+
+    assert post(50, 51).status_code == 202
+    over = post(52, 53)
+    assert over.status_code == 429 and over.json()["code"] == "QUOTA_EXCEEDED" and int(over.headers["retry-after"]) > 0
+    assert post(54).status_code == 202  # the refused request used none of the quota
+    assert post(55).status_code == 429
+
+
 # ------------------------------------------------------------------------------- large batches
 
 

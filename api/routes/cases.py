@@ -97,6 +97,7 @@ def _text_field(value: str | None, name: str, limit: int) -> str | None:
 
 
 def _check_callback(callback_url: str | None) -> None:
+    """SSRF rules at registration (resolves the name: call in a thread)."""
     if callback_url:
         try:
             webhooks.check_destination(callback_url)
@@ -115,7 +116,7 @@ class _Sources:
     callback_url: str | None = None
 
 
-async def _from_multipart(request: Request, idem: Idempotent, settings: Settings, form: UploadForm) -> _Sources | Response:
+async def _from_multipart(idem: Idempotent, settings: Settings, form: UploadForm) -> _Sources | Response:
     fingerprint = idempotency.fingerprint(
         {"fields": form.fields, "files": [(f.field, f.filename, f.size, None if f.too_large else f.sha256) for f in form.files]}
     )
@@ -129,7 +130,7 @@ async def _from_multipart(request: Request, idem: Idempotent, settings: Settings
         label=_text_field(form.fields.get("label"), "label", 200),
         callback_url=_text_field(form.fields.get("callback_url"), "callback_url", 2000),
     )
-    _check_callback(sources.callback_url)
+    await run_in_threadpool(_check_callback, sources.callback_url)
     sources.intakes = [to_intake(f, settings.max_file_bytes) for f in files]
     for archive in archives:
         if archive.too_large:
@@ -162,9 +163,9 @@ async def _from_json(
     if len(body.urls) > settings.max_urls_per_case:
         raise Problem("TOO_MANY_FILES", f"more than {settings.max_urls_per_case} URLs in one case")
     sources = _Sources(label=_text_field(body.label, "label", 200), callback_url=_text_field(body.callback_url, "callback_url", 2000))
-    _check_callback(sources.callback_url)
+    await run_in_threadpool(_check_callback, sources.callback_url)
     try:
-        targets = ingest.check_urls(body.urls, settings)
+        targets = await run_in_threadpool(ingest.check_urls, body.urls, settings)
     except netguard.UnsafeURL as exc:
         raise Problem("UNSAFE_URL", str(exc)) from None
     if body.upload_ids:
@@ -200,7 +201,7 @@ async def create_case(
                 max_request_bytes=settings.max_request_bytes,
                 max_files=settings.max_files_per_case,
             )
-            result = await _from_multipart(request, idem, settings, form)
+            result = await _from_multipart(idem, settings, form)
         if isinstance(result, Response):
             return result
         sources = result
