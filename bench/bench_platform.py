@@ -44,7 +44,10 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_engine import test_jpeg  # noqa: E402
 
-from tests.platform_support import Worker, postgres_database  # noqa: E402
+from tests.platform_support import Worker, bearer, environment, make_tenant, postgres_database  # noqa: E402
+
+#: The bench tenant's Authorization header (set in main, once the database exists).
+AUTH: dict[str, str] = {}
 
 
 def _variants(base: bytes, count: int) -> list[bytes]:
@@ -190,11 +193,11 @@ def _engine_single(count: int, megapixels: float, seed: int = 0) -> float:
 def bench_throughput(api: Api, images: list[bytes]) -> float:
     files = [("images", (f"photo_{i:03d}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
     start = time.perf_counter()
-    response = httpx.post(f"{api.base}/v1/cases", files=files, timeout=600)
+    response = httpx.post(f"{api.base}/v1/cases", files=files, headers=AUTH, timeout=600)
     response.raise_for_status()
     url = response.headers["location"]
     while True:
-        body = httpx.get(url, timeout=30).json()
+        body = httpx.get(url, headers=AUTH, timeout=30).json()
         if body["status"] in ("completed", "failed"):
             break
         time.sleep(0.25)
@@ -215,7 +218,7 @@ async def _load(clients: int, total: int, request) -> list[float]:  # type: igno
             assert response.status_code < 300, response.text
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=120) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=120, headers=AUTH) as client:
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
     return latencies
 
@@ -235,13 +238,13 @@ async def _paced(clients: int, seconds: float, interval: float, url: str) -> lis
             await asyncio.sleep(max(0.0, interval - (time.perf_counter() - start)))
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=60, headers=AUTH) as client:
         await asyncio.gather(*(poller(client, i * interval / clients) for i in range(clients)))
     return latencies
 
 
 def bench_latency(api: Api, clients: int, polls: int, creates: int, photo: bytes) -> dict[str, list[float]]:
-    case_url = httpx.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]).headers["location"]
+    case_url = httpx.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))], headers=AUTH).headers["location"]
     single_polls = asyncio.run(_load(1, 200, lambda c: c.get(case_url)))
     single_creates = asyncio.run(
         _load(1, 30, lambda c: c.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]))
@@ -291,7 +294,7 @@ def bench_memory(api: Api, photo: bytes, gigabytes: float) -> tuple[float, int, 
         response = httpx.post(
             f"{api.base}/v1/cases",
             content=_multipart_stream(boundary, photo, count),
-            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+            headers={"content-type": f"multipart/form-data; boundary={boundary}", **AUTH},
             timeout=1200,
         )
         response.raise_for_status()
@@ -327,7 +330,11 @@ def main() -> None:
             "FORENSICS_BROKER_KEY_PREFIX": f"forensics-bench-{run}:",
             "STORAGE_URL": (home / "storage").as_uri(),
             "FORENSICS_HOME": str(home),
+            # counted in Redis like in production, but high enough never to refuse the load generator
+            "FORENSICS_RATE_LIMIT_PER_MINUTE": "100000000",
         }
+        with environment(env):
+            AUTH.update(bearer(make_tenant("bench")[1]))
         api = Api(env, home / "api.log", args.api_workers)
         try:
             if "throughput" not in skip:

@@ -7,6 +7,7 @@ request a few hundred milliseconds for no gain. ``prefix`` (``fsk_<8 id chars>``
 in clear to list and revoke keys.
 """
 
+import base64
 import hashlib
 import secrets
 import uuid
@@ -43,8 +44,6 @@ def hash_key(key: str) -> str:
 
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret: ``whsec_`` and base64 of 32 random bytes."""
-    import base64
-
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -61,12 +60,12 @@ def create_tenant(session: Session, name: str) -> Tenant:
 
 
 def find_tenant(session: Session, name_or_id: str) -> Tenant:
-    query = select(Tenant).where(Tenant.name == name_or_id)
+    condition = Tenant.name == name_or_id
     try:
-        query = select(Tenant).where((Tenant.name == name_or_id) | (Tenant.id == uuid.UUID(name_or_id)))
-    except ValueError:
+        condition = condition | (Tenant.id == uuid.UUID(name_or_id))
+    except ValueError:  # not an id: a name only
         pass
-    tenant = session.scalar(query)
+    tenant = session.scalar(select(Tenant).where(condition))
     if tenant is None:
         raise TenantError(f"no tenant {name_or_id!r}")
     return tenant
