@@ -1,0 +1,375 @@
+"""Copy-move (cloning) detection: find regions of the image that are copies of other regions.
+
+Cloning hides or duplicates content with pixels taken from the same photo, so the noise,
+colour and lighting match and splice-oriented traces stay silent; what betrays it is that two
+regions are (up to a rotation, scaling and mild post-processing) the same pixels. Natural
+photos contain *similar* things (windows, leaves, tiles) but almost never two regions that
+agree pixel for pixel, including their fine grain, under one geometric transform.
+
+Two complementary searches propose candidate transforms:
+
+1. **Keypoints** (rotation and scale invariant): SIFT keypoints of the luma are matched
+   against themselves with the generalised 2-nearest-neighbour test (g2NN), pairs closer than
+   a minimum distance are dropped, and similarity transforms are found by repeated RANSAC,
+   as in I. Amerini, L. Ballan, R. Caldelli, A. Del Bimbo, G. Serra, "A SIFT-based forensic
+   method for copy-move attack detection and transformation recovery", IEEE Transactions on
+   Information Forensics and Security 6(3), 2011.
+2. **Blocks** (for smooth regions where keypoints are scarce): low-frequency DCT features of
+   every overlapping block are sorted, neighbours in the sorted order that agree are paired,
+   and their shift vectors vote, after J. Fridrich, D. Soukal, J. Lukas, "Detection of
+   copy-move forgery in digital images", DFRWS 2003, and A. C. Popescu, H. Farid, "Exposing
+   digital forgeries by detecting duplicated image regions", Dartmouth TR2004-515, 2004.
+   Blocks without texture are excluded: flat sky matches itself under any shift.
+
+Every candidate transform is then verified densely: the image is warped by the transform and
+compared with itself by zero-mean normalised cross-correlation of its high-pass residual in
+small windows (the dense-field verification idea of D. Cozzolino, G. Poggi, L. Verdoliva,
+"Efficient dense-field copy-move forgery detection", IEEE TIFS 10(11), 2015). Only textured
+pixels whose residual correlates strongly count, connected regions must contain the matches
+that proposed the transform, and the target region is mapped back to give the source region.
+The heatmap marks both source and target. The statistic is, for the best verified pair, the
+share of the image (per mille, source and target counted) whose residual correlates almost
+perfectly (>= STRONG_CORR) with its copy: a clone repeats the same pixels, noise included,
+while natural look-alikes (printed logos, roof tiles, foliage) pass the region threshold but
+rarely this one, so they score low.
+
+Work is done at a capped resolution (long side <= 1024 px for keypoints and dense
+verification, <= 512 px for blocks): cloned regions large enough to matter survive the
+resampling, and the cost on a 24 MP photo stays a fraction of a second.
+"""
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from forensics.calibration import Logistic
+from forensics.finding import Finding
+from forensics.image import DecodedImage
+from forensics.methods.base import Method
+
+logger = logging.getLogger(__name__)
+
+#: Long side of the working image for keypoints and dense verification (pixels).
+KEYPOINT_LONG_SIDE = 1024
+#: Long side of the working image for block matching (pixels).
+BLOCK_LONG_SIDE = 512
+#: Images smaller than this long side are upsampled for the keypoint search (more keypoints).
+KEYPOINT_MIN_LONG_SIDE = 768
+#: SIFT keypoint budget and contrast threshold (lower than SIFT's 0.04 to reach smooth areas).
+SIFT_FEATURES = 3000
+SIFT_CONTRAST = 0.02
+#: Neighbours examined by the g2NN test and its ratio threshold (Amerini et al. use 0.5).
+G2NN_NEIGHBOURS = 6
+G2NN_RATIO = 0.5
+#: Minimum distance between the two ends of a match, as a fraction of the working long side.
+MIN_DISTANCE_FRACTION = 0.02
+#: RANSAC reprojection threshold (working pixels) and the minimum inliers of a cluster.
+RANSAC_THRESHOLD = 3.0
+MIN_INLIERS = 5
+MAX_CLUSTERS = 6
+#: Block matching: block size, texture floor (std of gray levels), sort windows, tolerance.
+BLOCK_SIZE = 12
+BLOCK_MIN_STD = 3.0
+BLOCK_SORT_WINDOW = 4
+BLOCK_FEATURE_TOLERANCE = 1.0
+#: Minimum number of block pairs voting for one shift, per 100k blocks (at least 30).
+BLOCK_MIN_VOTES = 30
+MAX_SHIFTS = 4
+#: Dense verification: high-pass sigma, correlation window, correlation and texture thresholds.
+HIGHPASS_SIGMA = 2.0
+CORR_WINDOW = 7
+CORR_THRESHOLD = 0.75
+#: Correlation of a true copy's residual (sensor noise included) is close to 1; natural look-alikes
+#: (tiles, foliage, waves) reach the region threshold but rarely this one.
+STRONG_CORR = 0.92
+RESIDUAL_MIN_STD = 1.0
+#: Smallest verified region kept, as a fraction of the image area.
+MIN_REGION_FRACTION = 0.0005
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    """A proposed transform ``dst = M @ [x, y, 1]`` with the matched points that proposed it."""
+
+    kind: str
+    matrix: np.ndarray
+    src: np.ndarray
+    dst: np.ndarray
+
+
+@dataclass(frozen=True, slots=True)
+class _Region:
+    candidate: _Candidate
+    target: np.ndarray
+    source: np.ndarray
+    seeds: int
+    #: Target pixels whose residual correlates almost perfectly (STRONG_CORR) with the source.
+    strong: int
+
+    @property
+    def area(self) -> int:
+        return int(np.count_nonzero(self.target | self.source))
+
+
+def _resize_long_side(gray: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
+    """``gray`` resized so its long side is ``long_side``; returns the image and the scale factor."""
+    h, w = gray.shape
+    scale = long_side / max(h, w)
+    if abs(scale - 1.0) < 1e-6:
+        return gray.astype(np.float32, copy=True), 1.0
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return cv2.resize(gray, size, interpolation=interp).astype(np.float32), scale
+
+
+def _keypoint_candidates(gray: np.ndarray) -> tuple[list[_Candidate], dict[str, Any]]:
+    """g2NN self-matching of SIFT keypoints and repeated RANSAC similarity fits (Amerini et al.)."""
+    u8 = np.clip(gray + 0.5, 0, 255).astype(np.uint8)
+    sift = cv2.SIFT_create(nfeatures=SIFT_FEATURES, contrastThreshold=SIFT_CONTRAST)
+    keypoints, desc = sift.detectAndCompute(u8, None)
+    info: dict[str, Any] = {"keypoints": len(keypoints), "g2nn_matches": 0}
+    if desc is None or len(keypoints) < 2 * MIN_INLIERS:
+        return [], info
+    pts = np.array([k.pt for k in keypoints], dtype=np.float32)
+    k = min(G2NN_NEIGHBOURS + 1, len(keypoints))
+    index = cv2.flann_Index(desc, {"algorithm": 1, "trees": 4})
+    nn, d2 = index.knnSearch(desc, k, params={"checks": 64})
+    dist = np.sqrt(np.maximum(d2[:, 1:], 0.0))
+    nn = nn[:, 1:].astype(np.int64)
+    # g2NN: accept neighbours 1..m while d_j / d_(j+1) stays below the ratio.
+    ratio_ok = dist[:, :-1] < G2NN_RATIO * np.maximum(dist[:, 1:], 1e-6)
+    accepted = np.cumprod(ratio_ok, axis=1).astype(bool)
+    rows, cols = np.nonzero(accepted)
+    a, b = rows, nn[rows, cols]
+    valid = (b >= 0) & (b != a)
+    a, b = a[valid], b[valid]
+    min_dist = MIN_DISTANCE_FRACTION * max(gray.shape)
+    far = np.hypot(*(pts[a] - pts[b]).T) >= min_dist
+    pairs = np.unique(np.sort(np.stack([a[far], b[far]], axis=1), axis=1), axis=0)
+    info["g2nn_matches"] = len(pairs)
+    if len(pairs) < MIN_INLIERS:
+        return [], info
+    # Both orientations are offered to RANSAC: a clone A->B is then one model whichever end
+    # each match happened to be found from.
+    src = np.concatenate([pts[pairs[:, 0]], pts[pairs[:, 1]]])
+    dst = np.concatenate([pts[pairs[:, 1]], pts[pairs[:, 0]]])
+    pair_id = np.concatenate([np.arange(len(pairs)), np.arange(len(pairs))])
+    alive = np.ones(len(src), dtype=bool)
+    candidates: list[_Candidate] = []
+    cv2.setRNGSeed(20110301)  # RANSAC reproducible run to run (the RNG is per thread)
+    while len(candidates) < MAX_CLUSTERS and np.count_nonzero(alive) >= 2 * MIN_INLIERS:
+        idx = np.flatnonzero(alive)
+        matrix, inl = cv2.estimateAffinePartial2D(
+            src[idx], dst[idx], method=cv2.RANSAC, ransacReprojThreshold=RANSAC_THRESHOLD, maxIters=3000, confidence=0.999
+        )
+        if matrix is None or inl is None:
+            break
+        inliers = idx[inl.ravel().astype(bool)]
+        if len(inliers) < MIN_INLIERS:
+            break
+        alive[np.isin(pair_id, pair_id[inliers])] = False
+        scale = float(np.sqrt(abs(np.linalg.det(matrix[:, :2]))))
+        if 0.25 <= scale <= 4.0:
+            candidates.append(_Candidate("keypoint", matrix.astype(np.float64), src[inliers], dst[inliers]))
+    return candidates, info
+
+
+def _dct_kernels(size: int, orders: int) -> list[np.ndarray]:
+    """1-D DCT-II basis vectors 0..orders-1 of length ``size`` (unit norm)."""
+    x = (np.arange(size) + 0.5) / size
+    out = []
+    for u in range(orders):
+        v = np.cos(np.pi * u * x)
+        out.append((v / np.linalg.norm(v)).astype(np.float32))
+    return out
+
+
+def _block_candidates(gray: np.ndarray) -> tuple[list[_Candidate], dict[str, Any]]:
+    """Shift vectors shared by many textured, near-identical blocks (Fridrich; Popescu & Farid)."""
+    h, w = gray.shape
+    b = BLOCK_SIZE
+    info: dict[str, Any] = {"blocks": 0, "block_pairs": 0}
+    if h < 4 * b or w < 4 * b:
+        return [], info
+    kernels = _dct_kernels(b, 3)
+    # Low-frequency DCT coefficients of the b x b block whose top-left corner is each pixel.
+    orders = [(0, 1), (1, 0), (1, 1), (0, 2), (2, 0), (0, 0)]
+    feats = []
+    for u, v in orders:
+        f = cv2.sepFilter2D(gray, cv2.CV_32F, kernels[v], kernels[u], anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+        feats.append(f[: h - b + 1, : w - b + 1])
+    mean = cv2.boxFilter(gray, cv2.CV_32F, (b, b), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    sq = cv2.boxFilter(gray * gray, cv2.CV_32F, (b, b), anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)
+    std = np.sqrt(np.maximum(sq - mean * mean, 0.0))[: h - b + 1, : w - b + 1]
+    textured = std >= BLOCK_MIN_STD
+    ys, xs = np.nonzero(textured)
+    info["blocks"] = len(ys)
+    if len(ys) < 100:
+        return [], info
+    # Features in units of the tolerance; the DC term is damped so mild brightness changes pass.
+    f = np.stack([feat[ys, xs] for feat in feats], axis=1) / (b / 4.0)
+    f[:, -1] *= 0.25
+    min_shift = max(2 * b, MIN_DISTANCE_FRACTION * max(h, w))
+    pa, pb = [], []
+    for key in (f[:, 0] + 0.5 * f[:, 1], f[:, 1] - 0.5 * f[:, 0], f[:, 2] + f[:, 3] - f[:, 4]):
+        order = np.argsort(key, kind="stable")
+        for step in range(1, BLOCK_SORT_WINDOW + 1):
+            i, j = order[:-step], order[step:]
+            close = np.sum((f[i] - f[j]) ** 2, axis=1) < BLOCK_FEATURE_TOLERANCE**2
+            pa.append(i[close])
+            pb.append(j[close])
+    ia, ib = np.concatenate(pa), np.concatenate(pb)
+    dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
+    flip = (dx < 0) | ((dx == 0) & (dy < 0))
+    dx, dy = np.where(flip, -dx, dx), np.where(flip, -dy, dy)
+    ia, ib = np.where(flip, ib, ia), np.where(flip, ia, ib)
+    far = np.hypot(dx, dy) >= min_shift
+    ia, ib, dx, dy = ia[far], ib[far], dx[far], dy[far]
+    pair_keys = np.unique(ia.astype(np.int64) * len(ys) + ib)
+    ia, ib = pair_keys // len(ys), pair_keys % len(ys)
+    dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
+    info["block_pairs"] = len(ia)
+    if len(ia) == 0:
+        return [], info
+    code = (dy + h).astype(np.int64) * (2 * w + 1) + (dx + w)
+    shifts, votes = np.unique(code, return_counts=True)
+    need = max(BLOCK_MIN_VOTES, int(BLOCK_MIN_VOTES * len(ys) / 100_000))
+    top = np.argsort(votes)[::-1][:MAX_SHIFTS]
+    candidates = []
+    for t in top:
+        if votes[t] < need:
+            break
+        sel = code == shifts[t]
+        sx, sy = float(dx[sel][0]), float(dy[sel][0])
+        centre = b / 2.0 - 0.5
+        src = np.stack([xs[ia[sel]], ys[ia[sel]]], axis=1).astype(np.float32) + centre
+        matrix = np.array([[1.0, 0.0, sx], [0.0, 1.0, sy]])
+        candidates.append(_Candidate("block", matrix, src, src + np.float32([sx, sy])))
+    info["top_shift_votes"] = int(votes[top[0]])
+    return candidates, info
+
+
+def _residual(gray: np.ndarray) -> np.ndarray:
+    return gray - cv2.GaussianBlur(gray, (0, 0), HIGHPASS_SIGMA)
+
+
+def _verify(gray: np.ndarray, resid: np.ndarray, cand: _Candidate) -> _Region | None:
+    """Dense check of one transform: where does the residual agree with its warped copy?"""
+    h, w = gray.shape
+    m = cand.matrix
+    warped = cv2.warpAffine(resid, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    valid = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
+    win = (CORR_WINDOW, CORR_WINDOW)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, cv2.CV_32F, win, borderType=cv2.BORDER_REFLECT)
+
+    ma, mb = box(resid), box(warped)
+    va = np.maximum(box(resid * resid) - ma * ma, 0.0)
+    vb = np.maximum(box(warped * warped) - mb * mb, 0.0)
+    cov = box(resid * warped) - ma * mb
+    corr = cov / np.sqrt(va * vb + 1e-6)
+    floor = RESIDUAL_MIN_STD**2
+    # The displacement at each target pixel must exceed the minimum distance (no self-match).
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    inv = cv2.invertAffineTransform(m)
+    disp = np.hypot(inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2] - xx, inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2] - yy)
+    ok = (corr >= CORR_THRESHOLD) & (va >= floor) & (vb >= floor) & valid
+    ok &= disp >= MIN_DISTANCE_FRACTION * max(h, w)
+    mask = cv2.morphologyEx(ok.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return None
+    # Keep the components that hold the matches that proposed this transform.
+    px = np.clip(np.round(cand.dst[:, 0]).astype(int), 0, w - 1)
+    py = np.clip(np.round(cand.dst[:, 1]).astype(int), 0, h - 1)
+    seed_labels = labels[py, px]
+    seed_labels = seed_labels[seed_labels > 0]
+    min_area = MIN_REGION_FRACTION * h * w
+    keep = [lab for lab in np.unique(seed_labels) if stats[lab, cv2.CC_STAT_AREA] >= min_area]
+    if not keep:
+        return None
+    target = np.isin(labels, keep)
+    source = cv2.warpAffine(target.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
+    strong = int(np.count_nonzero(target & (corr >= STRONG_CORR)))
+    return _Region(cand, target, source, int(np.isin(seed_labels, keep).sum()), strong)
+
+
+def _rescaled(cand: _Candidate, ratio: float) -> _Candidate:
+    """``cand`` expressed in an image scaled by ``ratio`` (a similarity keeps its linear part)."""
+    if abs(ratio - 1.0) < 1e-9:
+        return cand
+    matrix = cand.matrix.copy()
+    matrix[:, 2] *= ratio
+    return _Candidate(cand.kind, matrix, cand.src * ratio, cand.dst * ratio)
+
+
+def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str, Any]:
+    m = region.candidate.matrix
+    area = float(shape[0] * shape[1])
+    return {
+        "kind": region.candidate.kind,
+        "matches": len(region.candidate.src),
+        "matches_in_region": region.seeds,
+        "shift_px": [round(float(m[0, 2]) / scale, 1), round(float(m[1, 2]) / scale, 1)],
+        "rotation_deg": round(float(np.degrees(np.arctan2(m[1, 0], m[0, 0]))), 1),
+        "scale": round(float(np.sqrt(abs(np.linalg.det(m[:, :2])))), 3),
+        "target_fraction": round(np.count_nonzero(region.target) / area, 5),
+        "source_fraction": round(np.count_nonzero(region.source) / area, 5),
+    }
+
+
+class CopyMove(Method):
+    name = "copymove"
+    version = "1.0"
+    default_logistic = Logistic(center=5.0, scale=2.0)
+
+    def examine(self, image: DecodedImage) -> Finding:
+        luma = np.asarray(image.luma, dtype=np.float32)
+        h, w = luma.shape
+        if min(h, w) < 64:
+            return self.not_applicable("The image is too small to search for copied regions.", {"width": w, "height": h})
+        long_side = max(h, w)
+        kp_side = min(long_side, KEYPOINT_LONG_SIDE) if long_side >= KEYPOINT_MIN_LONG_SIDE else KEYPOINT_MIN_LONG_SIDE
+        kp_gray, kp_scale = _resize_long_side(luma, kp_side)
+        # Verification never upsamples: the residual of a true copy matches down to its noise,
+        # which interpolation would smooth away.
+        gray, scale = _resize_long_side(luma, min(long_side, KEYPOINT_LONG_SIDE))
+        block_gray, block_scale = _resize_long_side(luma, min(long_side, BLOCK_LONG_SIDE))
+        kp_cands, kp_info = _keypoint_candidates(kp_gray)
+        block_cands, block_info = _block_candidates(block_gray)
+        candidates = [_rescaled(c, scale / kp_scale) for c in kp_cands] + [_rescaled(c, scale / block_scale) for c in block_cands]
+        resid = _residual(gray)
+        regions = [r for r in (_verify(gray, resid, c) for c in candidates) if r is not None]
+        regions.sort(key=lambda r: r.area, reverse=True)
+        heat = np.zeros(gray.shape, dtype=np.float32)
+        for r in regions:
+            heat[r.target | r.source] = 1.0
+        area = float(gray.shape[0] * gray.shape[1])
+        best = max((2 * r.strong / area for r in regions), default=0.0)
+        statistic = 1000.0 * best
+        details: dict[str, Any] = {
+            "working_size": [gray.shape[1], gray.shape[0]],
+            **kp_info,
+            **block_info,
+            "candidates": len(candidates),
+            "strong_match_fraction": round(best, 5),
+            "duplicated_fraction": round(float(heat.mean()), 5),
+            "clusters": [_describe(r, scale, gray.shape) for r in regions[:MAX_CLUSTERS]],
+        }
+        if regions:
+            top = details["clusters"][0]
+            label = "duplicated regions found"
+            summary = (
+                f"{len(regions)} region pair(s) match another part of the image pixel for pixel under one "
+                f"{'shift' if top['kind'] == 'block' else 'geometric transform'}; the largest covers "
+                f"{100 * best:.1f}% of the image."
+            )
+        else:
+            label = "no duplicated regions"
+            summary = "No region of the image was found to be a verified copy of another region."
+        return self.ok(statistic, label, summary, details, heatmap=cv2.GaussianBlur(heat, (0, 0), 1.0) if regions else heat)
