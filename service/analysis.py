@@ -11,11 +11,14 @@ happens after the commit; :func:`reconcile` repairs what a crash between the two
 """
 
 import logging
+import shutil
+import tempfile
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, select, update
@@ -31,7 +34,8 @@ from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
 from forensics.pipeline import Report
 from forensics.render import encode_png, from_gray_png, gray_png, overlay_png
-from service import queue, webhooks
+from service import ingest, netguard, queue, webhooks
+from service.cases import Intake
 from service.db import session_scope
 from service.models import (
     FINDING_DONE,
@@ -45,7 +49,7 @@ from service.models import (
     utcnow,
 )
 from service.settings import Settings, get_settings
-from service.storage import ObjectNotFound, Storage, get_storage, image_prefix
+from service.storage import ObjectNotFound, Storage, get_storage, image_prefix, original_key
 
 logger = logging.getLogger(__name__)
 
@@ -128,6 +132,8 @@ def prepare_image(image_id: uuid.UUID) -> None:
         image.attempts += 1
         image.started_at = image.started_at or utcnow()
         session.commit()
+        if image.storage_key is None and image.source_url is not None and not _fetch_source(session, image):
+            return
         try:
             decoded = _decode(image)
         except (ForensicsError, ObjectNotFound) as exc:
@@ -173,6 +179,32 @@ def prepare_image(image_id: uuid.UUID) -> None:
             select(FindingRow.method).where(FindingRow.image_id == image_id, FindingRow.status.not_in(FINDING_DONE))
         ).all()
     queue.enqueue_methods((image_id, name) for name in pending)
+
+
+def _fetch_source(session: Session, image: Image) -> bool:
+    """Fetch an image given by URL (SSRF rules checked again, size and time limits), store it and
+    record its hash; False when it failed (the image is failed, the case closed if it was the last)."""
+    settings = get_settings()
+    assert image.source_url is not None
+    folder = Path(tempfile.mkdtemp(prefix="forensics-fetch-"))
+    try:
+        try:
+            target = netguard.check_url(image.source_url, settings.webhook_allowlist)
+        except netguard.UnsafeURL as exc:
+            intake = Intake(image.filename, None, 0, None, error_code="UNSAFE_URL", error_detail=f"{image.source_url}: {exc}")
+        else:
+            intake = ingest.fetch_one(target, folder / "original", settings, name=image.filename)
+        if intake.error_code is not None or intake.path is None or intake.sha256 is None or intake.format is None:
+            fail_image(session, image.id, intake.error_code or "FETCH_FAILED", intake.error_detail or "")
+            complete_case_if_done(session, image.case_id)
+            return False
+        key = original_key(image.case_id, intake.sha256)
+        get_storage().put_file(key, intake.path, intake.format.mime_type)
+        image.sha256, image.size_bytes, image.storage_key, image.format = intake.sha256, intake.size, key, intake.format.value
+        session.commit()
+        return True
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def fail_image(session: Session, image_id: uuid.UUID, code: str, detail: str) -> None:

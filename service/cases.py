@@ -17,8 +17,8 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from forensics.formats import ImageFormat
-from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
 from service import webhooks
+from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
 from service.storage import Storage, original_key
 
 
@@ -35,7 +35,8 @@ class NotFound(LookupError):
 
 @dataclass(frozen=True)
 class Intake:
-    """One uploaded file as the API received it: stored at ``path``, or refused with an error code."""
+    """One uploaded file as the API received it: stored at ``path``, or refused with an error code;
+    or an image URL (``source_url``) the worker fetches."""
 
     filename: str
     path: Path | None
@@ -44,6 +45,7 @@ class Intake:
     format: ImageFormat | None = None
     error_code: str | None = None
     error_detail: str | None = None
+    source_url: str | None = None
 
 
 def create_case(
@@ -70,7 +72,11 @@ def create_case(
     queued: list[uuid.UUID] = []
     for position, intake in enumerate(intakes):
         image = Image(id=uuid.uuid4(), position=position, filename=intake.filename, size_bytes=intake.size, sha256=intake.sha256)
-        if intake.error_code is not None or intake.sha256 is None or (intake.path is None and intake.sha256 not in stored):
+        if intake.source_url is not None and intake.error_code is None:
+            image.source_url = intake.source_url
+            image.enqueued_at = now
+            queued.append(image.id)
+        elif intake.error_code is not None or intake.sha256 is None or (intake.path is None and intake.sha256 not in stored):
             image.status = ImageStatus.FAILED
             image.error_code = intake.error_code or "ANALYSIS_ERROR"
             image.error_detail = intake.error_detail

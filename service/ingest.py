@@ -12,13 +12,13 @@ fetched by URL. Each source yields :class:`service.cases.Intake` objects, judged
   expanded bytes and each entry's compression ratio are capped (zip bombs); absolute
   paths, ``..``, drive letters, symbolic links and encrypted entries refuse the archive;
   directories are skipped; non-images become failed images.
-- **URLs** are checked against the SSRF rules before any is fetched, then fetched in
-  parallel with size and time limits, with no redirects.
+- **URLs** are checked against the SSRF rules when the case is made (a refused one refuses
+  the request); each is then fetched by the worker's prepare step, checked again, with size
+  and time limits and no redirects, so that the API answers at once however many there are.
 """
 
 import hashlib
 import stat
-import tempfile
 import uuid
 import zipfile
 from collections.abc import Iterable
@@ -317,33 +317,31 @@ def check_urls(urls: list[str], settings: Settings) -> list[netguard.Target]:
     return targets
 
 
-def fetch_urls(targets: list[netguard.Target], folder: Path, settings: Settings) -> list[Intake]:
-    """Fetch the checked URLs in parallel into ``folder``; a failed fetch becomes a failed image (``FETCH_FAILED``)."""
-
-    def one(item: tuple[int, netguard.Target]) -> Intake:
-        index, target = item
-        name = PurePosixPath(target.url.split("?", 1)[0]).name or target.host
-        path = folder / f"url-{index:05d}"
-        try:
-            with netguard.fetch(target, max_bytes=settings.max_file_bytes, timeout=settings.fetch_timeout) as chunks, path.open("wb") as out:
-                digest, head, size = hashlib.sha256(), b"", 0
-                for chunk in chunks:
-                    if len(head) < SNIFF_BYTES:
-                        head += chunk[: SNIFF_BYTES - len(head)]
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-        except Exception as exc:  # noqa: BLE001 - any fetch failure (network, limits, disk) fails this image only
-            path.unlink(missing_ok=True)
-            detail = str(exc) if isinstance(exc, netguard.FetchError) else f"{type(exc).__name__}: {exc}"
-            return Intake(name, None, 0, None, error_code="FETCH_FAILED", error_detail=f"{target.url}: {detail}")
-        if size == 0:
-            return Intake(name, None, 0, None, error_code="FETCH_FAILED", error_detail=f"{target.url}: empty body")
-        return judge(name, path, size, digest.hexdigest(), head)
-
-    with ThreadPoolExecutor(max_workers=FETCH_THREADS) as pool:
-        return list(pool.map(one, enumerate(targets)))
+def url_intakes(targets: list[netguard.Target]) -> list[Intake]:
+    """One intake per checked URL, fetched later by the worker's prepare step (:func:`fetch_one`)."""
+    return [Intake(_url_name(t), None, 0, None, source_url=t.url) for t in targets]
 
 
-def temp_folder() -> Path:
-    return Path(tempfile.mkdtemp(prefix="forensics-ingest-"))
+def _url_name(target: netguard.Target) -> str:
+    return (PurePosixPath(target.url.split("?", 1)[0].split("#", 1)[0]).name or target.host)[:500]
+
+
+def fetch_one(target: netguard.Target, path: Path, settings: Settings, *, name: str) -> Intake:
+    """Fetch a checked URL into ``path`` within the size and time limits; a failure is an intake with
+    ``FETCH_FAILED``, a non-image one with ``INVALID_FORMAT``."""
+    digest, head, size = hashlib.sha256(), b"", 0
+    try:
+        with netguard.fetch(target, max_bytes=settings.max_file_bytes, timeout=settings.fetch_timeout) as chunks, path.open("wb") as out:
+            for chunk in chunks:
+                if len(head) < SNIFF_BYTES:
+                    head += chunk[: SNIFF_BYTES - len(head)]
+                digest.update(chunk)
+                out.write(chunk)
+                size += len(chunk)
+    except Exception as exc:  # noqa: BLE001 - any fetch failure (network, limits, disk) fails this image only
+        path.unlink(missing_ok=True)
+        detail = str(exc) if isinstance(exc, netguard.FetchError) else f"{type(exc).__name__}: {exc}"
+        return Intake(name, None, 0, None, error_code="FETCH_FAILED", error_detail=f"{target.url}: {detail}")
+    if size == 0:
+        return Intake(name, None, 0, None, error_code="FETCH_FAILED", error_detail=f"{target.url}: empty body")
+    return judge(name, path, size, digest.hexdigest(), head)

@@ -141,6 +141,8 @@ class Image(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
     size_bytes: Mapped[int | None] = mapped_column(Integer)
     storage_key: Mapped[str | None] = mapped_column(String(500))
+    #: Image to fetch by URL (by the worker's prepare step, which then sets sha256 and storage_key).
+    source_url: Mapped[str | None] = mapped_column(String(2000))
     format: Mapped[str | None] = mapped_column(String(16))
     width: Mapped[int | None]
     height: Mapped[int | None]

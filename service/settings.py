@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     upload_slot_seconds: int = Field(default=3600, ge=60, description="Lifetime of a direct-upload slot")
     multipart_threshold: int = Field(default=64 * 1024**2, ge=1, description="Slots for larger files are S3 multipart uploads")
     multipart_part_bytes: int = Field(default=16 * 1024**2, ge=1, description="Part size of multipart slots (S3: at least 5 MiB)")
-    max_urls_per_case: int = Field(default=100, ge=1)
+    max_urls_per_case: int = Field(default=1000, ge=1)
     fetch_timeout: float = Field(default=20.0, gt=0, description="Seconds to fetch one image by URL")
     max_archive_entries: int = Field(default=1000, ge=1, description="Entries in one ZIP archive")
     max_archive_ratio: int = Field(default=200, ge=1, description="Largest compression ratio of a ZIP entry (zip-bomb guard)")

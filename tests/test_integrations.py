@@ -316,9 +316,10 @@ def test_refused_addresses_are_refused_at_registration(integ: Integrations, url:
 def test_delivery_rechecks_the_address_and_never_connects_to_a_refused_one(integ: Integrations, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
-    from service import webhooks
+    from service import analysis, cases, webhooks
     from service.db import session_scope
     from service.models import WebhookDelivery, utcnow
+    from service.storage import get_storage
 
     connects: list[Any] = []
     real_connect = socket.socket.connect
@@ -338,6 +339,15 @@ def test_delivery_rechecks_the_address_and_never_connects_to_a_refused_one(integ
         for delivery_id in ids:
             row = session.get_one(WebhookDelivery, delivery_id)
             assert row.attempts == 1 and row.last_error.startswith("refused:") and row.last_status_code is None
+    # image URLs are checked again when the worker fetches them (here: rows made without the API's check)
+    intakes = [cases.Intake("a.png", None, 0, None, source_url=url.replace("hook", "a.png")) for url in REFUSED]
+    with session_scope() as session:
+        case, queued = cases.create_case(session, get_storage(), tenant_id=integ.tenant_id, label=None, callback_url=None, intakes=intakes)
+    for image_id in queued:
+        analysis.prepare_image(image_id)
+    assert not [a for a in connects if a[0] not in ("127.0.0.1",) or a[1] in (9, 80)]
+    final = integ.case(str(case.id))
+    assert final["status"] == "failed" and {i["error"]["code"] for i in final["images"]} == {"UNSAFE_URL"}
 
 
 # ------------------------------------------------------------------------------- idempotency, limits

@@ -3,7 +3,6 @@
 import hashlib
 import logging
 import mimetypes
-import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -145,7 +144,7 @@ async def _from_multipart(idem: Idempotent, settings: Settings, form: UploadForm
 
 
 async def _from_json(
-    request: Request, idem: Idempotent, principal: Principal, session: Session, storage: Storage, settings: Settings, folder: Path
+    request: Request, idem: Idempotent, principal: Principal, session: Session, storage: Storage, settings: Settings
 ) -> _Sources | Response:
     raw = await request.body()
     if len(raw) > MAX_JSON_BYTES:
@@ -175,8 +174,7 @@ async def _from_json(
             )
         except ingest.ArchiveError as exc:
             raise Problem(exc.code, str(exc), status=409) from None
-    if targets:
-        sources.intakes += await run_in_threadpool(ingest.fetch_urls, targets, folder, settings)
+    sources.intakes += ingest.url_intakes(targets)
     return sources
 
 
@@ -189,11 +187,10 @@ async def create_case(
     Honours `Idempotency-Key`."""
     idem = await Idempotent.start(request, principal, "POST /v1/cases")
     form: UploadForm | None = None
-    folder = ingest.temp_folder()
     sources: _Sources | None = None
     try:
         if request.headers.get("content-type", "").lower().startswith("application/json"):
-            result = await _from_json(request, idem, principal, session, storage, settings, folder)
+            result = await _from_json(request, idem, principal, session, storage, settings)
         else:
             form = await read_multipart(
                 request,
@@ -231,7 +228,6 @@ async def create_case(
     finally:
         if form is not None:
             form.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
     try:
         if sources.claimed:
             await run_in_threadpool(ingest.delete_uploaded, storage, session, sources.claimed)
