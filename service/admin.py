@@ -9,7 +9,16 @@ import sys
 from collections.abc import Sequence
 
 from service.db import migrate, session_scope
-from service.tenants import TenantError, create_key, create_tenant, find_tenant, list_keys, list_tenants, revoke_key
+from service.tenants import (
+    TenantError,
+    adopt_orphan_cases,
+    create_key,
+    create_tenant,
+    find_tenant,
+    list_keys,
+    list_tenants,
+    revoke_key,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -22,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     tenant_create.add_argument("--requests-per-minute", type=int, default=None)
     tenant_create.add_argument("--images-per-day", type=int, default=None)
     tenant.add_parser("list", help="list tenants")
+    tenant_adopt = tenant.add_parser("adopt", help="give the cases made before tenants existed to a tenant")
+    tenant_adopt.add_argument("tenant")
     key = groups.add_parser("key", help="API keys").add_subparsers(dest="action", required=True)
     key_create = key.add_parser("create", help="create a key (printed once, never stored)")
     key_create.add_argument("tenant", help="tenant name or id")
@@ -45,6 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 tenant.requests_per_minute, tenant.images_per_day = args.requests_per_minute, args.images_per_day
                 session.commit()
                 out.write(f"{tenant.id}\t{tenant.name}\n")
+            elif args.group == "tenant" and args.action == "adopt":
+                out.write(f"{adopt_orphan_cases(session, find_tenant(session, args.tenant))} cases adopted\n")
             elif args.group == "tenant":
                 for tenant in list_tenants(session):
                     out.write(f"{tenant.id}\t{tenant.name}\t{tenant.created_at:%Y-%m-%d %H:%M}\n")

@@ -13,10 +13,10 @@ import secrets
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from service.models import ApiKey, Tenant, utcnow
+from service.models import ApiKey, Case, Tenant, utcnow
 
 KEY_KIND = "fsk"
 #: Keys supplied from outside (``FORENSICS_API_KEY``) must be at least this long.
@@ -116,6 +116,13 @@ def authenticate(session: Session, key: str) -> Principal | None:
     return Principal(tenant_id, tenant_name, prefix, rpm, ipd)
 
 
+def adopt_orphan_cases(session: Session, tenant: Tenant) -> int:
+    """Give the cases made before tenants existed (no tenant) to ``tenant``; returns how many."""
+    adopted = session.execute(update(Case).where(Case.tenant_id.is_(None)).values(tenant_id=tenant.id)).rowcount
+    session.commit()
+    return adopted
+
+
 def ensure_first_key(session: Session, key: str | None) -> str | None:
     """Embedded mode's first start: when no tenant exists, create ``default`` with a key
     (``key`` when given, else a new one) and return it; None when tenants exist already."""
@@ -125,4 +132,5 @@ def ensure_first_key(session: Session, key: str | None) -> str | None:
             return create_key(session, tenant, name="FORENSICS_API_KEY", key=key)
         return None
     tenant = create_tenant(session, "default")
+    adopt_orphan_cases(session, tenant)  # an upgraded home keeps its cases
     return create_key(session, tenant, name="first key", key=key)

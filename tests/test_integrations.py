@@ -198,6 +198,9 @@ def test_admin_cli_creates_lists_and_revokes_keys(integ: Integrations, capsys: p
     assert integ.client.get("/v1/cases", headers=integ.auth(key)).status_code == 401
     assert main(["key", "revoke", key[:12]]) == 1
     assert main(["tenant", "create", "wire-desk"]) == 1
+    capsys.readouterr()
+    assert main(["tenant", "adopt", "wire-desk"]) == 0
+    assert capsys.readouterr().out.strip() == "0 cases adopted"  # every case here was made with a tenant
 
 
 # ------------------------------------------------------------------------------- webhooks

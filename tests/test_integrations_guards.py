@@ -2,6 +2,7 @@
 
 import io
 import ipaddress
+import uuid
 import zipfile
 from pathlib import Path
 
@@ -111,13 +112,19 @@ def test_zip_symlinks_and_garbage_are_refused(tmp_path: Path) -> None:
 
 
 def test_embedded_first_start_makes_one_key_or_takes_the_given_one(tmp_path: Path) -> None:
+    from sqlalchemy import select
+
     from service.db import migrate, session_scope
+    from service.models import Case
     from service.tenants import authenticate, ensure_first_key, list_tenants
 
     with environment({"FORENSICS_HOME": str(tmp_path), "DATABASE_URL": f"sqlite:///{tmp_path / 'f.db'}"}):
-        migrate()
-        with session_scope() as session:
+        migrate("sqlite:///" + str(tmp_path / "f.db"))
+        with session_scope() as session:  # a case from before tenants existed
+            session.add(Case(id=uuid.uuid4(), status="completed", image_count=0))
+            session.commit()
             made = ensure_first_key(session, None)
+            assert session.scalars(select(Case.tenant_id)).one() is not None  # adopted by "default"
             assert made is not None and made.startswith("fsk_")
             assert ensure_first_key(session, None) is None  # printed once: never again
             given = "my-own-key-from-the-environment-0123"
