@@ -10,8 +10,9 @@ What is fitted, and why:
 1. Each method's logistic (statistic -> 0-100 score). Its centre, the method's decision line, is
    the 95th percentile of the method's statistic on *authentic* images (so a method alone flags
    about 5 % of authentic images); its scale puts the median authentic image at a score of 5.
-   Methods whose authentic statistics are degenerate (mostly one value, e.g. evidence points
-   that are 0 for nearly every camera original) keep the defaults their authors documented.
+   Methods whose statistic is documented evidence points (``fit_logistic = False``: metadata,
+   integrity, AI metadata) keep the decision line their rules define, and so do methods whose
+   authentic statistics are degenerate (mostly one value).
 2. Fusion: an L2-regularised logistic regression with non-negative weights over the methods'
    clipped log-odds (methods that do not apply contribute 0), each dataset and class weighted
    equally so that a big folder does not dominate. The bias is then lowered, if needed, until in
@@ -179,7 +180,8 @@ def main() -> int:
     logistics = {}
     for name in names:
         authentic = np.array([r["statistic"][name] for r in rows if r["label"] == "authentic" and name in r["statistic"]])
-        logistics[name] = fit_logistic(authentic, REGISTRY[name].default_logistic)
+        method = REGISTRY[name]
+        logistics[name] = fit_logistic(authentic, method.default_logistic) if method.fit_logistic else method.default_logistic
     x = features(rows, names, logistics)
     w = balanced_weights(rows)
     bias, weights = fit_fusion(x, y, w)

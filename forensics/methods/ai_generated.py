@@ -109,6 +109,7 @@ class AiGenerated(Method):
     name: ClassVar[str] = "ai_generated"
     version: ClassVar[str] = "1.0"
     default_logistic: ClassVar[Logistic] = Logistic(center=CENTER, scale=SCALE)
+    fit_logistic: ClassVar[bool] = False
 
     def examine(self, image: DecodedImage) -> Finding:
         c2pa_report = read_c2pa(image.data, image.format)

@@ -32,6 +32,10 @@ class Method(ABC):
     applies_to: ClassVar[frozenset[ImageFormat]] = ALL_FORMATS
     #: Default mapping of the raw statistic to a score, used until ``calibration.json`` has a fit.
     default_logistic: ClassVar[Logistic] = Logistic(center=0.5, scale=0.1)
+    #: False for methods whose statistic is documented evidence points (metadata, structure):
+    #: their decision line is a rule ("a named editor crosses 50"), and the benchmark labels
+    #: ("authentic" = no copy-move, yet saved with Photoshop) do not measure what they detect.
+    fit_logistic: ClassVar[bool] = True
 
     def run(self, image: DecodedImage) -> Finding:
         """Examine ``image``; never raises for a problem inside the method."""

@@ -45,6 +45,7 @@ from forensics.calibration import Logistic
 from forensics.formats import ImageFormat
 from forensics.finding import Finding
 from forensics.image import DecodedImage
+from forensics.jpeg_tables import ijg_table
 from forensics.methods.base import Method
 
 #: IJG qualities the image is "re-saved" at.
@@ -71,27 +72,6 @@ COARSER = 1.25
 MAX_BLOCKS = 65536
 #: Smallest image side (pixels) the method works on.
 MIN_SIDE = 64
-
-_ANNEX_K_LUMA = np.array(
-    [
-        [16, 11, 10, 16, 24, 40, 51, 61],
-        [12, 12, 14, 19, 26, 58, 60, 55],
-        [14, 13, 16, 24, 40, 57, 69, 56],
-        [14, 17, 22, 29, 51, 87, 80, 62],
-        [18, 22, 37, 56, 68, 109, 103, 77],
-        [24, 35, 55, 64, 81, 104, 113, 92],
-        [49, 64, 78, 87, 103, 121, 120, 101],
-        [72, 92, 95, 98, 112, 100, 103, 99],
-    ],
-    dtype=np.float64,
-)
-
-
-def ijg_luma_table(quality: int) -> np.ndarray:
-    """The luminance table libjpeg writes at IJG ``quality`` (ITU-T T.81 Annex K.1 scaled)."""
-    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
-    return np.clip(np.floor((_ANNEX_K_LUMA * scale + 50) / 100), 1, 255)
-
 
 def _dct_matrix() -> np.ndarray:
     n = np.arange(8)
@@ -159,7 +139,7 @@ def requantization(coef: np.ndarray, own_step: np.ndarray | None, quality: int) 
     Without a known own step a coefficient ``c`` is expected to leave ``min(c^2, Q^2/12)``;
     with one (a JPEG file) the expectation is that of a value spread over its own bin.
     """
-    step = ijg_luma_table(quality)[:LOW, :LOW][_AC_MASK].astype(np.float32)
+    step = ijg_table(quality)[:LOW, :LOW][_AC_MASK].astype(np.float32)
     residual = coef - step * np.rint(coef / step)
     error = np.einsum("ijk,ijk->ij", residual, residual)
     if own_step is None:
@@ -217,7 +197,7 @@ class ErrorLevelAnalysis(Method):
                 )
             qualities: tuple[int, ...] = (fit_quality,)
         else:
-            qualities = tuple(q for q in QUALITIES if float(np.median(ijg_luma_table(q)[:LOW, :LOW][_AC_MASK] / own_step)) >= COARSER)
+            qualities = tuple(q for q in QUALITIES if float(np.median(ijg_table(q)[:LOW, :LOW][_AC_MASK] / own_step)) >= COARSER)
             if not qualities:
                 return self.not_applicable("The JPEG is already quantized more coarsely than every re-save quality tried.", details)
         per_quality: dict[str, dict[str, float]] = {}

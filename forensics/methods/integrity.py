@@ -62,6 +62,7 @@ class IntegrityMethod(Method):
     name: ClassVar[str] = "integrity"
     version: ClassVar[str] = "1.0"
     default_logistic: ClassVar[Logistic] = Logistic(center=35.0, scale=8.0)
+    fit_logistic: ClassVar[bool] = False
 
     def examine(self, image: DecodedImage) -> Finding:
         reasons: list[dict[str, Any]] = []

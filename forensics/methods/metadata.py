@@ -52,6 +52,7 @@ class MetadataMethod(Method):
     name: ClassVar[str] = "metadata"
     version: ClassVar[str] = "1.0"
     default_logistic: ClassVar[Logistic] = Logistic(center=50.0, scale=8.0)
+    fit_logistic: ClassVar[bool] = False
 
     def examine(self, image: DecodedImage) -> Finding:
         meta = extract_metadata(image)
