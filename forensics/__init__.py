@@ -1,8 +1,10 @@
 """Image forensics engine: bytes in, findings out.
 
-The library never starts servers, configures logging or touches global state beyond
-Pillow's decompression-bomb threshold (aligned with our own pixel limit, see
-:mod:`forensics.image`). ``api/`` and ``worker/`` are thin layers over it.
+The library never starts servers or configures logging. It touches two pieces of global
+state, both at import and both on purpose: Pillow's decompression-bomb threshold (aligned
+with our own pixel limit, see :mod:`forensics.image`) and exiv2's log level (muted, see
+:mod:`forensics.exif`: exiv2 prints warnings from C++ and aborts a read on any logged error).
+``api/``, ``service/`` and ``worker/`` are thin layers over it.
 """
 
 from forensics.errors import (
