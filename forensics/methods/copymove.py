@@ -216,11 +216,11 @@ def _block_candidates(gray: np.ndarray) -> tuple[list[_Candidate], dict[str, Any
     pa, pb = [], []
     for key in (f[:, 0] + 0.5 * f[:, 1], f[:, 1] - 0.5 * f[:, 0], f[:, 2] + f[:, 3] - f[:, 4]):
         order = np.argsort(key, kind="stable")
+        fs = f[order]
         for step in range(1, BLOCK_SORT_WINDOW + 1):
-            i, j = order[:-step], order[step:]
-            close = np.sum((f[i] - f[j]) ** 2, axis=1) < BLOCK_FEATURE_TOLERANCE**2
-            pa.append(i[close])
-            pb.append(j[close])
+            close = np.flatnonzero(np.sum((fs[:-step] - fs[step:]) ** 2, axis=1) < BLOCK_FEATURE_TOLERANCE**2)
+            pa.append(order[close])
+            pb.append(order[close + step])
     ia, ib = np.concatenate(pa), np.concatenate(pb)
     dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
     flip = (dx < 0) | ((dx == 0) & (dy < 0))
@@ -274,9 +274,10 @@ def _verify(gray: np.ndarray, resid: np.ndarray, cand: _Candidate) -> _Region | 
     corr = cov / np.sqrt(va * vb + 1e-6)
     floor = RESIDUAL_MIN_STD**2
     # The displacement at each target pixel must exceed the minimum distance (no self-match).
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    xx = np.arange(w, dtype=np.float32)[None, :]
+    yy = np.arange(h, dtype=np.float32)[:, None]
     inv = cv2.invertAffineTransform(m)
-    disp = np.hypot(inv[0, 0] * xx + inv[0, 1] * yy + inv[0, 2] - xx, inv[1, 0] * xx + inv[1, 1] * yy + inv[1, 2] - yy)
+    disp = np.hypot((inv[0, 0] - 1) * xx + inv[0, 1] * yy + inv[0, 2], inv[1, 0] * xx + (inv[1, 1] - 1) * yy + inv[1, 2])
     ok = (corr >= CORR_THRESHOLD) & (va >= floor) & (vb >= floor) & valid
     ok &= disp >= MIN_DISTANCE_FRACTION * max(h, w)
     mask = cv2.morphologyEx(ok.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
@@ -366,8 +367,8 @@ class CopyMove(Method):
             label = "duplicated regions found"
             summary = (
                 f"{len(regions)} region pair(s) match another part of the image pixel for pixel under one "
-                f"{'shift' if top['kind'] == 'block' else 'geometric transform'}; the largest covers "
-                f"{100 * best:.1f}% of the image."
+                f"{'shift' if top['kind'] == 'block' else 'geometric transform'}; in the best pair, pixels "
+                f"matching almost perfectly cover {100 * best:.1f}% of the image."
             )
         else:
             label = "no duplicated regions"
