@@ -17,6 +17,22 @@ from forensics.methods.base import Method
 DEFAULT_METHOD_TIMEOUT = 120.0
 
 
+def file_info(image: DecodedImage) -> dict[str, Any]:
+    """What the file is: name, hashes, size, real format, dimensions."""
+    return {
+        "filename": image.filename,
+        "sha256": image.sha256,
+        "md5": hashlib.md5(image.data, usedforsecurity=False).hexdigest(),
+        "bytes": len(image.data),
+        "format": image.format.value,
+        "mime_type": image.format.mime_type,
+        "width": image.width,
+        "height": image.height,
+        "mode": image.mode,
+        "frames": image.frames,
+    }
+
+
 @dataclass(frozen=True, eq=False)
 class Report:
     image: DecodedImage
@@ -25,19 +41,7 @@ class Report:
     seconds: float
 
     def file_info(self) -> dict[str, Any]:
-        im = self.image
-        return {
-            "filename": im.filename,
-            "sha256": im.sha256,
-            "md5": hashlib.md5(im.data, usedforsecurity=False).hexdigest(),
-            "bytes": len(im.data),
-            "format": im.format.value,
-            "mime_type": im.format.mime_type,
-            "width": im.width,
-            "height": im.height,
-            "mode": im.mode,
-            "frames": im.frames,
-        }
+        return file_info(self.image)
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data (``forensic_report.json``)."""

@@ -32,7 +32,7 @@ from forensics.fusion import fuse
 from forensics.methods import REGISTRY
 from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
-from forensics.pipeline import Report
+from forensics.pipeline import file_info
 from forensics.render import encode_png, from_gray_png, gray_png, overlay_png
 from service import ingest, netguard, queue, webhooks
 from service.cases import Intake
@@ -105,11 +105,6 @@ def _decode(image: Image) -> DecodedImage:
     if _cache is None:
         _cache = DecodeCache(settings.decode_cache_size)
     return _cache.get(image, get_storage(), settings)
-
-
-def file_info(decoded: DecodedImage) -> dict[str, Any]:
-    """The engine's file information (hashes, format, size) of a decoded image."""
-    return Report(decoded, (), fuse((), (decoded.height, decoded.width)), 0.0).file_info()
 
 
 def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:

@@ -11,7 +11,7 @@ from api.schemas import CompareResult, MetadataResult
 from api.uploads import IncomingFile, UploadForm, read_multipart, refuse, to_intake
 from forensics import DecodedImage, load_image
 from forensics.methods.metadata import extract_metadata
-from service.analysis import file_info
+from forensics.pipeline import file_info
 from service.compare import compare_images
 from service.settings import Settings
 
