@@ -12,8 +12,8 @@ import io
 import os
 import tempfile
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -25,7 +25,7 @@ import pillow_heif
 from PIL import Image
 
 from forensics.container import ContainerInfo, inspect_container
-from forensics.errors import CorruptImage, FileTooLarge, ForensicsError, TooManyPixels, UnsupportedFormat
+from forensics.errors import CorruptImage, FileTooLarge, ForensicsError, TooManyPixels
 from forensics.formats import SNIFF_BYTES, ImageFormat, sniff_format
 
 DEFAULT_MAX_PIXELS = 200_000_000

@@ -21,7 +21,6 @@ from service import webhooks
 from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
 from service.storage import Storage, original_key
 
-
 #: Originals stored at once when a case is created.
 UPLOAD_THREADS = 8
 

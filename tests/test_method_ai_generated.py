@@ -72,11 +72,11 @@ def test_png_generator_parameters_and_software_name(astronaut: np.ndarray) -> No
 
 def test_xmp_digital_source_type(astronaut: np.ndarray) -> None:
     xmp = (
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
-        '<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
-        'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"/>'
-        "</rdf:RDF></x:xmpmeta>"
-    ).encode()
+        b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        b'<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        b'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"/>'
+        b"</rdf:RDF></x:xmpmeta>"
+    )
     buf = io.BytesIO()
     Image.fromarray(astronaut).save(buf, format="JPEG", quality=90, xmp=xmp)
     finding = METHOD.run(load_image(buf.getvalue()))

@@ -26,7 +26,7 @@ METHOD = MetadataMethod()
 GPS_TOLERANCE_DEG = 2e-4  # ExifTool prints minutes to 2 decimals (1.7e-4 degree)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load(path: Path) -> DecodedImage | None:
     """Each reference file is decoded once for all tests of this module (decoding dominates their time)."""
     try:

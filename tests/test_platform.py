@@ -23,9 +23,9 @@ from tests.conftest import jpeg_bytes
 from tests.platform_support import (
     REDIS_URL,
     Worker,
+    bearer,
     data_file,
     environment,
-    bearer,
     fetch_url,
     make_tenant,
     moto_s3,

@@ -42,8 +42,8 @@ import cv2
 import numpy as np
 
 from forensics.calibration import Logistic
-from forensics.formats import ImageFormat
 from forensics.finding import Finding
+from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
 from forensics.jpeg_tables import ijg_table
 from forensics.methods.base import Method
