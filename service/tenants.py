@@ -10,6 +10,8 @@ in clear to list and revoke keys.
 import base64
 import hashlib
 import secrets
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -100,20 +102,41 @@ def revoke_key(session: Session, prefix: str) -> ApiKey:
         raise TenantError(f"{len(matches)} active keys share the prefix {prefix!r}; revoke by a longer prefix")
     matches[0].revoked_at = utcnow()
     session.commit()
+    with _known_lock:
+        _known.clear()  # this process refuses the key at once; others within KEY_CACHE_SECONDS
     return matches[0]
 
 
+#: Seconds a found key is trusted before it is looked up again. The lookup was a database
+#: round trip on every request; a key revoked by another process is refused within this time.
+KEY_CACHE_SECONDS = 5.0
+_KEY_CACHE_SIZE = 10_000
+_known: dict[str, tuple[float, Principal]] = {}
+_known_lock = threading.Lock()
+
+
 def authenticate(session: Session, key: str) -> Principal | None:
-    """The caller of ``key``, or None when the key is unknown or revoked."""
+    """The caller of ``key``, or None when the key is unknown or revoked (unknown keys are never cached)."""
+    digest = hash_key(key)
+    now = time.monotonic()
+    with _known_lock:
+        hit = _known.get(digest)
+    if hit is not None and hit[0] > now:
+        return hit[1]
     row = session.execute(
         select(ApiKey.prefix, Tenant.id, Tenant.name, Tenant.requests_per_minute, Tenant.images_per_day)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
-        .where(ApiKey.key_hash == hash_key(key), ApiKey.revoked_at.is_(None))
+        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
     ).first()
     if row is None:
         return None
     prefix, tenant_id, tenant_name, rpm, ipd = row
-    return Principal(tenant_id, tenant_name, prefix, rpm, ipd)
+    principal = Principal(tenant_id, tenant_name, prefix, rpm, ipd)
+    with _known_lock:
+        if len(_known) >= _KEY_CACHE_SIZE:
+            _known.clear()
+        _known[digest] = (now + KEY_CACHE_SECONDS, principal)
+    return principal
 
 
 def adopt_orphan_cases(session: Session, tenant: Tenant) -> int:
