@@ -91,6 +91,27 @@ def moto_s3() -> Iterator[str]:
         server.stop()
 
 
+def service_env(db_url: str, s3_endpoint: str, home: Path, name: str, **overrides: str) -> dict[str, str]:
+    """The distributed setup's settings for a test module: its own Postgres database, Redis key
+    prefix, S3 bucket (on moto's server) and home folder; ``overrides`` add or replace settings."""
+    run = uuid.uuid4().hex[:8]
+    return {
+        "DATABASE_URL": db_url,
+        "BROKER_URL": REDIS_URL,
+        "FORENSICS_BROKER_KEY_PREFIX": f"forensics-{name}-{run}:",
+        "STORAGE_URL": f"s3://forensics-{name}/{run}",
+        "S3_ENDPOINT_URL": s3_endpoint,
+        "S3_ACCESS_KEY_ID": "testing",
+        "S3_SECRET_ACCESS_KEY": "testing",
+        "S3_REGION": "us-east-1",
+        "FORENSICS_S3_CREATE_BUCKET": "true",
+        "FORENSICS_HOME": str(home),
+        "FORENSICS_ENVIRONMENT": "test",
+        "FORENSICS_RECONCILE_INTERVAL": "2",
+        **overrides,
+    }
+
+
 class Worker:
     """A real ``celery worker`` process (prefork pool) with the test settings in its environment."""
 

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import jpeg_bytes, png_bytes
 from tests.integration_support import HOST, Receiver
-from tests.platform_support import REDIS_URL, Worker, bearer, environment, make_tenant, moto_s3, poll, postgres_database
+from tests.platform_support import REDIS_URL, Worker, bearer, environment, make_tenant, moto_s3, poll, postgres_database, service_env
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -56,33 +56,24 @@ class Integrations:
 @pytest.fixture(scope="module")
 def integ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Integrations]:
     home = tmp_path_factory.mktemp("integrations")
-    run = uuid.uuid4().hex[:8]
     with postgres_database() as db_url, moto_s3() as endpoint:
-        env = {
-            "DATABASE_URL": db_url,
-            "BROKER_URL": REDIS_URL,
-            "FORENSICS_BROKER_KEY_PREFIX": f"forensics-integ-{run}:",
-            "STORAGE_URL": f"s3://forensics-integ/{run}",
-            "S3_ENDPOINT_URL": endpoint,
-            "S3_ACCESS_KEY_ID": "testing",
-            "S3_SECRET_ACCESS_KEY": "testing",
-            "S3_REGION": "us-east-1",
-            "FORENSICS_S3_CREATE_BUCKET": "true",
-            "FORENSICS_HOME": str(home),
-            "FORENSICS_ENVIRONMENT": "test",
-            "FORENSICS_METHODS": METHODS,
-            "FORENSICS_MAX_FILE_BYTES": "2000000",
-            "FORENSICS_RECONCILE_INTERVAL": "2",
-            "FORENSICS_WEBHOOK_ALLOWLIST": f"{HOST}/32",
-            "FORENSICS_WEBHOOK_RETRY_SCHEDULE": ",".join(str(s) for s in SCHEDULE),
-            "FORENSICS_WEBHOOK_JITTER": str(JITTER),
-            "FORENSICS_WEBHOOK_POLL_INTERVAL": "0.3",
-            "FORENSICS_WEBHOOK_TIMEOUT": "3",
-            "FORENSICS_RATE_LIMIT_PER_MINUTE": "0",
-            "FORENSICS_PUBLIC_BASE_URL": "http://forensics.test",
-            "FORENSICS_MULTIPART_THRESHOLD": "1000000",
-            "FORENSICS_MULTIPART_PART_BYTES": "400000",
-        }
+        env = service_env(
+            db_url,
+            endpoint,
+            home,
+            "integ",
+            FORENSICS_METHODS=METHODS,
+            FORENSICS_MAX_FILE_BYTES="2000000",
+            FORENSICS_WEBHOOK_ALLOWLIST=f"{HOST}/32",
+            FORENSICS_WEBHOOK_RETRY_SCHEDULE=",".join(str(s) for s in SCHEDULE),
+            FORENSICS_WEBHOOK_JITTER=str(JITTER),
+            FORENSICS_WEBHOOK_POLL_INTERVAL="0.3",
+            FORENSICS_WEBHOOK_TIMEOUT="3",
+            FORENSICS_RATE_LIMIT_PER_MINUTE="0",
+            FORENSICS_PUBLIC_BASE_URL="http://forensics.test",
+            FORENSICS_MULTIPART_THRESHOLD="1000000",
+            FORENSICS_MULTIPART_PART_BYTES="400000",
+        )
         with environment(env):
             from api.main import create_app
 

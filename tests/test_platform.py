@@ -31,6 +31,7 @@ from tests.platform_support import (
     moto_s3,
     poll,
     postgres_database,
+    service_env,
 )
 
 pytestmark = pytest.mark.timeout(600)
@@ -62,28 +63,19 @@ class Platform:
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
     home = tmp_path_factory.mktemp("platform")
-    run = uuid.uuid4().hex[:8]
     with postgres_database() as db_url, moto_s3() as endpoint:
-        env = {
-            "DATABASE_URL": db_url,
-            "BROKER_URL": REDIS_URL,
-            "FORENSICS_BROKER_KEY_PREFIX": f"forensics-test-{run}:",
-            "STORAGE_URL": f"s3://forensics-test/{run}",
-            "S3_ENDPOINT_URL": endpoint,
-            "S3_ACCESS_KEY_ID": "testing",
-            "S3_SECRET_ACCESS_KEY": "testing",
-            "S3_REGION": "us-east-1",
-            "FORENSICS_S3_CREATE_BUCKET": "true",
-            "FORENSICS_HOME": str(home),
-            "FORENSICS_ENVIRONMENT": "test",
-            "FORENSICS_METHODS": "",
-            "FORENSICS_MAX_FILE_BYTES": str(MAX_FILE_BYTES),
-            "FORENSICS_METHOD_SOFT_TIME_LIMIT": "20",
-            "FORENSICS_METHOD_TIME_LIMIT": "25",
-            "FORENSICS_VISIBILITY_TIMEOUT": "10",
-            "FORENSICS_RECONCILE_INTERVAL": "2",
-            "FORENSICS_REQUEUE_AFTER": "15",
-        }
+        env = service_env(
+            db_url,
+            endpoint,
+            home,
+            "test",
+            FORENSICS_METHODS="",
+            FORENSICS_MAX_FILE_BYTES=str(MAX_FILE_BYTES),
+            FORENSICS_METHOD_SOFT_TIME_LIMIT="20",
+            FORENSICS_METHOD_TIME_LIMIT="25",
+            FORENSICS_VISIBILITY_TIMEOUT="10",
+            FORENSICS_REQUEUE_AFTER="15",
+        )
         with environment(env):
             from api.main import create_app
 
