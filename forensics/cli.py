@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from tqdm import tqdm
 
 from forensics.errors import ForensicsError
@@ -55,6 +56,11 @@ def expand_inputs(paths: Sequence[str]) -> Iterator[tuple[str, Path]]:
             yield given, path
 
 
+def _sha256(data: bytes | None) -> str | None:
+    """The file's hash for an error record (a report carries its own), None when it was not read."""
+    return None if data is None else hashlib.sha256(data).hexdigest()
+
+
 def _error_record(name: str, sha256: str | None, error: str, seconds: float) -> dict[str, Any]:
     return {"file": name, "sha256": sha256, "tamper_score": None, "verdict": None, "error": error, "findings": [], "seconds": round(seconds, 3)}
 
@@ -65,7 +71,7 @@ def _write_outputs(report: Report, stem: str, maps_dir: Path | None, out_dir: Pa
     fused = report.fused.heatmap
     if maps_dir is not None:
         size = (report.image.width, report.image.height)
-        pixels = render.to_gray(fused, size) if fused is not None else render.to_gray(_zeros(size), None)
+        pixels = render.to_gray(fused, size) if fused is not None else np.zeros((size[1], size[0]), np.uint8)
         (maps_dir / f"{stem}.png").write_bytes(render.encode_png(pixels))
     if out_dir is not None:
         folder = out_dir / stem
@@ -73,12 +79,6 @@ def _write_outputs(report: Report, stem: str, maps_dir: Path | None, out_dir: Pa
         (folder / "report.json").write_text(json.dumps(report.to_dict(), indent=2, default=str))
         for name, data in render.report_artifacts(report).items():
             (folder / name).write_bytes(data)
-
-
-def _zeros(size: tuple[int, int]) -> Any:
-    import numpy as np
-
-    return np.zeros((size[1], size[0]), np.float32)
 
 
 def _table_row(record: dict[str, Any]) -> str:
@@ -105,17 +105,16 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     bar = tqdm(inputs, desc="analysing", unit="image", file=sys.stderr, disable=None if len(inputs) > 1 else True)
     for name, path in bar:
         start = time.perf_counter()
-        sha = None
+        data = None
         try:
             data = path.read_bytes()
-            sha = hashlib.sha256(data).hexdigest()
             report = analyze(data, filename=path.name, methods=methods, max_pixels=args.max_pixels, max_bytes=args.max_bytes)
             record = {**report.to_dict(), "file": name}
             _write_outputs(report, path.stem, args.maps, args.out)
         except ForensicsError as exc:
-            record = _error_record(name, sha, f"{exc.code}: {exc}", time.perf_counter() - start)
+            record = _error_record(name, _sha256(data), f"{exc.code}: {exc}", time.perf_counter() - start)
         except OSError as exc:
-            record = _error_record(name, sha, f"UNREADABLE: {exc.strerror or exc}", time.perf_counter() - start)
+            record = _error_record(name, _sha256(data), f"UNREADABLE: {exc.strerror or exc}", time.perf_counter() - start)
         unreadable += record.get("error") is not None
         line = json.dumps(record, default=str) if args.json else _table_row(record)
         bar.write(line, file=sys.stdout)

@@ -336,10 +336,10 @@ class CopyMove(Method):
             return self.not_applicable("The image is too small to search for copied regions.", {"width": w, "height": h})
         long_side = max(h, w)
         kp_side = min(long_side, KEYPOINT_LONG_SIDE) if long_side >= KEYPOINT_MIN_LONG_SIDE else KEYPOINT_MIN_LONG_SIDE
-        kp_gray, kp_scale = _resize_long_side(luma, kp_side)
         # Verification never upsamples: the residual of a true copy matches down to its noise,
         # which interpolation would smooth away.
         gray, scale = _resize_long_side(luma, min(long_side, KEYPOINT_LONG_SIDE))
+        kp_gray, kp_scale = (gray, scale) if kp_side == min(long_side, KEYPOINT_LONG_SIDE) else _resize_long_side(luma, kp_side)
         block_gray, block_scale = _resize_long_side(luma, min(long_side, BLOCK_LONG_SIDE))
         kp_cands, kp_info = _keypoint_candidates(kp_gray)
         block_cands, block_info = _block_candidates(block_gray)
