@@ -1,7 +1,8 @@
 """Fuse the methods' findings into one tamper score, verdict, summary and localization map.
 
-The fused score is a logistic model over the methods' calibrated evidence, fitted by
-logistic regression in ``scripts/calibrate.py``:
+The fused score is a logistic model over the methods' calibrated evidence, fitted in
+``scripts/calibrate.py`` (weights that rank each benchmark's forgeries above its originals,
+then a logistic regression for their scale and the bias):
 
     logit(tamper) = bias + sum_m weight_m * evidence_m
     evidence_m    = clip(logit(score_m / 100), EVIDENCE_FLOOR, LOGIT_CLIP) - EVIDENCE_FLOOR

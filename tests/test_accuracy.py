@@ -1,9 +1,10 @@
 """The fused engine on real benchmark images: the rates the calibration reached, with a margin.
 
 Figures from ``scripts/calibrate.py`` (README, "Accuracy"): casia2 same-format (JPEG) fused AUC
-1.00; CoMoFoD PNG 0.75 (0.68 on the 40 used here); authentic false-positive rate at 50 of 0-7 %
-per dataset; forgeries over 50: 21-56 %. These tests rerun the whole engine on subsets chosen to
-keep the suite fast.
+1.00; CoMoFoD PNG 0.78 (0.74 on the 40 used here, with 3 of their 20 originals and 15 of their
+20 forgeries at 50 or more); authentic false-positive rate at 50 of 0-6 % per dataset;
+forgeries over 50: 7-68 %. These tests rerun the whole engine on subsets chosen to keep the
+suite fast.
 """
 
 from collections.abc import Sequence
@@ -46,9 +47,9 @@ def test_casia_originals_stay_under_the_line(casia_jpeg) -> None:
 def test_comofod_copy_moves() -> None:
     samples = [s for s in dataset("comofod_subset") if s.suffix == ".png"][:40]
     pos, neg = fused_scores(samples)
-    assert roc_auc(pos, neg) >= 0.6
-    assert np.mean(np.asarray(neg) >= 50) <= 0.15
-    assert np.mean(np.asarray(pos) >= 50) >= 0.3
+    assert roc_auc(pos, neg) >= 0.65
+    assert np.mean(np.asarray(neg) >= 50) <= 0.2
+    assert np.mean(np.asarray(pos) >= 50) >= 0.5
 
 
 def test_camera_originals_mostly_under_fifty() -> None:
