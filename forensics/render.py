@@ -1,10 +1,15 @@
 """Turn float maps into PNGs people and programs can use.
 
 Two renderings of a map in [0, 1] (1 = most suspicious):
-- *gray*: 8-bit grayscale, 255 = most suspicious; lossless data for programs (``--maps``,
+- *gray*: 8-bit grayscale, 255 = most suspicious; lossless PNG data for programs (``--maps``,
   stored heatmaps that the platform fuses and the web page colours);
 - *colour*: the map through a perceptual colormap (inferno), and an overlay blended onto
   the image, for people.
+
+Pictures for people that are resampled renderings of the image (the overlay, the
+enhancement views) are JPEG at quality 92: for such continuous-tone pictures of about 3 MP it
+encodes in about 10 ms against 80-140 ms for PNG, at a third of the size, and nothing is
+measured from them. Maps stay PNG: programs read their values back.
 """
 
 import cv2
@@ -13,16 +18,10 @@ import numpy as np
 from forensics.finding import Finding
 from forensics.image import DecodedImage
 from forensics.pipeline import Report
+from forensics.resample import display_size, shrink
 
-#: Long side of the PNGs rendered for people; data maps keep their own resolution.
-DISPLAY_SIDE = 2048
 PNG_LEVEL = 1
-
-
-def display_size(width: int, height: int, side: int = DISPLAY_SIDE) -> tuple[int, int]:
-    """(width, height) scaled down so the long side is at most ``side``."""
-    factor = min(1.0, side / max(width, height))
-    return max(1, round(width * factor)), max(1, round(height * factor))
+JPEG_QUALITY = 92
 
 
 def to_gray(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
@@ -55,6 +54,15 @@ def encode_png(pixels: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
+def encode_jpeg(pixels: np.ndarray, quality: int = JPEG_QUALITY) -> bytes:
+    """JPEG bytes of a gray (H, W) or RGB (H, W, 3) uint8 picture (for people, see the module docstring)."""
+    bgr = pixels if pixels.ndim == 2 else cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return buf.tobytes()
+
+
 def gray_png(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
     return encode_png(to_gray(heatmap, size))
 
@@ -69,13 +77,12 @@ def colour_png(heatmap: np.ndarray, size: tuple[int, int]) -> bytes:
     return encode_png(colour(heatmap, size))
 
 
-def overlay_png(rgb: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0.55) -> bytes:
+def overlay_jpeg(rgb: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0.55) -> bytes:
     """The map blended onto the image; opacity follows suspicion so clean areas stay visible."""
     size = display_size(rgb.shape[1], rgb.shape[0])
-    base = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA) if size != (rgb.shape[1], rgb.shape[0]) else rgb
-    weight = (to_gray(heatmap, size).astype(np.float32) / 255.0 * opacity)[:, :, None]
-    blended = base.astype(np.float32) * (1 - weight) + colour(heatmap, size).astype(np.float32) * weight
-    return encode_png(np.clip(blended + 0.5, 0, 255).astype(np.uint8))
+    base = shrink(rgb, size)
+    weight = to_gray(heatmap, size).astype(np.float32) * (opacity / 255.0)
+    return encode_jpeg(cv2.blendLinear(base, colour(heatmap, size), 1.0 - weight, weight))
 
 
 def finding_artifacts(finding: Finding, image: DecodedImage) -> dict[str, bytes]:
@@ -85,7 +92,7 @@ def finding_artifacts(finding: Finding, image: DecodedImage) -> dict[str, bytes]
     if finding.heatmap is not None:
         files[f"heatmap_{finding.method}.png"] = colour_png(finding.heatmap, size)
     for view, pixels in finding.views.items():
-        files[f"view_{finding.method}_{view}.png"] = encode_png(pixels)
+        files[f"view_{finding.method}_{view}.jpg"] = encode_jpeg(pixels)
     return files
 
 
@@ -97,5 +104,5 @@ def report_artifacts(report: Report) -> dict[str, bytes]:
     fused = report.fused.heatmap
     if fused is not None:
         files["heatmap_fused.png"] = colour_png(fused, display_size(report.image.width, report.image.height))
-        files["overlay_fused.png"] = overlay_png(report.image.rgb, fused)
+        files["overlay_fused.jpg"] = overlay_jpeg(report.image.rgb, fused)
     return files

@@ -9,9 +9,11 @@ import re
 import zipfile
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 from typing import IO, Any
 
-from forensics.render import colour_png, display_size, from_gray_png
+from forensics.render import colour_png, from_gray_png
+from forensics.resample import display_size
 from service.cases import progress
 from service.models import Case, Image
 from service.storage import Storage
@@ -122,14 +124,14 @@ def write_report_zip(case: Case, storage: Storage, out: IO[bytes]) -> None:
                     gray = from_gray_png(storage.get_bytes(finding.heatmap_key))
                     archive.writestr(f"{folder}/heatmap_{finding.method}.png", colour_png(gray, size), zipfile.ZIP_STORED)
                 for view, key in (finding.view_keys or {}).items():
-                    names[key] = f"view_{finding.method}_{view}.png"
+                    names[key] = f"view_{finding.method}_{view}{PurePosixPath(key).suffix}"
                     archive.writestr(f"{folder}/{names[key]}", storage.get_bytes(key), zipfile.ZIP_STORED)
             if image.heatmap_key and size:
                 names[image.heatmap_key] = "heatmap_fused.png"
                 gray = from_gray_png(storage.get_bytes(image.heatmap_key))
                 archive.writestr(f"{folder}/heatmap_fused.png", colour_png(gray, size), zipfile.ZIP_STORED)
             if image.overlay_key:
-                names[image.overlay_key] = "overlay_fused.png"
-                archive.writestr(f"{folder}/overlay_fused.png", storage.get_bytes(image.overlay_key), zipfile.ZIP_STORED)
+                names[image.overlay_key] = f"overlay_fused{PurePosixPath(image.overlay_key).suffix}"
+                archive.writestr(f"{folder}/{names[image.overlay_key]}", storage.get_bytes(image.overlay_key), zipfile.ZIP_STORED)
             report = image_report(image, names.get)
             archive.writestr(f"{folder}/forensic_report.json", json.dumps(report, indent=2, default=str))

@@ -29,6 +29,7 @@ import numpy as np
 from forensics.finding import Finding
 from forensics.image import DecodedImage
 from forensics.methods.base import Method
+from forensics.resample import display_size, shrink
 
 MAX_SIDE = 2048
 BLOCK = 8
@@ -51,13 +52,8 @@ class Enhancement(Method):
         }
         histogram["luma"] = cv2.calcHist([gray_full], [0], None, [256], [0, 256]).ravel().astype(int).tolist()
 
-        factor = min(1.0, MAX_SIDE / max(image.width, image.height))
-        size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
-        gray = gray_full
-        while factor < 1.0 and gray.shape[1] >= 2 * size[0]:
-            gray = cv2.pyrDown(gray)  # Gaussian 2x reduction: anti-aliased and much cheaper than INTER_AREA
-        if gray.shape[1] != size[0]:
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR)  # less than 2x left after pyrDown
+        size = display_size(image.width, image.height, MAX_SIDE)
+        gray = shrink(gray_full, size)
 
         equalized = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
         g = gray.astype(np.float32)
