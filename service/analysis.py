@@ -15,7 +15,6 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,17 +25,19 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from forensics import DecodedImage, ForensicsError, load_image
+from forensics import ForensicsError
 from forensics.finding import Finding, Status
 from forensics.fusion import fuse
 from forensics.methods import REGISTRY
 from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
 from forensics.pipeline import file_info
-from forensics.render import encode_png, from_gray_png, gray_png, overlay_png
+from forensics.render import encode_jpeg, from_gray_png, gray_png, overlay_jpeg
 from service import ingest, netguard, queue, webhooks
 from service.cases import Intake
 from service.db import session_scope
+from service.decoded import decoded as decoded_image
+from service.decoded import release
 from service.models import (
     FINDING_DONE,
     IMAGE_DONE,
@@ -68,45 +69,6 @@ def selected_methods(settings: Settings | None = None) -> list[Method]:
     return [m for m in REGISTRY.values() if m.name in names]
 
 
-class DecodeCache:
-    """The last few decoded images of this process, keyed by SHA-256.
-
-    The per-method tasks of one image that land on the same worker process decode it once.
-    """
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._items: OrderedDict[str, DecodedImage] = OrderedDict()
-
-    def get(self, image: Image, storage: Storage, settings: Settings) -> DecodedImage:
-        assert image.sha256 is not None and image.storage_key is not None
-        decoded = self._items.get(image.sha256)
-        if decoded is None:
-            start = time.perf_counter()
-            data = storage.get_bytes(image.storage_key)
-            decoded = load_image(
-                data, filename=image.filename, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes
-            )
-            logger.info("decoded %s (%.1f MP) in %.2f s", image.sha256[:12], decoded.megapixels, time.perf_counter() - start)
-            self._items[image.sha256] = decoded
-            while len(self._items) > self.size:
-                self._items.popitem(last=False)
-        else:
-            self._items.move_to_end(image.sha256)
-        return decoded
-
-
-_cache: DecodeCache | None = None
-
-
-def _decode(image: Image) -> DecodedImage:
-    global _cache
-    settings = get_settings()
-    if _cache is None:
-        _cache = DecodeCache(settings.decode_cache_size)
-    return _cache.get(image, get_storage(), settings)
-
-
 def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: creating the findings twice keeps one row per (image, method)."""
     dialect = session.get_bind().dialect.name
@@ -130,7 +92,7 @@ def prepare_image(image_id: uuid.UUID) -> None:
         if image.storage_key is None and image.source_url is not None and not _fetch_source(session, image):
             return
         try:
-            decoded = _decode(image)
+            decoded = decoded_image(image)
         except (ForensicsError, ObjectNotFound) as exc:
             code = exc.code if isinstance(exc, ForensicsError) else "ANALYSIS_ERROR"
             detail = str(exc) if isinstance(exc, ForensicsError) else "The stored original is missing."
@@ -231,8 +193,16 @@ def run_method(image_id: uuid.UUID, method_name: str) -> None:
             ).rowcount
             session.commit()
             if claimed:
-                finding = _examine(session.get_one(Image, image_id), method_name)
+                image = session.get_one(Image, image_id)
+                session.commit()  # no transaction stays open ("idle in transaction") while the method runs
+                start = time.perf_counter()
+                finding = _examine(image, method_name)
+                examined = time.perf_counter()
                 _store_finding(session, storage, row, finding)
+                logger.info(
+                    "%s of image %s: method %.3f s, decode and overhead %.3f s, storing %.3f s",
+                    method_name, image_id, finding.seconds, examined - start - finding.seconds, time.perf_counter() - examined,
+                )
         won = try_join(session, image_id)
     if won:
         queue.enqueue_fuse([image_id])
@@ -243,7 +213,7 @@ def _examine(image: Image, method_name: str) -> Finding:
     if method is None:
         return Finding(method_name, "?", Status.ERROR, None, "error", "This worker does not know the method.")
     try:
-        decoded = _decode(image)
+        decoded = decoded_image(image)
     except ForensicsError as exc:
         return method.error(f"The image could not be decoded: {exc}")
     return method.run(decoded)
@@ -257,8 +227,8 @@ def _store_finding(session: Session, storage: Storage, row: FindingRow, finding:
         storage.put_bytes(heatmap_key, gray_png(finding.heatmap), "image/png")
     view_keys = {}
     for view, pixels in finding.views.items():
-        view_keys[view] = f"{prefix}/views/{row.method}_{view}.png"
-        storage.put_bytes(view_keys[view], encode_png(pixels), "image/png")
+        view_keys[view] = f"{prefix}/views/{row.method}_{view}.jpg"
+        storage.put_bytes(view_keys[view], encode_jpeg(pixels), "image/jpeg")
     record_finding(session, row.id, finding, heatmap_key=heatmap_key, view_keys=view_keys)
 
 
@@ -348,9 +318,9 @@ def fuse_image(image_id: uuid.UUID) -> None:
         heatmap_key = overlay_key = None
         if fused.heatmap is not None:
             prefix = image_prefix(image.case_id, image_id)
-            heatmap_key, overlay_key = f"{prefix}/fused.png", f"{prefix}/overlay.png"
+            heatmap_key, overlay_key = f"{prefix}/fused.png", f"{prefix}/overlay.jpg"
             storage.put_bytes(heatmap_key, gray_png(fused.heatmap), "image/png")
-            storage.put_bytes(overlay_key, overlay_png(_decode(image).rgb, fused.heatmap), "image/png")
+            storage.put_bytes(overlay_key, overlay_jpeg(decoded_image(image).rgb, fused.heatmap), "image/jpeg")
         now = utcnow()
         started = image.started_at or now
         won = session.execute(
@@ -369,6 +339,7 @@ def fuse_image(image_id: uuid.UUID) -> None:
         ).rowcount
         events = webhooks.add_image_event(session, image_id) if won else []
         session.commit()
+        release(image)
         webhooks.enqueue(events)
         complete_case_if_done(session, image.case_id)
 

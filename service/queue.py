@@ -66,6 +66,7 @@ def make_celery(settings: Settings) -> Celery:
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
+        # Task events stay off (Celery's default) unless a monitor such as Flower enables them.
         broker_transport_options=_transport_options(settings),
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="intake",
@@ -78,8 +79,6 @@ def make_celery(settings: Settings) -> Celery:
                 "options": {"expires": settings.webhook_poll_interval * 2},
             },
         },
-        worker_send_task_events=True,
-        task_send_sent_event=True,
     )
     return app
 

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     broker_key_prefix: str = Field(default="", description="Redis: prefix of every key (several deployments on one Redis)")
     worker_max_tasks_per_child: int = Field(default=500, ge=1)
     decode_cache_size: int = Field(default=2, ge=1, description="Decoded images kept per worker process")
+    worker_pin_cpus: bool = Field(
+        default=False, description="Pin each worker pool process to one CPU (pool process i to the i-th allowed CPU, cyclically)"
+    )
+    decode_share_bytes: int = Field(
+        default=4 * 1024**3, ge=0, description="Decoded images shared by the worker processes of a machine, in bytes (0 = off)"
+    )
+    decode_share_folder: Path | None = Field(default=None, description="Their folder; default /dev/shm/forensics-decoded-<uid>")
 
     # Integrations: tenants, limits, webhooks, direct uploads, URL ingestion
     api_key: str | None = Field(default=None, description="Embedded mode: the first API key (else one is made and printed)")

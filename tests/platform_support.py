@@ -3,6 +3,7 @@ moto's S3 server over HTTP on loopback, and real Celery worker processes (never 
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -10,11 +11,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+T = TypeVar("T")
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN_URL = os.environ.get("FORENSICS_TEST_PG", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("FORENSICS_TEST_REDIS", "redis://127.0.0.1:6379/14")
@@ -106,10 +108,59 @@ def service_env(db_url: str, s3_endpoint: str, home: Path, name: str, **override
         "S3_REGION": "us-east-1",
         "FORENSICS_S3_CREATE_BUCKET": "true",
         "FORENSICS_HOME": str(home),
+        "FORENSICS_DECODE_SHARE_FOLDER": str(home / "decoded"),
         "FORENSICS_ENVIRONMENT": "test",
         "FORENSICS_RECONCILE_INTERVAL": "2",
         **overrides,
     }
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ApiServer:
+    """A real ``uvicorn`` API (``workers`` processes) on a free loopback port, with ``env`` as its
+    settings; ready once ``/health`` answers 200."""
+
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self._log = log.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
+             "--no-access-log", "--log-level", "warning"],
+            cwd=REPO, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"the API did not start; see {log}")
+
+    def rss_mb(self) -> float:
+        """Resident memory of the API processes (the parent and its uvicorn workers), in MB."""
+        pids = [self.process.pid]
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        total = 0
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        return total / 1024
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self._log.close()
 
 
 class Worker:
@@ -172,15 +223,16 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def poll(fetch: Callable[[], dict[str, Any]], done: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+def poll(fetch: Callable[[], T], done: Callable[[T], bool], timeout: float, what: str) -> T:
+    """``fetch()`` every 0.3 s until ``done`` holds for its value; fails after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = fetch()
-        if done(body):
-            return body
+    body = fetch()
+    while not done(body):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what} not reached within {timeout} s; last: {body}")
         time.sleep(0.3)
-    raise AssertionError(f"{what} not reached within {timeout} s; last: {body}")
+        body = fetch()
+    return body
 
 
 def fetch_url(client: Any, url: str) -> httpx.Response:

@@ -7,6 +7,7 @@ with the same settings in their environment, never eager mode.
 import hashlib
 import io
 import json
+import os
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -129,6 +130,12 @@ def test_batch_completes_with_every_method_and_reports_are_fetchable(platform: P
     case = platform.wait_done(created["id"])
     assert case["status"] == "completed"
     assert case["progress"] == {"total": 4, "queued": 0, "running": 0, "completed": 4, "failed": 0}
+    # the worker's two pool processes ran these images' methods; each decoded image was shared,
+    # not decoded again by the other process (the JPEG is in the case twice: its first fuse may
+    # release the share while the copy still runs, so it is not counted)
+    log = platform.worker.log.read_text(errors="replace")
+    for data in (tif, png):
+        assert log.count(f"decoded {hashlib.sha256(data).hexdigest()[:12]} ") == 1, log[-3000:]
     etag = platform.client.get(f"/v1/cases/{created['id']}").headers["etag"]
     not_modified = platform.client.get(f"/v1/cases/{created['id']}", headers={"If-None-Match": etag})
     assert not_modified.status_code == 304 and "retry-after" not in not_modified.headers
@@ -145,11 +152,14 @@ def test_batch_completes_with_every_method_and_reports_are_fetchable(platform: P
             assert finding["version"] == REGISTRY[finding["method"]].version
             if finding["heatmap_url"]:
                 assert _png_magic(fetch_url(platform.client, finding["heatmap_url"]).content)
+            for view_url in finding["view_urls"].values():  # pictures for people: JPEG
+                assert fetch_url(platform.client, view_url).content.startswith(b"\xff\xd8\xff")
+        assert report["findings"][list(REGISTRY).index("enhancement")]["view_urls"], "enhancement views are stored"
         # evidence is stored byte for byte and served back unchanged
         assert fetch_url(platform.client, report["original_url"]).content == original
         if report["heatmap_url"]:
             assert _png_magic(fetch_url(platform.client, report["heatmap_url"]).content)
-            assert _png_magic(fetch_url(platform.client, report["overlay_url"]).content)
+            assert fetch_url(platform.client, report["overlay_url"]).content.startswith(b"\xff\xd8\xff")
 
     # the same file twice in a case is stored once, under its SHA-256
     import boto3
@@ -170,6 +180,10 @@ def test_batch_completes_with_every_method_and_reports_are_fetchable(platform: P
         for finding in report["findings"]:
             if finding["heatmap_url"]:
                 assert f"{image['folder']}/{finding['heatmap_url']}" in names
+            for view_name in finding["view_urls"].values():
+                assert view_name.endswith(".jpg") and f"{image['folder']}/{view_name}" in names
+        if report["overlay_url"]:
+            assert report["overlay_url"] == "overlay_fused.jpg" and f"{image['folder']}/overlay_fused.jpg" in names
 
 
 def test_bad_files_fail_alone_with_their_problem(platform: Platform) -> None:
@@ -301,3 +315,29 @@ def test_cases_are_listed_newest_first_with_a_cursor(platform: Platform) -> None
     created = [c["created_at"] for c in first["data"] + second["data"]]
     assert created == sorted(created, reverse=True)
     assert platform.client.get("/v1/cases", params={"cursor": "garbage"}).json()["code"] == "BAD_REQUEST"
+
+
+def test_pinned_pool_processes_each_get_their_own_cpu(platform: Platform) -> None:
+    """FORENSICS_WORKER_PIN_CPUS: pool process i runs on the i-th allowed CPU only."""
+    cpus = sorted(os.sched_getaffinity(0))
+    worker = Worker({**platform.env, "FORENSICS_WORKER_PIN_CPUS": "true"}, platform.home / "pinned.log", "pinned",
+                    beat=False, concurrency=len(cpus))
+    try:
+        def children() -> list[int]:
+            found = []
+            for stat in Path("/proc").glob("[0-9]*/stat"):
+                try:
+                    fields = stat.read_text().rsplit(")", 1)[1].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == worker.process.pid:
+                    found.append(int(stat.parent.name))
+            return found
+
+        pool = poll(children, lambda pids: len(pids) >= len(cpus), 30, "pool processes")
+        # a pool process pins itself once initialised; wait until each is on a single CPU
+        affinities = poll(lambda: [sorted(os.sched_getaffinity(pid)) for pid in pool],
+                          lambda sets: all(len(s) == 1 for s in sets), 30, "pinned pool processes")
+        assert sorted(s[0] for s in affinities) == cpus
+    finally:
+        worker.stop()

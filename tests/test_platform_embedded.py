@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,19 +18,13 @@ import pytest
 
 from forensics.methods import REGISTRY
 from tests.integration_support import HOST, Receiver
-from tests.platform_support import REPO, data_file, poll
+from tests.platform_support import REPO, data_file, free_port, poll
 
 pytestmark = pytest.mark.timeout(300)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_embedded_mode_serves_api_and_worker_with_no_external_server(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORENSICS_", "DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_"))}
     env["FORENSICS_HOME"] = str(home)

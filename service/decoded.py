@@ -1,0 +1,201 @@
+"""Decoded images shared by the worker processes of one machine.
+
+An image's method tasks run anywhere, so without sharing every worker process that runs
+one of them decodes the original again (about 0.3 s for a 12 MP JPEG, a tenth of the whole
+analysis). The prepare task decodes once and writes the decoded planes (RGB, luma, alpha,
+the JPEG's quantized DCT coefficients) as ``.npy`` files into a folder on a memory-backed
+file system (``/dev/shm`` where it exists); other processes map them read-only
+(``numpy.load(mmap_mode="r")``), which costs a few milliseconds and no copy. Workers on
+other machines, or after an eviction, simply decode again: the share is a cache, never a
+source of truth. An entry is published by an atomic rename of a complete folder, removed
+when its image is fused, and the oldest entries are evicted past ``decode_share_bytes``.
+"""
+
+import logging
+import os
+import pickle
+import shutil
+import stat
+import tempfile
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import replace
+from pathlib import Path
+from types import MappingProxyType
+
+import numpy as np
+
+from forensics import DecodedImage, load_image
+from service.models import Image
+from service.settings import Settings, get_settings
+from service.storage import Storage, get_storage
+
+logger = logging.getLogger(__name__)
+
+_PLANES = ("rgb", "luma", "alpha")
+#: Bytes left free on the share's file system after an entry is written.
+FREE_MARGIN = 64 * 1024**2
+#: An entry this old belongs to an analysis that died (a fused image removes its own at once).
+MAX_AGE_SECONDS = 3600
+_EMPTY = np.zeros((0, 0), np.uint8)
+
+
+def default_folder() -> Path:
+    """A private folder on ``/dev/shm`` (Linux) or in the temporary folder elsewhere."""
+    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+    return base / f"forensics-decoded-{os.getuid()}"
+
+
+def _arrays(decoded: DecodedImage) -> dict[str, np.ndarray]:
+    """The arrays an entry holds, by file stem: the planes present and the JPEG's coefficients."""
+    arrays = {p: getattr(decoded, p) for p in _PLANES if getattr(decoded, p) is not None}
+    for i, coefficients in enumerate(decoded.jpeg.coefficients if decoded.jpeg else ()):
+        arrays[f"coefficients_{i}"] = coefficients
+    return arrays
+
+
+def _private(folder: Path) -> bool:
+    """True when ``folder`` (a real folder, not a link) belongs to this user and nobody else may
+    write or read it: entries are unpickled, and ``/dev/shm`` is writable by every user, so a
+    folder planted there by another user must never be trusted."""
+    info = os.lstat(folder)
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and not info.st_mode & 0o077
+
+
+def _mapped(path: Path) -> np.ndarray:
+    """The array in ``path``, mapped read-only (a plain ndarray view, not the memmap subclass)."""
+    return np.asarray(np.load(path, mmap_mode="r"))
+
+
+class SharedDecodes:
+    """Decoded images in ``folder`` (one sub-folder per SHA-256), at most ``max_bytes`` in all."""
+
+    def __init__(self, folder: Path, max_bytes: int) -> None:
+        self.folder = folder
+        self.max_bytes = max_bytes
+        if max_bytes:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not _private(folder):
+                logger.warning("not sharing decoded images: %s is not a folder private to this user", folder)
+                self.max_bytes = 0
+
+    def load(self, sha256: str) -> DecodedImage | None:
+        """The shared decode of ``sha256``, or None (not shared, evicted, or being removed)."""
+        entry = self.folder / sha256
+        if not self.max_bytes or not entry.is_dir():
+            return None
+        try:
+            shell: DecodedImage = pickle.loads((entry / "image.pickle").read_bytes())
+            planes = {p: _mapped(entry / f"{p}.npy") if (entry / f"{p}.npy").exists() else None for p in _PLANES}
+            jpeg = shell.jpeg
+            if jpeg is not None:
+                count = len(list(entry.glob("coefficients_*.npy")))
+                jpeg = replace(jpeg, coefficients=tuple(_mapped(entry / f"coefficients_{i}.npy") for i in range(count)))
+            data = (entry / "data").read_bytes()
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            return None  # removed under us: the caller decodes
+        return replace(shell, data=data, jpeg=jpeg, text=MappingProxyType(dict(shell.text)), **planes)  # type: ignore[arg-type]
+
+    def save(self, decoded: DecodedImage) -> None:
+        """Publish ``decoded`` (a complete folder appears at once, or nothing)."""
+        arrays = _arrays(decoded)
+        size = sum(a.nbytes for a in arrays.values()) + len(decoded.data)
+        if not self.max_bytes or size > self.max_bytes or (self.folder / decoded.sha256).is_dir():
+            return
+        self._evict(self.max_bytes - size)
+        if shutil.disk_usage(self.folder).free < size + FREE_MARGIN:
+            return  # a small /dev/shm (Docker's default is 64 MB) is never filled: others need it too
+        staging = self.folder / f".{decoded.sha256}.{uuid.uuid4().hex}"
+        try:
+            staging.mkdir(mode=0o700)
+            for stem, array in arrays.items():
+                np.save(staging / f"{stem}.npy", array)
+            jpeg = None if decoded.jpeg is None else replace(decoded.jpeg, coefficients=())
+            (staging / "data").write_bytes(decoded.data)
+            shell = replace(decoded, data=b"", rgb=_EMPTY, luma=_EMPTY, alpha=None, jpeg=jpeg, text=dict(decoded.text))
+            (staging / "image.pickle").write_bytes(pickle.dumps(shell, protocol=pickle.HIGHEST_PROTOCOL))
+            staging.rename(self.folder / decoded.sha256)
+        except OSError as exc:  # full, or another process published it first: the share is only a cache
+            logger.debug("decoded image %s not shared: %s", decoded.sha256[:12], exc)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def discard(self, sha256: str) -> None:
+        """Remove an entry (its image is fused); processes that mapped it keep their mapping."""
+        shutil.rmtree(self.folder / sha256, ignore_errors=True)
+
+    def _evict(self, budget: int) -> None:
+        """Remove entries older than MAX_AGE_SECONDS (their image's analysis died), then the oldest
+        until the others fit in ``budget`` bytes."""
+        entries = []
+        expired = time.time() - MAX_AGE_SECONDS
+        for entry in self.folder.iterdir():
+            if entry.name.startswith("."):
+                continue  # another process's entry being written
+            try:
+                files = list(entry.iterdir()) if entry.is_dir() else []
+                entries.append((entry.stat().st_mtime, sum(f.stat().st_size for f in files), entry))
+            except OSError:
+                continue
+        total = sum(size for _, size, _ in entries)
+        for mtime, size, entry in sorted(entries, key=lambda e: e[0]):
+            if total <= budget and mtime >= expired:
+                break
+            shutil.rmtree(entry, ignore_errors=True)
+            total -= size
+
+
+class DecodeCache:
+    """Decoded images for this process: its last few, then the machine's shared ones, then a decode.
+
+    The per-method tasks of one image thus decode it once per machine, not once per process.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.size = settings.decode_cache_size
+        self.shared = SharedDecodes(settings.decode_share_folder or default_folder(), settings.decode_share_bytes)
+        self._items: OrderedDict[str, DecodedImage] = OrderedDict()
+
+    def get(self, image: Image, storage: Storage) -> DecodedImage:
+        assert image.sha256 is not None and image.storage_key is not None
+        decoded = self._items.get(image.sha256) or self.shared.load(image.sha256)
+        if decoded is not None and decoded.filename != image.filename:
+            # keyed by content: the same bytes uploaded under another name keep their own name
+            # (integrity compares the name's extension with the real format)
+            decoded = replace(decoded, filename=image.filename)
+        if decoded is None:
+            start = time.perf_counter()
+            data = storage.get_bytes(image.storage_key)
+            decoded = load_image(
+                data, filename=image.filename, max_pixels=self.settings.max_pixels, max_bytes=self.settings.max_file_bytes
+            )
+            logger.info("decoded %s (%.1f MP) in %.2f s", image.sha256[:12], decoded.megapixels, time.perf_counter() - start)
+            self.shared.save(decoded)
+        self._items[image.sha256] = decoded
+        self._items.move_to_end(image.sha256)
+        while len(self._items) > self.size:
+            self._items.popitem(last=False)
+        return decoded
+
+    def discard(self, sha256: str) -> None:
+        self._items.pop(sha256, None)
+        self.shared.discard(sha256)
+
+
+_cache: DecodeCache | None = None
+
+
+def decoded(image: Image) -> DecodedImage:
+    """``image``'s decoded original, decoded at most once per machine while its analysis runs."""
+    global _cache
+    if _cache is None:
+        _cache = DecodeCache(get_settings())
+    return _cache.get(image, get_storage())
+
+
+def release(image: Image) -> None:
+    """Forget ``image``'s decode once nothing of its analysis needs it any more."""
+    if _cache is not None and image.sha256 is not None:
+        _cache.discard(image.sha256)

@@ -1,0 +1,117 @@
+"""Decoded images shared between worker processes (``service.decoded.SharedDecodes``): what a
+process maps back is the same image, every method finds the same, and the share stays a bounded
+cache (eviction, discard, refusal of entries larger than the budget)."""
+
+import hashlib
+import io
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+from forensics import load_image
+from forensics.methods import REGISTRY
+from forensics.methods.integrity import IntegrityMethod
+from service.decoded import MAX_AGE_SECONDS, DecodeCache, SharedDecodes
+from service.models import Image
+from service.settings import Settings
+from service.storage import LocalStorage
+from tests.conftest import jpeg_bytes
+
+
+def _rgba_png(astronaut: np.ndarray) -> bytes:
+    rgba = np.dstack([astronaut[:256, :256], np.tile(np.arange(256, dtype=np.uint8), (256, 1))])
+    buf = io.BytesIO()
+    PILImage.fromarray(rgba, "RGBA").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_a_shared_jpeg_maps_back_identical_and_methods_agree(tmp_path: Path, astronaut: np.ndarray) -> None:
+    original = load_image(jpeg_bytes(astronaut, quality=85), filename="astronaut.jpg")
+    share = SharedDecodes(tmp_path, 1 << 30)
+    share.save(original)
+    mapped = share.load(original.sha256)
+    assert mapped is not None
+    assert mapped.data == original.data and mapped.filename == "astronaut.jpg" and mapped.container == original.container
+    assert np.array_equal(mapped.rgb, original.rgb) and np.array_equal(mapped.luma, original.luma)
+    assert mapped.jpeg is not None and original.jpeg is not None
+    assert all(np.array_equal(a, b) for a, b in zip(mapped.jpeg.coefficients, original.jpeg.coefficients, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(mapped.jpeg.quant_tables, original.jpeg.quant_tables, strict=True))
+    assert not mapped.rgb.flags.writeable and not mapped.jpeg.coefficients[0].flags.writeable
+    for method in REGISTRY.values():
+        a, b = method.run(original), method.run(mapped)
+        assert (a.status, a.score, a.details) == (b.status, b.score, b.details), method.name
+
+
+def test_alpha_and_text_survive_and_a_missing_entry_is_none(tmp_path: Path, astronaut: np.ndarray) -> None:
+    original = load_image(_rgba_png(astronaut), filename="alpha.png")
+    share = SharedDecodes(tmp_path, 1 << 30)
+    assert share.load(original.sha256) is None
+    share.save(original)
+    mapped = share.load(original.sha256)
+    assert mapped is not None and mapped.alpha is not None and mapped.jpeg is None
+    assert np.array_equal(mapped.alpha, original.alpha) and dict(mapped.text) == dict(original.text)
+    share.discard(original.sha256)
+    assert share.load(original.sha256) is None and not any(tmp_path.iterdir())
+
+
+def test_the_share_evicts_the_oldest_and_refuses_what_cannot_fit(tmp_path: Path, astronaut: np.ndarray) -> None:
+    first = load_image(jpeg_bytes(astronaut[:300, :300]), filename="first.jpg")
+    second = load_image(jpeg_bytes(astronaut[100:400, 100:400]), filename="second.jpg")
+    one_entry = first.rgb.nbytes + first.luma.nbytes + len(first.data) + sum(c.nbytes for c in first.jpeg.coefficients)  # type: ignore[union-attr]
+    share = SharedDecodes(tmp_path, int(one_entry * 1.5))
+    share.save(first)
+    share.save(second)
+    assert share.load(first.sha256) is None, "the older entry is evicted to make room"
+    assert share.load(second.sha256) is not None
+    large = load_image(jpeg_bytes(astronaut), filename="large.jpg")
+    share.save(large)
+    assert share.load(large.sha256) is None, "an entry larger than the whole budget is not shared"
+    assert share.load(second.sha256) is not None, "and evicts nothing"
+
+
+def test_entries_left_by_a_dead_analysis_expire(tmp_path: Path, astronaut: np.ndarray) -> None:
+    share = SharedDecodes(tmp_path, 1 << 30)
+    stale = load_image(jpeg_bytes(astronaut[:200, :200]), filename="stale.jpg")
+    share.save(stale)
+    old = time.time() - MAX_AGE_SECONDS - 60
+    os.utime(tmp_path / stale.sha256, (old, old))
+    fresh = load_image(jpeg_bytes(astronaut[:300, :300]), filename="fresh.jpg")
+    share.save(fresh)
+    assert share.load(stale.sha256) is None and share.load(fresh.sha256) is not None
+
+
+def test_a_folder_others_may_write_is_never_trusted(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """Entries are unpickled: a share folder that is not private to this user (as one planted in
+    the world-writable /dev/shm by another user would be) turns sharing off."""
+    folder = tmp_path / "planted"
+    folder.mkdir(mode=0o777)
+    folder.chmod(0o777)
+    share = SharedDecodes(folder, 1 << 30)
+    image = load_image(jpeg_bytes(astronaut), filename="a.jpg")
+    share.save(image)
+    assert share.load(image.sha256) is None and not any(folder.iterdir())
+
+
+def test_a_zero_budget_turns_sharing_off(tmp_path: Path, astronaut: np.ndarray) -> None:
+    share = SharedDecodes(tmp_path / "off", 0)
+    image = load_image(jpeg_bytes(astronaut), filename="a.jpg")
+    share.save(image)
+    assert share.load(image.sha256) is None and not (tmp_path / "off").exists()
+
+
+def test_the_same_bytes_under_another_name_keep_their_own_name(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """Decodes are keyed by content, but a file's name is its own: integrity compares the name's
+    extension with the real format, so a JPEG uploaded again as ``.png`` must be seen as ``.png``."""
+    data = jpeg_bytes(astronaut)
+    storage = LocalStorage(tmp_path / "storage")
+    storage.put_bytes("original", data, "image/jpeg")
+    cache = DecodeCache(Settings(home=tmp_path, decode_share_folder=tmp_path / "share"))
+    sha = hashlib.sha256(data).hexdigest()
+    first = cache.get(Image(sha256=sha, storage_key="original", filename="photo.jpg"), storage)
+    again = cache.get(Image(sha256=sha, storage_key="original", filename="photo.png"), storage)
+    assert (first.filename, again.filename) == ("photo.jpg", "photo.png")
+    assert again.rgb is first.rgb, "the pixels are not decoded again"
+    assert IntegrityMethod().run(again).score > IntegrityMethod().run(first).score
