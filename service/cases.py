@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from forensics.formats import ImageFormat
@@ -109,8 +110,33 @@ def create_case(
     return case, queued
 
 
+#: Built once and run on the connection (no ORM layer): the status poll runs it on every request.
+_FINGERPRINT = (
+    select(Case.status, Case.updated_at, Image.status, func.count(Image.id), func.count(Image.sha256))
+    .outerjoin(Image, Image.case_id == Case.id)
+    .where(Case.id == bindparam("case_id"), Case.tenant_id == bindparam("tenant_id"))
+    .group_by(Case.status, Case.updated_at, Image.status)
+    .order_by(Image.status)
+)
+
+
+def status_fingerprint(session: Session, tenant_id: uuid.UUID, case_id: uuid.UUID) -> tuple[Any, ...]:
+    """A value that changes whenever the case's status summary does, from one small aggregate query.
+
+    It holds the case's status and update time and, per image status, the number of images and
+    how many have a hash (an image fetched by URL gets its hash while still queued). Image
+    statuses only move forward (queued, running, fusing, then completed or failed), and every
+    forward move changes these counts; score, verdict and error are written by the same
+    statement that moves an image to ``completed`` or ``failed``.
+    """
+    rows = session.connection().execute(_FINGERPRINT, {"case_id": case_id, "tenant_id": tenant_id}).all()
+    if not rows:
+        raise NotFound(f"no case {case_id}")
+    return tuple(tuple(row) for row in rows)
+
+
 def get_case(session: Session, tenant_id: uuid.UUID, case_id: uuid.UUID) -> Case:
-    """The case and its images in one query (the status poll's only query)."""
+    """The case and its images in one query."""
     case = (
         session.execute(select(Case).where(Case.id == case_id, Case.tenant_id == tenant_id).options(joinedload(Case.images)))
         .unique()

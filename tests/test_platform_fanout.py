@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 
 from forensics import analyze
 from forensics.methods import REGISTRY
@@ -179,3 +179,61 @@ def test_storage_keys_are_relative_and_confined(tmp_path: Path) -> None:
     for bad in ("../escape", "/etc/passwd", "cases/../../x"):
         with pytest.raises(ValueError):
             storage.get_bytes(bad)
+
+
+def test_the_status_fingerprint_moves_at_every_visible_change_and_only_then(
+    database: None, sent: list[tuple[str, list[str]]]
+) -> None:
+    """The status poll reuses a rendered body while this fingerprint holds: it must move whenever
+    the summary changes (image statuses, scores, the case's status) and stay put otherwise."""
+    case_id, (first, second) = _new_case(["tampered/034_F.png", "authentic/034_O.png"])
+    with session_scope() as session:
+        tenant_id = session.get_one(Case, case_id).tenant_id
+
+    def fingerprint() -> tuple:
+        with session_scope() as session:
+            return cases.status_fingerprint(session, tenant_id, case_id)
+
+    seen = [fingerprint()]
+    assert fingerprint() == seen[-1], "nothing changed, nothing moves"
+    for image_id in (first, second):
+        analysis.prepare_image(image_id)
+        seen.append(fingerprint())
+        analysis.prepare_image(image_id)  # a redelivery changes nothing visible
+        assert fingerprint() == seen[-1]
+    for image_id, method in _messages(sent, queue.RUN_METHOD):
+        analysis.run_method(uuid.UUID(image_id), method)
+    seen.append(fingerprint())  # both images fusing
+    analysis.fuse_image(first)
+    seen.append(fingerprint())
+    analysis.fuse_image(second)  # the last image completes, and with it the case
+    seen.append(fingerprint())
+    assert len(set(seen)) == len(seen), seen
+    with session_scope() as session:
+        assert session.get_one(Case, case_id).status == "completed"
+        with pytest.raises(cases.NotFound):
+            cases.status_fingerprint(session, uuid.uuid4(), case_id)  # another tenant's case does not exist
+
+
+def test_no_transaction_stays_open_while_a_method_runs(
+    database: None, sent: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A method may run for minutes: the task's session must not sit "idle in transaction" meanwhile
+    (it would hold a snapshot and a connection's locks for that long)."""
+    _, (image_id,) = _new_case(["authentic/034_O.png"])
+    analysis.prepare_image(image_id)
+    states: list[list[str]] = []
+    examine = analysis._examine
+
+    def watched(image: Image, method: str):  # type: ignore[no-untyped-def]
+        from service.db import get_engine
+
+        with get_engine().connect() as probe:  # another connection looks at every session of the database
+            states.append(list(probe.scalars(text(
+                "SELECT coalesce(state, '') FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            ))))
+        return examine(image, method)
+
+    monkeypatch.setattr(analysis, "_examine", watched)
+    analysis.run_method(image_id, "integrity")
+    assert states and all("idle in transaction" not in s for s in states), states

@@ -1,6 +1,5 @@
 """Cases: create from a batch upload, list, poll, read image reports, download the dossier."""
 
-import hashlib
 import logging
 import mimetypes
 import tempfile
@@ -22,6 +21,7 @@ from api.deps import LinkDep, PrincipalDep, SessionDep, SettingsDep, StorageDep
 from api.idempotency import Idempotent
 from api.problems import Problem
 from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, ImageError, ImageReport, ImageSummary, Progress
+from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, refuse, to_intake
 from forensics.formats import ImageFormat
 from service import cases, idempotency, ingest, netguard, queue, ratelimit, reports, webhooks
@@ -282,15 +282,20 @@ def get_case(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Case status, progress and each image's status, score and verdict (ETag; Retry-After while running)."""
-    case = cases.get_case(session, principal.tenant_id, case_id)
-    body = _case_public(request, case).model_dump_json()
-    etag = f'"{hashlib.sha1(body.encode(), usedforsecurity=False).hexdigest()[:20]}"'
-    headers = {"ETag": etag, "Cache-Control": "no-cache"}
-    if case.status in (CaseStatus.QUEUED, CaseStatus.RUNNING):
+    fingerprint = cases.status_fingerprint(session, principal.tenant_id, case_id)
+    base_url = str(request.base_url)
+    status = status_bodies.get(case_id, base_url, fingerprint)
+    if status is None:
+        case = cases.get_case(session, principal.tenant_id, case_id)
+        body = _case_public(request, case).model_dump_json().encode()
+        status = make_body(fingerprint, body, running=case.status in (CaseStatus.QUEUED, CaseStatus.RUNNING))
+        status_bodies.put(case_id, base_url, status)
+    headers = {"ETag": status.etag, "Cache-Control": "no-cache"}
+    if status.running:
         headers["Retry-After"] = RETRY_AFTER_SECONDS
-    if if_none_match and etag in {t.strip().removeprefix("W/") for t in if_none_match.split(",")}:
+    if if_none_match and status.etag in {t.strip().removeprefix("W/") for t in if_none_match.split(",")}:
         return Response(status_code=304, headers=headers)
-    return Response(body, media_type="application/json", headers=headers)
+    return Response(status.body, media_type="application/json", headers=headers)
 
 
 @router.get("/{case_id}/images/{image_id}", response_model=ImageReport)
