@@ -15,8 +15,10 @@ environment). Figures printed:
   process, methods in threads, and with one thread) times the number of worker processes;
 - latency: p50/p99 of ``GET /v1/cases/{id}`` at ``--clients`` concurrent clients each
   polling every 0.5 s (what clients honouring ``Retry-After`` do, 4x faster) and back to
-  back (saturation), and of ``POST /v1/cases`` with one 5 MB JPEG back to back (the load
-  generator shares the machine's cores with the API);
+  back (saturation), and of ``POST /v1/cases`` with one 5 MB JPEG at ``--clients`` clients
+  each creating a case every 5 s (10 cases and 50 MB a second) and back to back (saturation:
+  50 clients waiting on each other, so latency there is 50 / capacity); the load generator
+  shares the machine's cores with the API;
 - memory: the API process's resident memory (VmRSS) before, at peak and after a single
   multipart request of ``--upload-gb`` GB (copies of the 12 MP test JPEG) streamed from a
   generator, and the time until its 202.
@@ -44,7 +46,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_engine import test_jpeg  # noqa: E402
 
-from tests.platform_support import Worker, bearer, environment, make_tenant, postgres_database  # noqa: E402
+from tests.platform_support import ApiServer, Worker, bearer, environment, make_tenant, postgres_database  # noqa: E402
 
 #: The bench tenant's Authorization header (set in main, once the database exists).
 AUTH: dict[str, str] = {}
@@ -93,50 +95,19 @@ def _task_seconds(log: Path) -> dict[str, float]:
     return totals
 
 
+def _method_split(log: Path) -> tuple[float, float, float]:
+    """Seconds in the methods, in decoding and task overhead, and in storing findings, summed over the
+    worker's "method ... s, decode and overhead ... s, storing ... s" log lines."""
+    pattern = r"method ([0-9.]+) s, decode and overhead ([0-9.]+) s, storing ([0-9.]+) s"
+    found = [tuple(map(float, m.groups())) for m in re.finditer(pattern, log.read_text(errors="replace"))]
+    return (sum(f[0] for f in found), sum(f[1] for f in found), sum(f[2] for f in found))
+
+
 def _percentiles(samples: list[float]) -> str:
     ordered = sorted(samples)
     p50 = statistics.median(ordered)
     p99 = ordered[min(len(ordered) - 1, int(round(0.99 * (len(ordered) - 1))))]
     return f"p50 {p50 * 1000:7.1f} ms   p99 {p99 * 1000:7.1f} ms   (n={len(ordered)})"
-
-
-class Api:
-    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
-        self.port = 18000 + os.getpid() % 1000
-        self.base = f"http://127.0.0.1:{self.port}"
-        self._log = log.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.main:app", "--port", str(self.port), "--workers", str(workers),
-             "--no-access-log", "--log-level", "warning"],
-            cwd=REPO, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{self.base}/health", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"the API did not start; see {log}")
-
-    def rss_mb(self) -> float:
-        """Resident memory of the API processes (the parent and its uvicorn workers), in MB."""
-        pids = [self.process.pid]
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
-        if children.exists():
-            pids += [int(p) for p in children.read_text().split()]
-        total = 0
-        for pid in pids:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-        return total / 1024
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
 
 
 def bench_engine(images: list[bytes]) -> tuple[float, float]:
@@ -160,13 +131,14 @@ def bench_engine(images: list[bytes]) -> tuple[float, float]:
 
 def bench_engine_processes(processes: int, count: int, megapixels: float) -> float:
     """Images per minute of ``processes`` engine processes running at once, each pinned to its own
-    core with one OpenCV thread and methods in one thread: the ideal the service's worker processes
-    are measured against (same cores, same contention, no platform)."""
+    core with one OpenCV and one BLAS thread and methods in one thread: the ideal the service's
+    worker processes are measured against (same cores, same contention, no platform)."""
     cores = sorted(os.sched_getaffinity(0))
     children = []
     for i in range(processes):
         code = (
             f"import os, sys, cv2; os.sched_setaffinity(0, {{{cores[i % len(cores)]}}}); cv2.setNumThreads(1); "
+            "from threadpoolctl import threadpool_limits; threadpool_limits(limits=1); "
             f"sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_platform as b; "
             f"print(b._engine_single({count}, {megapixels}, {i}))"
         )
@@ -190,7 +162,7 @@ def _engine_single(count: int, megapixels: float, seed: int = 0) -> float:
     return len(images) / (time.perf_counter() - start) * 60
 
 
-def bench_throughput(api: Api, images: list[bytes]) -> float:
+def bench_throughput(api: ApiServer, images: list[bytes]) -> float:
     files = [("images", (f"photo_{i:03d}.jpg", data, "image/jpeg")) for i, data in enumerate(images)]
     start = time.perf_counter()
     response = httpx.post(f"{api.base}/v1/cases", files=files, headers=AUTH, timeout=600)
@@ -223,33 +195,36 @@ async def _load(clients: int, total: int, request) -> list[float]:  # type: igno
     return latencies
 
 
-async def _paced(clients: int, seconds: float, interval: float, url: str) -> list[float]:
-    """``clients`` pollers, each polling ``url`` every ``interval`` s (as Retry-After asks) for ``seconds``."""
+async def _paced(clients: int, seconds: float, interval: float, request) -> list[float]:  # type: ignore[no-untyped-def]
+    """``clients`` clients, each sending ``request`` every ``interval`` s for ``seconds`` (starts spread evenly)."""
     latencies: list[float] = []
 
-    async def poller(client: httpx.AsyncClient, offset: float) -> None:
+    async def client_loop(client: httpx.AsyncClient, offset: float) -> None:
         await asyncio.sleep(offset)
         end = time.perf_counter() + seconds
         while time.perf_counter() < end:
             start = time.perf_counter()
-            response = await client.get(url)
+            response = await request(client)
             latencies.append(time.perf_counter() - start)
-            assert response.status_code == 200
+            assert response.status_code < 300, response.text
             await asyncio.sleep(max(0.0, interval - (time.perf_counter() - start)))
 
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(limits=limits, timeout=60, headers=AUTH) as client:
-        await asyncio.gather(*(poller(client, i * interval / clients) for i in range(clients)))
+        await asyncio.gather(*(client_loop(client, i * interval / clients) for i in range(clients)))
     return latencies
 
 
-def bench_latency(api: Api, clients: int, polls: int, creates: int, photo: bytes) -> dict[str, list[float]]:
+def bench_latency(api: ApiServer, clients: int, polls: int, creates: int, photo: bytes) -> dict[str, list[float]]:
     case_url = httpx.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))], headers=AUTH).headers["location"]
     single_polls = asyncio.run(_load(1, 200, lambda c: c.get(case_url)))
     single_creates = asyncio.run(
         _load(1, 30, lambda c: c.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]))
     )
-    paced = asyncio.run(_paced(clients, 20.0, 0.5, case_url))
+    paced = asyncio.run(_paced(clients, 20.0, 0.5, lambda c: c.get(case_url)))
+    paced_creates = asyncio.run(
+        _paced(clients, 30.0, 5.0, lambda c: c.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]))
+    )
     poll_latencies = asyncio.run(_load(clients, polls, lambda c: c.get(case_url)))
     create_latencies = asyncio.run(
         _load(clients, creates, lambda c: c.post(f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]))
@@ -258,6 +233,7 @@ def bench_latency(api: Api, clients: int, polls: int, creates: int, photo: bytes
         "single_polls": single_polls,
         "single_creates": single_creates,
         "paced": paced,
+        "paced_creates": paced_creates,
         "polls": poll_latencies,
         "creates": create_latencies,
     }
@@ -275,7 +251,7 @@ def _multipart_stream(boundary: str, part: bytes, count: int) -> Iterator[bytes]
     yield f"--{boundary}--\r\n".encode()
 
 
-def bench_memory(api: Api, photo: bytes, gigabytes: float) -> tuple[float, int, float, float, float, float]:
+def bench_memory(api: ApiServer, photo: bytes, gigabytes: float) -> tuple[float, int, float, float, float, float]:
     count = max(1, int(gigabytes * 1e9 / len(photo)))
     boundary = uuid.uuid4().hex
     before = api.rss_mb()
@@ -335,7 +311,7 @@ def main() -> None:
         }
         with environment(env):
             AUTH.update(bearer(make_tenant("bench")[1]))
-        api = Api(env, home / "api.log", args.api_workers)
+        api = ApiServer(env, home / "api.log", args.api_workers)
         try:
             if "throughput" not in skip:
                 base = test_jpeg(args.megapixels)
@@ -361,7 +337,9 @@ def main() -> None:
                 )
                 per_image = ", ".join(f"{name} {seconds / args.images:.2f}" for name, seconds in busy.items())
                 decodes = (home / "worker.log").read_text(errors="replace").count("] decoded ")
+                method, overhead, storing = (seconds / args.images for seconds in _method_split(home / "worker.log"))
                 print(f"worker busy seconds per image by task: {per_image}; decodes per image {decodes / args.images:.1f}")
+                print(f"run_method per image: methods {method:.2f} s, decode and task overhead {overhead:.2f} s, storing {storing:.2f} s")
             photo = test_jpeg(12)
             if "latency" not in skip:
                 photo5 = _jpeg_of_size(photo, 5.0)
@@ -370,6 +348,8 @@ def main() -> None:
                 print(f"case creation ({len(photo5) / 1e6:.1f} MB), one client:               {_percentiles(measured['single_creates'])}")
                 print(f"status poll, {args.clients} clients each polling every 0.5 s:  {_percentiles(measured['paced'])}")
                 print(f"status poll, {args.clients} clients back to back (saturated): {_percentiles(measured['polls'])}")
+                print(f"case creation ({len(photo5) / 1e6:.1f} MB), {args.clients} clients each every 5 s: "
+                      f"{_percentiles(measured['paced_creates'])}")
                 print(f"case creation ({len(photo5) / 1e6:.1f} MB), {args.clients} clients back to back: "
                       f"{_percentiles(measured['creates'])}")
             if "memory" not in skip:

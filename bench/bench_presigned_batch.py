@@ -18,8 +18,6 @@ import hashlib
 import io
 import logging
 import os
-import socket
-import subprocess
 import sys
 import time
 import uuid
@@ -34,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.integration_support import HOST, Receiver  # noqa: E402
-from tests.platform_support import REDIS_URL, Worker, environment, make_tenant, moto_s3, postgres_database  # noqa: E402
+from tests.platform_support import REDIS_URL, ApiServer, Worker, environment, make_tenant, moto_s3, postgres_database  # noqa: E402
 
 
 def _images(count: int, size: int) -> list[bytes]:
@@ -45,12 +43,6 @@ def _images(count: int, size: int) -> list[bytes]:
         Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(buf, format="JPEG", quality=90)
         out.append(buf.getvalue())
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
@@ -79,21 +71,10 @@ def main() -> None:
         with environment(env):
             _, key = make_tenant("bench")
             auth = {"Authorization": f"Bearer {key}"}
-            port = _free_port()
-            api = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
-                cwd=REPO, env={**os.environ, **env},
-            )
+            api = ApiServer(env, home / "api.log")
             worker = Worker(env, home / "worker.log", "bench", concurrency=args.workers)
-            base = f"http://127.0.0.1:{port}"
+            base = api.base
             try:
-                for _ in range(100):
-                    try:
-                        if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    time.sleep(0.2)
                 receiver.secrets["/done"] = httpx.get(f"{base}/v1/webhooks/callback-secret", headers=auth).json()["secret"]
                 images = _images(args.images, args.size)
                 print(f"{args.images} JPEGs of {args.size}x{args.size} px, {sum(map(len, images)) / 1e6:.1f} MB; "
@@ -130,8 +111,7 @@ def main() -> None:
                 t5 = time.perf_counter()
             finally:
                 worker.stop()
-                api.terminate()
-                api.wait(timeout=30)
+                api.stop()
                 receiver.stop()
     sent = {hashlib.sha256(d).hexdigest() for d in images}
     got = [i for i in case["images"] if i["status"] == "completed"]
