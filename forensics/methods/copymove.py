@@ -35,21 +35,31 @@ the same pixels, noise included, while natural look-alikes (printed logos, roof 
 pass the region threshold, sometimes even the strong one in places, but their fine grain
 differs over the region as a whole, so they score low.
 
+A JPEG saved after the cloning gives each copy its own quantization noise (their 8x8 grids
+differ unless the shift is a multiple of 8), which alone pulls a perfect copy's correlations
+below these thresholds. For JPEGs verified near full resolution the noise one compression with
+the file's own luminance table adds is therefore measured (the luma compressed once more, off
+the grid) and its local variance removed from the correlations' variances where the content
+dominates it (Spearman's correction for attenuation): a true clone correlates near 1 again, a
+look-alike's differences, which are content, remain.
+
 Work is done at a capped resolution (long side <= 1024 px for keypoints and dense
 verification, <= 512 px for blocks): cloned regions large enough to matter survive the
 resampling, and the cost on a 24 MP photo stays a fraction of a second.
 """
 
+import io
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from forensics.calibration import Logistic
 from forensics.finding import Finding
-from forensics.image import DecodedImage
+from forensics.image import DecodedImage, JpegData
 from forensics.methods.base import Method
 
 logger = logging.getLogger(__name__)
@@ -100,6 +110,12 @@ RESIDUAL_MIN_STD = 1.0
 #: weight (0.9**16 = 0.19, 0.98**16 = 0.72).
 FINE_SIGMA = 1.0
 FINE_POWER = 16
+#: Compression noise is simulated only while the working image is at least this share of the
+#: original's size; below it, downscaling has averaged the noise away.
+NOISE_MIN_SCALE = 0.5
+#: The correction applies where the residual's variance is at least this multiple of the noise's
+#: (the content dominates); elsewhere an estimate of the difference of two similar numbers is noise.
+NOISE_MIN_SNR = 2.0
 #: Smallest verified region kept, as a fraction of the image area.
 MIN_REGION_FRACTION = 0.0005
 
@@ -305,29 +321,77 @@ def _residual(gray: np.ndarray) -> np.ndarray:
     return gray - cv2.GaussianBlur(gray, (0, 0), HIGHPASS_SIGMA)
 
 
-def _verify(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, cand: _Candidate) -> _Region | None:
+def _fine(gray: np.ndarray) -> np.ndarray:
+    return gray - cv2.GaussianBlur(gray, (0, 0), FINE_SIGMA)
+
+
+def _box(x: np.ndarray) -> np.ndarray:
+    return cv2.boxFilter(x, cv2.CV_32F, (CORR_WINDOW, CORR_WINDOW), borderType=cv2.BORDER_REFLECT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Noise:
+    """Local variance of the compression noise in the residual (correlation windows) and the fine residual."""
+
+    resid: np.ndarray
+    fine: np.ndarray
+
+
+def _compression_noise(luma: np.ndarray, jpeg: JpegData | None, scale: float) -> _Noise | None:
+    """How much noise one JPEG compression with the file's own luminance table adds, pixel by pixel.
+
+    A clone compressed after it was made carries independent quantization noise in its two
+    copies (their 8x8 grids differ unless the shift is a multiple of 8), so even a perfect copy
+    correlates below 1 and the strong-match test fails on it. The noise is measured, not modelled:
+    the luma is compressed once more off the block grid (shifted by 4 px) with the file's table and
+    the change of its residuals is the noise one compression adds to this content. Its local
+    variance is then removed from the variances of the correlation (the correction for
+    attenuation, C. Spearman, "The proof and measurement of association between two things",
+    American Journal of Psychology 15, 1904), so a true clone correlates near 1 again while a
+    look-alike's differences, which are signal, stay.
+    """
+    if jpeg is None or scale < NOISE_MIN_SCALE:
+        return None
+    u8 = np.clip(luma + 0.5, 0, 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(u8[4:, 4:]).save(buf, format="JPEG", qtables=[jpeg.table_for(0).ravel().tolist()])
+    again = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("L"), dtype=np.float32)
+    again = np.pad(again, ((4, 0), (4, 0)), mode="edge")
+    original = u8.astype(np.float32)
+    if abs(scale - 1.0) > 1e-6:
+        size = (round(luma.shape[1] * scale), round(luma.shape[0] * scale))
+        again = cv2.resize(again, size, interpolation=cv2.INTER_AREA)
+        original = cv2.resize(original, size, interpolation=cv2.INTER_AREA)
+    d_resid = _residual(again) - _residual(original)
+    d_fine = _fine(again) - _fine(original)
+    d_resid[:4, :] = d_resid[:, :4] = d_fine[:4, :] = d_fine[:, :4] = 0.0
+    return _Noise(_box(d_resid * d_resid), d_fine * d_fine)
+
+
+def _verify(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, cand: _Candidate, noise: _Noise | None) -> _Region | None:
     """Dense check of one transform: where does the residual agree with its warped copy?"""
     h, w = gray.shape
     m = cand.matrix
     warped = cv2.warpAffine(resid, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
     valid = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
-    win = (CORR_WINDOW, CORR_WINDOW)
-
-    def box(x: np.ndarray) -> np.ndarray:
-        return cv2.boxFilter(x, cv2.CV_32F, win, borderType=cv2.BORDER_REFLECT)
-
-    ma, mb = box(resid), box(warped)
-    va = np.maximum(box(resid * resid) - ma * ma, 0.0)
-    vb = np.maximum(box(warped * warped) - mb * mb, 0.0)
-    cov = box(resid * warped) - ma * mb
-    corr = cov / np.sqrt(va * vb + 1e-6)
+    ma, mb = _box(resid), _box(warped)
+    va = np.maximum(_box(resid * resid) - ma * ma, 0.0)
+    vb = np.maximum(_box(warped * warped) - mb * mb, 0.0)
+    cov = _box(resid * warped) - ma * mb
     floor = RESIDUAL_MIN_STD**2
+    clean = np.ones((h, w), dtype=bool)
+    if noise is not None:  # what remains is the content's own residual, where it dominates the noise
+        na = noise.resid
+        nb = cv2.warpAffine(noise.resid, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+        clean = (va >= NOISE_MIN_SNR * na) & (vb >= NOISE_MIN_SNR * nb)
+        va, vb = np.maximum(va - na, 0.0), np.maximum(vb - nb, 0.0)
+    corr = cov / np.sqrt(va * vb + 1e-6)
     # The displacement at each target pixel must exceed the minimum distance (no self-match).
     xx = np.arange(w, dtype=np.float32)[None, :]
     yy = np.arange(h, dtype=np.float32)[:, None]
     inv = cv2.invertAffineTransform(m)
     disp = np.hypot((inv[0, 0] - 1) * xx + inv[0, 1] * yy + inv[0, 2], inv[1, 0] * xx + (inv[1, 1] - 1) * yy + inv[1, 2])
-    ok = (corr >= CORR_THRESHOLD) & (va >= floor) & (vb >= floor) & valid
+    ok = (corr >= CORR_THRESHOLD) & (va >= floor) & (vb >= floor) & valid & clean
     ok &= disp >= MIN_DISTANCE_FRACTION * max(h, w)
     mask = cv2.morphologyEx(ok.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
@@ -346,9 +410,14 @@ def _verify(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, cand: _Candid
     target = np.isin(labels, keep)
     source = cv2.warpAffine(target.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
     strong = int(np.count_nonzero(target & (corr >= STRONG_CORR)))
-    a = fine[target]
-    b = cv2.warpAffine(fine, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[target]
-    fine_corr = float(np.corrcoef(a, b)[0, 1]) if a.size > 1 and a.std() > 0 and b.std() > 0 else 0.0
+    a = fine[target].astype(np.float64)
+    b = cv2.warpAffine(fine, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[target].astype(np.float64)
+    var_a, var_b = a.var(), b.var()
+    if noise is not None:
+        var_a = max(var_a - float(noise.fine[target].mean()), var_a / NOISE_MIN_SNR)
+        var_b = max(var_b - float(cv2.warpAffine(noise.fine, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[target].mean()), var_b / NOISE_MIN_SNR)
+    cov_ab = float(np.mean((a - a.mean()) * (b - b.mean())))
+    fine_corr = min(1.0, cov_ab / np.sqrt(var_a * var_b)) if a.size > 1 and var_a > 0 and var_b > 0 else 0.0
     return _Region(cand, target, source, int(np.isin(seed_labels, keep).sum()), strong, fine_corr)
 
 
@@ -379,7 +448,7 @@ def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str
 
 class CopyMove(Method):
     name = "copymove"
-    version = "1.1"
+    version = "1.2"
     default_logistic = Logistic(center=5.0, scale=2.0)
 
     def examine(self, image: DecodedImage) -> Finding:
@@ -398,8 +467,9 @@ class CopyMove(Method):
         block_cands, block_info = _block_candidates(block_gray)
         candidates = [_rescaled(c, scale / kp_scale) for c in kp_cands] + [_rescaled(c, scale / block_scale) for c in block_cands]
         resid = _residual(gray)
-        fine = gray - cv2.GaussianBlur(gray, (0, 0), FINE_SIGMA)
-        regions = [r for r in (_verify(gray, resid, fine, c) for c in candidates) if r is not None]
+        fine = _fine(gray)
+        noise = _compression_noise(luma, image.jpeg, scale) if candidates else None
+        regions = [r for r in (_verify(gray, resid, fine, c, noise) for c in candidates) if r is not None]
         regions.sort(key=lambda r: r.area, reverse=True)
         heat = np.zeros(gray.shape, dtype=np.float32)
         for r in regions:
