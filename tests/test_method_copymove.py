@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data
 
 from forensics import load_image
 from forensics.evaluation import pixel_f1, roc_auc
@@ -68,6 +69,24 @@ def test_a_clone_compressed_after_cloning_still_matches_once_the_compression_noi
     assert compressed.details["clusters"][0]["fine_correlation"] >= 0.97
     original = METHOD.run(load_image(_jpeg(astronaut, 75)))
     assert original.score < 50, original.details
+
+
+def test_a_small_clone_at_an_odd_shift_is_found_by_its_exact_duplicate_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 24 px patch of a 600 px photo copied 37 px away: too few keypoints for SIFT, and the block
+    search at 512 px loses it (an odd shift does not survive the resampling); stored losslessly, its
+    blocks are identical to their source's, which no two textured blocks of a photo are by chance."""
+    coffee = data.coffee()
+    forged, mask = clone(coffee, src=(540, 20), dst=(503, 57), size=24)
+    finding = METHOD.run(load_image(png_bytes(forged)))
+    assert finding.score >= 50, finding.details
+    assert finding.details["clusters"][0]["kind"] == "exact"
+    assert finding.details["clusters"][0]["shift_px"] in ([37.0, -37.0], [-37.0, 37.0])
+    assert pixel_f1(finding.heatmap, mask) >= 0.5
+    assert METHOD.run(load_image(png_bytes(coffee))).details["exact_block_pairs"] < copymove.EXACT_MIN_VOTES
+    # lossy files are left out: quantization makes smooth blocks on the coding grid identical by itself
+    assert "exact_block_pairs" not in METHOD.run(load_image(_jpeg(forged, 95))).details
+    monkeypatch.setattr(copymove, "EXACT_MAX_PIXELS", 0)
+    assert METHOD.run(load_image(png_bytes(forged))).score < 50
 
 
 def test_compression_noise_is_measured_only_for_jpegs_near_full_resolution(astronaut: np.ndarray) -> None:

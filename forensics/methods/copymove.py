@@ -20,6 +20,14 @@ Two complementary searches propose candidate transforms:
    copy-move forgery in digital images", DFRWS 2003, and A. C. Popescu, H. Farid, "Exposing
    digital forgeries by detecting duplicated image regions", Dartmouth TR2004-515, 2004.
    Blocks without texture are excluded: flat sky matches itself under any shift.
+3. **Exact duplicates** (losslessly stored images of at most EXACT_MAX_PIXELS): every
+   overlapping 8x8 block of the full-resolution luma is summarised by exact integer moments,
+   blocks with identical moments are paired and their shifts vote, the exact-match search of
+   Fridrich et al. (2003). Sensor and compression noise make two textured blocks of a photo
+   identical only when one was copied from the other, so this finds small, low-contrast clones
+   (a digit on a whiteboard, a label) that give SIFT too few keypoints, at any shift, which the
+   block search at 512 px loses when the shift is odd. Lossy formats are left out: their
+   quantization makes smooth blocks on the coding grid identical by itself.
 
 Every candidate transform is then verified densely: the image is warped by the transform and
 compared with itself by zero-mean normalised cross-correlation of its high-pass residual in
@@ -59,6 +67,7 @@ from PIL import Image
 
 from forensics.calibration import Logistic
 from forensics.finding import Finding
+from forensics.formats import ImageFormat
 from forensics.image import DecodedImage, JpegData
 from forensics.methods.base import Method
 
@@ -94,6 +103,14 @@ BLOCK_FEATURE_TOLERANCE = 1.0
 #: Minimum number of block pairs voting for one shift, per 100k blocks (at least 30).
 BLOCK_MIN_VOTES = 30
 MAX_SHIFTS = 4
+#: Exact-duplicate search: formats whose pixels are stored losslessly, the largest image searched
+#: (about 0.3 s at 1024 x 768), block side, texture floor (variance, gray levels squared) and the
+#: votes a shift needs.
+EXACT_FORMATS = frozenset({ImageFormat.PNG, ImageFormat.TIFF, ImageFormat.BMP})
+EXACT_MAX_PIXELS = 2_500_000
+EXACT_BLOCK = 8
+EXACT_MIN_VARIANCE = 1.0
+EXACT_MIN_VOTES = 50
 #: Dense verification: high-pass sigma, correlation window, correlation and texture thresholds.
 HIGHPASS_SIGMA = 2.0
 CORR_WINDOW = 7
@@ -317,6 +334,68 @@ def _block_candidates(gray: np.ndarray) -> tuple[list[_Candidate], dict[str, Any
     return candidates, info
 
 
+def _exact_candidates(luma: np.ndarray) -> tuple[list[_Candidate], dict[str, Any]]:
+    """Shifts shared by many textured blocks that are identical pixel for pixel (Fridrich et al.)."""
+    h, w = luma.shape
+    b = EXACT_BLOCK
+    info: dict[str, Any] = {"exact_block_pairs": 0}
+    if h < 4 * b or w < 4 * b:
+        return [], info
+    # Luma in 1/16 gray levels as exact integers (float64 sums of integers below 2**53 are exact).
+    v = np.round(luma.astype(np.float64) * 16.0)
+    xx = np.arange(w, dtype=np.float64)[None, :]
+    yy = np.arange(h, dtype=np.float64)[:, None]
+
+    def block_sum(a: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(a, cv2.CV_64F, (b, b), normalize=False, anchor=(0, 0), borderType=cv2.BORDER_CONSTANT)[: h - b + 1, : w - b + 1]
+
+    s0 = block_sum(v)
+    s2 = block_sum(v * v)
+    n = float(b * b)
+    textured = (s2 / n - (s0 / n) ** 2) >= EXACT_MIN_VARIANCE * 256.0
+    ys, xs = np.nonzero(textured)
+    if len(ys) < 2:
+        return [], info
+    # First moments relative to the block's corner: equal for equal blocks wherever they lie.
+    sx = (block_sum(v * xx) - xx[:, : w - b + 1] * s0)[ys, xs]
+    sy = (block_sum(v * yy) - yy[: h - b + 1] * s0)[ys, xs]
+    moments = np.stack([s0[ys, xs], s2[ys, xs], sx, sy], axis=1).astype(np.int64)
+    # One wrapping 64-bit hash to sort by; pairs are confirmed on all four moments.
+    key = moments @ np.array([1_000_003, 998_244_353, 1_000_000_007, 2_147_483_647], dtype=np.int64)
+    order = np.argsort(key, kind="stable")
+    sorted_key = key[order]
+    pa, pb = [], []
+    for step in (1, 2, 3):
+        same = np.flatnonzero(sorted_key[:-step] == sorted_key[step:])
+        a, c = order[same], order[same + step]
+        equal = np.all(moments[a] == moments[c], axis=1)
+        pa.append(a[equal])
+        pb.append(c[equal])
+    ia, ib = np.concatenate(pa), np.concatenate(pb)
+    dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
+    flip = (dx < 0) | ((dx == 0) & (dy < 0))
+    ia, ib = np.where(flip, ib, ia), np.where(flip, ia, ib)
+    dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
+    far = np.hypot(dx, dy) >= max(2 * b, MIN_DISTANCE_FRACTION * max(h, w))
+    ia, ib, dx, dy = ia[far], ib[far], dx[far], dy[far]
+    info["exact_block_pairs"] = len(ia)
+    if len(ia) == 0:
+        return [], info
+    code = (dy + h).astype(np.int64) * (2 * w + 1) + (dx + w)
+    shifts, votes = np.unique(code, return_counts=True)
+    candidates = []
+    for t in np.argsort(votes)[::-1][:MAX_SHIFTS]:
+        if votes[t] < EXACT_MIN_VOTES:
+            break
+        sel = code == shifts[t]
+        shift = np.float32([dx[sel][0], dy[sel][0]])
+        src = np.stack([xs[ia[sel]], ys[ia[sel]]], axis=1).astype(np.float32) + (b / 2.0 - 0.5)
+        matrix = np.array([[1.0, 0.0, float(shift[0])], [0.0, 1.0, float(shift[1])]])
+        candidates.append(_Candidate("exact", matrix, src, src + shift))
+    info["exact_top_votes"] = int(votes.max())
+    return candidates, info
+
+
 def _residual(gray: np.ndarray) -> np.ndarray:
     return gray - cv2.GaussianBlur(gray, (0, 0), HIGHPASS_SIGMA)
 
@@ -448,7 +527,7 @@ def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str
 
 class CopyMove(Method):
     name = "copymove"
-    version = "1.2"
+    version = "1.3"
     default_logistic = Logistic(center=5.0, scale=2.0)
 
     def examine(self, image: DecodedImage) -> Finding:
@@ -465,7 +544,13 @@ class CopyMove(Method):
         block_gray, block_scale = _resize_long_side(luma, min(long_side, BLOCK_LONG_SIDE))
         kp_cands, kp_info = _keypoint_candidates(kp_gray)
         block_cands, block_info = _block_candidates(block_gray)
-        candidates = [_rescaled(c, scale / kp_scale) for c in kp_cands] + [_rescaled(c, scale / block_scale) for c in block_cands]
+        exact = image.format in EXACT_FORMATS and h * w <= EXACT_MAX_PIXELS
+        exact_cands, exact_info = _exact_candidates(luma) if exact else ([], {})
+        candidates = (
+            [_rescaled(c, scale / kp_scale) for c in kp_cands]
+            + [_rescaled(c, scale / block_scale) for c in block_cands]
+            + [_rescaled(c, scale) for c in exact_cands]
+        )
         resid = _residual(gray)
         fine = _fine(gray)
         noise = _compression_noise(luma, image.jpeg, scale) if candidates else None
@@ -481,6 +566,7 @@ class CopyMove(Method):
             "working_size": [gray.shape[1], gray.shape[0]],
             **kp_info,
             **block_info,
+            **exact_info,
             "candidates": len(candidates),
             "strong_match_fraction": round(best, 5),
             "duplicated_fraction": round(float(heat.mean()), 5),
@@ -491,7 +577,7 @@ class CopyMove(Method):
             label = "duplicated regions found"
             summary = (
                 f"{len(regions)} region pair(s) match another part of the image pixel for pixel under one "
-                f"{'shift' if top['kind'] == 'block' else 'geometric transform'}; in the best pair, pixels "
+                f"{'shift' if top['kind'] in ('block', 'exact') else 'geometric transform'}; in the best pair, pixels "
                 f"matching almost perfectly cover {100 * best:.1f}% of the image (weighted by how well the "
                 f"pair's finest grain agrees)."
             )
