@@ -12,7 +12,9 @@ environment). Figures printed:
   ../shared/data resized and slightly varied, quality 92) through ``--workers`` worker
   processes, from the POST to the case's completion, in images per minute; next to the
   engine's own single-process throughput on the same files (``forensics.analyze`` in one
-  process, methods in threads, and with one thread) times the number of worker processes;
+  process, methods in threads, and with one thread) times the number of worker processes, and
+  where the worker's time goes: per task, and per method next to the same method's time in
+  the bare engine processes;
 - latency: p50/p99 of ``GET /v1/cases/{id}`` at ``--clients`` concurrent clients each
   polling every 0.5 s (what clients honouring ``Retry-After`` do, 4x faster) and back to
   back (saturation), and of ``POST /v1/cases`` with one 5 MB JPEG at ``--clients`` clients
@@ -26,6 +28,7 @@ environment). Figures printed:
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import statistics
@@ -95,12 +98,16 @@ def _task_seconds(log: Path) -> dict[str, float]:
     return totals
 
 
-def _method_split(log: Path) -> tuple[float, float, float]:
+def _method_split(log: Path) -> tuple[float, float, float, dict[str, float]]:
     """Seconds in the methods, in decoding and task overhead, and in storing findings, summed over the
-    worker's "method ... s, decode and overhead ... s, storing ... s" log lines."""
-    pattern = r"method ([0-9.]+) s, decode and overhead ([0-9.]+) s, storing ([0-9.]+) s"
-    found = [tuple(map(float, m.groups())) for m in re.finditer(pattern, log.read_text(errors="replace"))]
-    return (sum(f[0] for f in found), sum(f[1] for f in found), sum(f[2] for f in found))
+    worker's "<method> of image ...: method ... s, decode and overhead ... s, storing ... s" log
+    lines; and the methods' seconds by method."""
+    pattern = r"(\w+) of image \S+: method ([0-9.]+) s, decode and overhead ([0-9.]+) s, storing ([0-9.]+) s"
+    found = [(m[1], float(m[2]), float(m[3]), float(m[4])) for m in re.finditer(pattern, log.read_text(errors="replace"))]
+    by_method: dict[str, float] = {}
+    for name, seconds, _, _ in found:
+        by_method[name] = by_method.get(name, 0.0) + seconds
+    return sum(f[1] for f in found), sum(f[2] for f in found), sum(f[3] for f in found), by_method
 
 
 def _percentiles(samples: list[float]) -> str:
@@ -129,10 +136,11 @@ def bench_engine(images: list[bytes]) -> tuple[float, float]:
     return threaded, single
 
 
-def bench_engine_processes(processes: int, count: int, megapixels: float) -> float:
+def bench_engine_processes(processes: int, count: int, megapixels: float) -> tuple[float, dict[str, float]]:
     """Images per minute of ``processes`` engine processes running at once, each pinned to its own
     core with one OpenCV and one BLAS thread and methods in one thread: the ideal the service's
-    worker processes are measured against (same cores, same contention, no platform)."""
+    worker processes are measured against (same cores, same contention, no platform); and each
+    method's mean seconds per image in them."""
     cores = sorted(os.sched_getaffinity(0))
     children = []
     for i in range(processes):
@@ -140,14 +148,15 @@ def bench_engine_processes(processes: int, count: int, megapixels: float) -> flo
             f"import os, sys, cv2; os.sched_setaffinity(0, {{{cores[i % len(cores)]}}}); cv2.setNumThreads(1); "
             "from threadpoolctl import threadpool_limits; threadpool_limits(limits=1); "
             f"sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_platform as b; "
-            f"print(b._engine_single({count}, {megapixels}, {i}))"
+            f"import json; print(json.dumps(b._engine_single({count}, {megapixels}, {i})))"
         )
         children.append(subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True))
-    rates = [float(child.communicate()[0].strip().splitlines()[-1]) for child in children]
-    return sum(rates)
+    results = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]
+    methods = {name: statistics.mean(r[1][name] for r in results) for name in results[0][1]}
+    return sum(r[0] for r in results), methods
 
 
-def _engine_single(count: int, megapixels: float, seed: int = 0) -> float:
+def _engine_single(count: int, megapixels: float, seed: int = 0) -> tuple[float, dict[str, float]]:
     from forensics import load_image
     from forensics.fusion import fuse
     from forensics.pipeline import run_methods
@@ -155,11 +164,15 @@ def _engine_single(count: int, megapixels: float, seed: int = 0) -> float:
     images = _variants(test_jpeg(megapixels), count + seed)[seed:]
     image = load_image(images[0])
     run_methods(image, workers=1)  # warm-up
+    seconds: dict[str, float] = {}
     start = time.perf_counter()
     for data in images:
         image = load_image(data)
-        fuse(run_methods(image, workers=1), (image.height, image.width))
-    return len(images) / (time.perf_counter() - start) * 60
+        findings = run_methods(image, workers=1)
+        fuse(findings, (image.height, image.width))
+        for finding in findings:
+            seconds[finding.method] = seconds.get(finding.method, 0.0) + finding.seconds / len(images)
+    return len(images) / (time.perf_counter() - start) * 60, seconds
 
 
 def bench_throughput(api: ApiServer, images: list[bytes]) -> float:
@@ -317,7 +330,7 @@ def main() -> None:
                 base = test_jpeg(args.megapixels)
                 images = _variants(base, args.images)
                 threaded, single = bench_engine(images)
-                ideal = bench_engine_processes(args.workers, args.images // args.workers, args.megapixels)
+                ideal, engine_methods = bench_engine_processes(args.workers, args.images // args.workers, args.megapixels)
                 print(
                     f"engine, one process: {threaded:6.1f} images/min (methods in threads, all cores), "
                     f"{single:6.1f} (methods in one thread); {args.workers} engine processes at once, "
@@ -337,9 +350,17 @@ def main() -> None:
                 )
                 per_image = ", ".join(f"{name} {seconds / args.images:.2f}" for name, seconds in busy.items())
                 decodes = (home / "worker.log").read_text(errors="replace").count("] decoded ")
-                method, overhead, storing = (seconds / args.images for seconds in _method_split(home / "worker.log"))
+                method, overhead, storing, by_method = _method_split(home / "worker.log")
                 print(f"worker busy seconds per image by task: {per_image}; decodes per image {decodes / args.images:.1f}")
-                print(f"run_method per image: methods {method:.2f} s, decode and task overhead {overhead:.2f} s, storing {storing:.2f} s")
+                print(
+                    f"run_method per image: methods {method / args.images:.2f} s, decode and task overhead "
+                    f"{overhead / args.images:.2f} s, storing {storing / args.images:.2f} s"
+                )
+                print(
+                    "seconds per image by method, service / engine processes: "
+                    + ", ".join(f"{n} {by_method.get(n, 0.0) / args.images:.3f} / {engine_methods[n]:.3f}" for n in engine_methods)
+                    + f"; all {method / args.images:.2f} / {sum(engine_methods.values()):.2f}"
+                )
             photo = test_jpeg(12)
             if "latency" not in skip:
                 photo5 = _jpeg_of_size(photo, 5.0)
