@@ -104,7 +104,7 @@ BLOCK_FEATURE_TOLERANCE = 1.0
 BLOCK_MIN_VOTES = 30
 MAX_SHIFTS = 4
 #: Exact-duplicate search: formats whose pixels are stored losslessly, the largest image searched
-#: (about 0.3 s at 1024 x 768), block side, texture floor (variance, gray levels squared) and the
+#: (about 0.12 s at 1024 x 768, 0.5 s at 2.4 MP), block side, texture floor (variance, gray levels squared) and the
 #: votes a shift needs.
 EXACT_FORMATS = frozenset({ImageFormat.PNG, ImageFormat.TIFF, ImageFormat.BMP})
 EXACT_MAX_PIXELS = 2_500_000
@@ -352,23 +352,26 @@ def _exact_candidates(luma: np.ndarray) -> tuple[list[_Candidate], dict[str, Any
     s0 = block_sum(v)
     s2 = block_sum(v * v)
     n = float(b * b)
-    textured = (s2 / n - (s0 / n) ** 2) >= EXACT_MIN_VARIANCE * 256.0
-    ys, xs = np.nonzero(textured)
-    if len(ys) < 2:
+    textured = np.flatnonzero((s2 / n - (s0 / n) ** 2) >= EXACT_MIN_VARIANCE * 256.0)
+    if len(textured) < 2:
         return [], info
+    ys, xs = np.divmod(textured, w - b + 1)
     # First moments relative to the block's corner: equal for equal blocks wherever they lie.
-    sx = (block_sum(v * xx) - xx[:, : w - b + 1] * s0)[ys, xs]
-    sy = (block_sum(v * yy) - yy[: h - b + 1] * s0)[ys, xs]
-    moments = np.stack([s0[ys, xs], s2[ys, xs], sx, sy], axis=1).astype(np.int64)
+    moments = (
+        s0.ravel()[textured].astype(np.int64),
+        s2.ravel()[textured].astype(np.int64),
+        (block_sum(v * xx) - xx[:, : w - b + 1] * s0).ravel()[textured].astype(np.int64),
+        (block_sum(v * yy) - yy[: h - b + 1] * s0).ravel()[textured].astype(np.int64),
+    )
     # One wrapping 64-bit hash to sort by; pairs are confirmed on all four moments.
-    key = moments @ np.array([1_000_003, 998_244_353, 1_000_000_007, 2_147_483_647], dtype=np.int64)
-    order = np.argsort(key, kind="stable")
+    key = moments[0] * 1_000_003 + moments[1] * 998_244_353 + moments[2] * 1_000_000_007 + moments[3] * 2_147_483_647
+    order = np.argsort(key)
     sorted_key = key[order]
     pa, pb = [], []
     for step in (1, 2, 3):
         same = np.flatnonzero(sorted_key[:-step] == sorted_key[step:])
         a, c = order[same], order[same + step]
-        equal = np.all(moments[a] == moments[c], axis=1)
+        equal = np.logical_and.reduce([m[a] == m[c] for m in moments])
         pa.append(a[equal])
         pb.append(c[equal])
     ia, ib = np.concatenate(pa), np.concatenate(pb)
