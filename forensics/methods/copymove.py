@@ -53,7 +53,13 @@ look-alike's differences, which are content, remain.
 
 Work is done at a capped resolution (long side <= 1024 px for keypoints and dense
 verification, <= 512 px for blocks): cloned regions large enough to matter survive the
-resampling, and the cost on a 24 MP photo stays a fraction of a second.
+resampling, and the cost on a 24 MP photo stays a fraction of a second. Only the
+exact-duplicate search reads full resolution, and only up to EXACT_MAX_PIXELS.
+
+Known limits (CoMoFoD, README "Accuracy"): small clones that were also rotated or scaled give
+SIFT too few matches and are missed; clones that were resampled or distorted lose their fine
+grain to interpolation and score low; physically identical printed objects (coasters, book
+spines) can score as clones.
 """
 
 import io
