@@ -300,7 +300,6 @@ def _block_candidates(gray: np.ndarray) -> tuple[list[_Candidate], dict[str, Any
     # Features in units of the tolerance; the DC term is damped so mild brightness changes pass.
     f = np.stack([feat[ys, xs] for feat in feats], axis=1) / (b / 4.0)
     f[:, -1] *= 0.25
-    min_shift = max(2 * b, MIN_DISTANCE_FRACTION * max(h, w))
     pa, pb = [], []
     for key in (f[:, 0] + 0.5 * f[:, 1], f[:, 1] - 0.5 * f[:, 0], f[:, 2] + f[:, 3] - f[:, 4]):
         order = np.argsort(key, kind="stable")
@@ -309,35 +308,43 @@ def _block_candidates(gray: np.ndarray) -> tuple[list[_Candidate], dict[str, Any
             close = np.flatnonzero(np.sum((fs[:-step] - fs[step:]) ** 2, axis=1) < BLOCK_FEATURE_TOLERANCE**2)
             pa.append(order[close])
             pb.append(order[close + step])
-    ia, ib = np.concatenate(pa), np.concatenate(pb)
+    need = max(BLOCK_MIN_VOTES, int(BLOCK_MIN_VOTES * len(ys) / 100_000))
+    candidates, info["block_pairs"], top_votes = _shift_votes(np.concatenate(pa), np.concatenate(pb), xs, ys, (h, w), b, need, "block")
+    if info["block_pairs"]:
+        info["top_shift_votes"] = top_votes
+    return candidates, info
+
+
+def _shift_votes(
+    ia: np.ndarray, ib: np.ndarray, xs: np.ndarray, ys: np.ndarray, shape: tuple[int, int], block: int, need: int, kind: str
+) -> tuple[list[_Candidate], int, int]:
+    """Translations from paired blocks: blocks ``ia[k]`` and ``ib[k]`` (indices into the corner
+    coordinates ``xs``, ``ys``) look alike; pairs farther apart than the minimum distance vote for
+    their shift, and the shifts with at least ``need`` votes (at most MAX_SHIFTS) become
+    candidates. Also returns the number of distinct voting pairs and the most votes of one shift."""
+    h, w = shape
     dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
-    flip = (dx < 0) | ((dx == 0) & (dy < 0))
-    dx, dy = np.where(flip, -dx, dx), np.where(flip, -dy, dy)
+    flip = (dx < 0) | ((dx == 0) & (dy < 0))  # one direction per pair, so A->B and B->A vote together
     ia, ib = np.where(flip, ib, ia), np.where(flip, ia, ib)
-    far = np.hypot(dx, dy) >= min_shift
-    ia, ib, dx, dy = ia[far], ib[far], dx[far], dy[far]
-    pair_keys = np.unique(ia.astype(np.int64) * len(ys) + ib)
-    ia, ib = pair_keys // len(ys), pair_keys % len(ys)
     dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
-    info["block_pairs"] = len(ia)
+    far = np.hypot(dx, dy) >= max(2 * block, MIN_DISTANCE_FRACTION * max(h, w))
+    pair_keys = np.unique(ia[far].astype(np.int64) * len(ys) + ib[far])  # a pair found twice votes once
+    ia, ib = pair_keys // len(ys), pair_keys % len(ys)
     if len(ia) == 0:
-        return [], info
+        return [], 0, 0
+    dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
     code = (dy + h).astype(np.int64) * (2 * w + 1) + (dx + w)
     shifts, votes = np.unique(code, return_counts=True)
-    need = max(BLOCK_MIN_VOTES, int(BLOCK_MIN_VOTES * len(ys) / 100_000))
-    top = np.argsort(votes)[::-1][:MAX_SHIFTS]
     candidates = []
-    for t in top:
+    for t in np.argsort(votes)[::-1][:MAX_SHIFTS]:
         if votes[t] < need:
             break
         sel = code == shifts[t]
-        sx, sy = float(dx[sel][0]), float(dy[sel][0])
-        centre = b / 2.0 - 0.5
-        src = np.stack([xs[ia[sel]], ys[ia[sel]]], axis=1).astype(np.float32) + centre
-        matrix = np.array([[1.0, 0.0, sx], [0.0, 1.0, sy]])
-        candidates.append(_Candidate("block", matrix, src, src + np.float32([sx, sy])))
-    info["top_shift_votes"] = int(votes[top[0]])
-    return candidates, info
+        shift = np.float32([dx[sel][0], dy[sel][0]])
+        src = np.stack([xs[ia[sel]], ys[ia[sel]]], axis=1).astype(np.float32) + (block / 2.0 - 0.5)
+        matrix = np.array([[1.0, 0.0, float(shift[0])], [0.0, 1.0, float(shift[1])]])
+        candidates.append(_Candidate(kind, matrix, src, src + shift))
+    return candidates, len(ia), int(votes.max())
 
 
 def _exact_candidates(luma: np.ndarray) -> tuple[list[_Candidate], dict[str, Any]]:
@@ -380,28 +387,11 @@ def _exact_candidates(luma: np.ndarray) -> tuple[list[_Candidate], dict[str, Any
         equal = np.logical_and.reduce([m[a] == m[c] for m in moments])
         pa.append(a[equal])
         pb.append(c[equal])
-    ia, ib = np.concatenate(pa), np.concatenate(pb)
-    dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
-    flip = (dx < 0) | ((dx == 0) & (dy < 0))
-    ia, ib = np.where(flip, ib, ia), np.where(flip, ia, ib)
-    dx, dy = xs[ib] - xs[ia], ys[ib] - ys[ia]
-    far = np.hypot(dx, dy) >= max(2 * b, MIN_DISTANCE_FRACTION * max(h, w))
-    ia, ib, dx, dy = ia[far], ib[far], dx[far], dy[far]
-    info["exact_block_pairs"] = len(ia)
-    if len(ia) == 0:
-        return [], info
-    code = (dy + h).astype(np.int64) * (2 * w + 1) + (dx + w)
-    shifts, votes = np.unique(code, return_counts=True)
-    candidates = []
-    for t in np.argsort(votes)[::-1][:MAX_SHIFTS]:
-        if votes[t] < EXACT_MIN_VOTES:
-            break
-        sel = code == shifts[t]
-        shift = np.float32([dx[sel][0], dy[sel][0]])
-        src = np.stack([xs[ia[sel]], ys[ia[sel]]], axis=1).astype(np.float32) + (b / 2.0 - 0.5)
-        matrix = np.array([[1.0, 0.0, float(shift[0])], [0.0, 1.0, float(shift[1])]])
-        candidates.append(_Candidate("exact", matrix, src, src + shift))
-    info["exact_top_votes"] = int(votes.max())
+    candidates, info["exact_block_pairs"], top_votes = _shift_votes(
+        np.concatenate(pa), np.concatenate(pb), xs, ys, (h, w), b, EXACT_MIN_VOTES, "exact"
+    )
+    if info["exact_block_pairs"]:
+        info["exact_top_votes"] = top_votes
     return candidates, info
 
 
