@@ -69,8 +69,11 @@ def gray_png(heatmap: np.ndarray, size: tuple[int, int] | None = None) -> bytes:
 
 def colour(heatmap: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """RGB uint8 rendering through the inferno colormap."""
-    bgr = cv2.applyColorMap(to_gray(heatmap, size), cv2.COLORMAP_INFERNO)
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return _inferno(to_gray(heatmap, size))
+
+
+def _inferno(gray: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
 
 def colour_png(heatmap: np.ndarray, size: tuple[int, int]) -> bytes:
@@ -80,9 +83,9 @@ def colour_png(heatmap: np.ndarray, size: tuple[int, int]) -> bytes:
 def overlay_jpeg(rgb: np.ndarray, heatmap: np.ndarray, *, opacity: float = 0.55) -> bytes:
     """The map blended onto the image; opacity follows suspicion so clean areas stay visible."""
     size = display_size(rgb.shape[1], rgb.shape[0])
-    base = shrink(rgb, size)
-    weight = to_gray(heatmap, size).astype(np.float32) * (opacity / 255.0)
-    return encode_jpeg(cv2.blendLinear(base, colour(heatmap, size), 1.0 - weight, weight))
+    gray = to_gray(heatmap, size)
+    weight = gray.astype(np.float32) * (opacity / 255.0)
+    return encode_jpeg(cv2.blendLinear(shrink(rgb, size), _inferno(gray), 1.0 - weight, weight))
 
 
 def finding_artifacts(finding: Finding, image: DecodedImage) -> dict[str, bytes]:
