@@ -3,7 +3,6 @@ signatures with the ``standardwebhooks`` package, answers as planned per path, a
 files (for URL ingestion) including a redirect."""
 
 import json
-import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -11,6 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests.platform_support import free_port
 
 #: The receiver's address: loopback, but not 127.0.0.1, so that the allow-list can let it
 #: through while 127.0.0.1, ::1 and localhost stay refused.
@@ -38,9 +39,7 @@ class Receiver:
 
     def __post_init__(self) -> None:
         if self.port == 0:
-            with socket.socket() as s:
-                s.bind((HOST, 0))
-                self.port = s.getsockname()[1]
+            self.port = free_port(HOST)
 
     def url(self, path: str) -> str:
         return f"http://{HOST}:{self.port}{path}"

@@ -115,9 +115,9 @@ def service_env(db_url: str, s3_endpoint: str, home: Path, name: str, **override
     }
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
