@@ -12,7 +12,10 @@ environment). Figures printed:
   ../shared/data resized and slightly varied, quality 92) through ``--workers`` worker
   processes, from the POST to the case's completion, in images per minute; next to the
   engine's own single-process throughput on the same files (``forensics.analyze`` in one
-  process, methods in threads, and with one thread) times the number of worker processes, and
+  process, methods in threads, and with one thread) and as many pinned engine processes as
+  workers, bare (methods and fusion) and writing the evidence files a worker stores (gray
+  heatmaps, JPEG views, fused map, overlay, report JSON; what the platform adds is then
+  queue, database, storage calls and the fan-out); and
   where the worker's time goes: per task, and per method next to the same method's time in
   the bare engine processes;
 - latency: p50/p99 of ``GET /v1/cases/{id}`` at ``--clients`` concurrent clients each
@@ -38,7 +41,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -49,6 +52,9 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from bench_engine import test_jpeg  # noqa: E402
 
+from forensics.finding import Finding  # noqa: E402
+from forensics.fusion import Fused  # noqa: E402
+from forensics.image import DecodedImage  # noqa: E402
 from tests.platform_support import ApiServer, Worker, bearer, environment, make_tenant, postgres_database  # noqa: E402
 
 #: The bench tenant's Authorization header (set in main, once the database exists).
@@ -136,11 +142,13 @@ def bench_engine(images: list[bytes]) -> tuple[float, float]:
     return threaded, single
 
 
-def bench_engine_processes(processes: int, count: int, megapixels: float) -> tuple[float, dict[str, float]]:
+def bench_engine_processes(processes: int, count: int, megapixels: float, outputs: bool) -> tuple[float, dict[str, float]]:
     """Images per minute of ``processes`` engine processes running at once, each pinned to its own
     core with one OpenCV and one BLAS thread and methods in one thread: the ideal the service's
     worker processes are measured against (same cores, same contention, no platform); and each
-    method's mean seconds per image in them."""
+    method's mean seconds per image in them. With ``outputs`` each process also writes the
+    evidence files a worker stores (``_write_evidence``), so that the comparison isolates what
+    the platform adds: queue, database, storage calls and the fan-out."""
     cores = sorted(os.sched_getaffinity(0))
     children = []
     for i in range(processes):
@@ -148,7 +156,7 @@ def bench_engine_processes(processes: int, count: int, megapixels: float) -> tup
             f"import os, sys, cv2; os.sched_setaffinity(0, {{{cores[i % len(cores)]}}}); cv2.setNumThreads(1); "
             "from threadpoolctl import threadpool_limits; threadpool_limits(limits=1); "
             f"sys.path.insert(0, {str(REPO / 'bench')!r}); import bench_platform as b; "
-            f"import json; print(json.dumps(b._engine_single({count}, {megapixels}, {i})))"
+            f"import json; print(json.dumps(b._engine_single({count}, {megapixels}, {i}, {outputs})))"
         )
         children.append(subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, text=True))
     results = [json.loads(child.communicate()[0].strip().splitlines()[-1]) for child in children]
@@ -156,7 +164,7 @@ def bench_engine_processes(processes: int, count: int, megapixels: float) -> tup
     return sum(r[0] for r in results), methods
 
 
-def _engine_single(count: int, megapixels: float, seed: int = 0) -> tuple[float, dict[str, float]]:
+def _engine_single(count: int, megapixels: float, seed: int, outputs: bool) -> tuple[float, dict[str, float]]:
     from forensics import load_image
     from forensics.fusion import fuse
     from forensics.pipeline import run_methods
@@ -165,14 +173,37 @@ def _engine_single(count: int, megapixels: float, seed: int = 0) -> tuple[float,
     image = load_image(images[0])
     run_methods(image, workers=1)  # warm-up
     seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    for data in images:
-        image = load_image(data)
-        findings = run_methods(image, workers=1)
-        fuse(findings, (image.height, image.width))
-        for finding in findings:
-            seconds[finding.method] = seconds.get(finding.method, 0.0) + finding.seconds / len(images)
-    return len(images) / (time.perf_counter() - start) * 60, seconds
+    with tempfile.TemporaryDirectory(prefix="forensics-bench-engine-") as out:
+        start = time.perf_counter()
+        for n, data in enumerate(images):
+            image = load_image(data)
+            findings = run_methods(image, workers=1)
+            fused = fuse(findings, (image.height, image.width))
+            if outputs:
+                _write_evidence(Path(out) / f"photo_{n:03d}", image, findings, fused)
+            for finding in findings:
+                seconds[finding.method] = seconds.get(finding.method, 0.0) + finding.seconds / len(images)
+        elapsed = time.perf_counter() - start
+    return len(images) / elapsed * 60, seconds
+
+
+def _write_evidence(folder: Path, image: DecodedImage, findings: Sequence[Finding], fused: Fused) -> None:
+    """The files a worker stores per image besides its rows, made by the same encoders as in
+    ``service/analysis.py`` (gray heatmaps, JPEG views, the fused map and the overlay), and the
+    report's JSON, written to a local folder as the benchmark's storage is."""
+    from forensics.exif import extract_metadata
+    from forensics.pipeline import file_info
+    from forensics.render import encode_jpeg, gray_png, overlay_jpeg
+
+    files = {f"{f.method}.png": gray_png(f.heatmap) for f in findings if f.heatmap is not None}
+    files |= {f"{f.method}_{view}.jpg": encode_jpeg(pixels) for f in findings for view, pixels in f.views.items()}
+    if fused.heatmap is not None:
+        files |= {"fused.png": gray_png(fused.heatmap), "overlay.jpg": overlay_jpeg(image.rgb, fused.heatmap)}
+    report = {"image": file_info(image), "metadata": extract_metadata(image), **fused.to_dict(), "findings": [f.to_dict() for f in findings]}
+    files["report.json"] = json.dumps(report, default=str).encode()
+    folder.mkdir()
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
 
 
 def bench_throughput(api: ApiServer, images: list[bytes]) -> float:
@@ -330,11 +361,12 @@ def main() -> None:
                 base = test_jpeg(args.megapixels)
                 images = _variants(base, args.images)
                 threaded, single = bench_engine(images)
-                ideal, engine_methods = bench_engine_processes(args.workers, args.images // args.workers, args.megapixels)
+                ideal, engine_methods = bench_engine_processes(args.workers, args.images // args.workers, args.megapixels, False)
+                ideal_out, _ = bench_engine_processes(args.workers, args.images // args.workers, args.megapixels, True)
                 print(
                     f"engine, one process: {threaded:6.1f} images/min (methods in threads, all cores), "
                     f"{single:6.1f} (methods in one thread); {args.workers} engine processes at once, "
-                    f"one core each: {ideal:6.1f}"
+                    f"one core each: {ideal:6.1f}, and {ideal_out:6.1f} writing the evidence files a worker stores"
                 )
                 worker = Worker(env, home / "worker.log", "bench", beat=False, concurrency=args.workers)
                 try:
@@ -345,7 +377,7 @@ def main() -> None:
                 print(
                     f"service, {args.workers} worker processes: {service:6.1f} images/min "
                     f"({args.images} x {args.megapixels:g} MP JPEG, {sum(map(len, images)) / len(images) / 1e6:.1f} MB each); "
-                    f"{service / ideal:.0%} of {args.workers} engine processes, "
+                    f"{service / ideal:.0%} of {args.workers} engine processes, {service / ideal_out:.0%} of them writing the same evidence files, "
                     f"{service / threaded:.0%} of the threaded engine on all cores"
                 )
                 per_image = ", ".join(f"{name} {seconds / args.images:.2f}" for name, seconds in busy.items())
