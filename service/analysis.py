@@ -1,11 +1,11 @@
 """The analysis fan-out as service functions, one per task: prepare, run a method, fuse, reconcile.
 
 Per image: :func:`prepare_image` fetches the original, validates and decodes it, records
-its file information and metadata and creates one pending finding per method; then one
+its file information and creates one pending finding per method; then one
 :func:`run_method` per method runs anywhere; the finisher that sees every finding done
 wins a conditional update (``running -> fusing``) and enqueues :func:`fuse_image`, which
-stores the fused result; the case completes through another conditional update that
-exactly one finisher wins. Every function re-reads state and returns quietly when the
+stores the fused result and the report's metadata section; the case completes through
+another conditional update that exactly one finisher wins. Every function re-reads state and returns quietly when the
 work is already done, so a redelivered task updates, never duplicates. Enqueueing always
 happens after the commit; :func:`reconcile` repairs what a crash between the two lost.
 """
@@ -31,6 +31,7 @@ from forensics.fusion import fuse
 from forensics.methods import REGISTRY
 from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
+from forensics.methods.metadata import extraction as metadata_extraction
 from forensics.pipeline import file_info
 from forensics.render import encode_jpeg, from_gray_png, gray_png, overlay_jpeg
 from service import ingest, netguard, queue, webhooks
@@ -100,11 +101,6 @@ def prepare_image(image_id: uuid.UUID) -> None:
             complete_case_if_done(session, image.case_id)
             return
         methods = selected_methods(settings)
-        try:
-            metadata = _jsonable(extract_metadata(decoded))
-        except Exception as exc:  # metadata is a report section; its failure must not stop the analysis
-            logger.exception("metadata extraction failed for image %s", image_id)
-            metadata = {"error": f"{type(exc).__name__}: {exc}"}
         now = utcnow()
         _insert_ignore(
             session,
@@ -122,7 +118,6 @@ def prepare_image(image_id: uuid.UUID) -> None:
                 width=decoded.width,
                 height=decoded.height,
                 file_info=file_info(decoded),
-                image_metadata=metadata,
                 updated_at=now,
             )
         ).rowcount
@@ -315,6 +310,7 @@ def fuse_image(image_id: uuid.UUID) -> None:
         assert image.width is not None and image.height is not None
         findings = [_as_finding(row, storage) for row in image.findings]
         fused = fuse(findings, (image.height, image.width))
+        metadata = _metadata_section(image, findings)
         heatmap_key = overlay_key = None
         if fused.heatmap is not None:
             prefix = image_prefix(image.case_id, image_id)
@@ -333,6 +329,7 @@ def fuse_image(image_id: uuid.UUID) -> None:
                 fused=fused.to_dict(),
                 heatmap_key=heatmap_key,
                 overlay_key=overlay_key,
+                image_metadata=metadata,
                 completed_at=now,
                 seconds=(_aware(now) - _aware(started)).total_seconds(),
             )
@@ -342,6 +339,20 @@ def fuse_image(image_id: uuid.UUID) -> None:
         release(image)
         webhooks.enqueue(events)
         complete_case_if_done(session, image.case_id)
+
+
+def _metadata_section(image: Image, findings: list[Finding]) -> dict[str, Any]:
+    """The report's metadata section: the metadata method's extraction, so that the file's
+    metadata is read once per image; read here only when that method was not selected or failed."""
+    for finding in findings:
+        found = metadata_extraction(finding)
+        if found is not None:
+            return found
+    try:
+        return _jsonable(extract_metadata(decoded_image(image)))
+    except Exception as exc:  # metadata is a report section; its failure must not fail the image
+        logger.exception("metadata extraction failed for image %s", image.id)
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 def _aware(value: datetime) -> datetime:

@@ -19,7 +19,8 @@ from forensics import DecodedImage, load_image
 from forensics.errors import ForensicsError
 from forensics.exif import extract_metadata
 from forensics.finding import Status
-from forensics.methods.metadata import MetadataMethod
+from forensics.methods.metadata import MetadataMethod, extraction
+from forensics.methods.noise import NoiseInconsistency
 from tests.conftest import SHARED_DATA, dataset, jpeg_bytes
 
 METHOD = MetadataMethod()
@@ -284,6 +285,16 @@ def test_hashes_and_compact_tags(astronaut: np.ndarray) -> None:
     assert same - imagehash.hex_to_hash(again) <= 4 < same - imagehash.hex_to_hash(other)
     assert meta["stripped"] and not meta["has_exif"]
     json.dumps(meta)
+
+
+def test_the_finding_carries_the_whole_extraction(astronaut: np.ndarray) -> None:
+    # a report takes the file's metadata from this finding instead of reading the file again
+    image = load_image(jpeg_bytes(astronaut, 92))
+    finding = MetadataMethod().run(image)
+    assert finding.status is Status.OK and "statistic" in finding.details and finding.details["reasons"]
+    assert extraction(finding) == extract_metadata(image)
+    assert extraction(NoiseInconsistency().run(image)) is None
+    assert extraction(MetadataMethod().error("failed")) is None
 
 
 def test_real_metadata_is_json_ready_and_truncated() -> None:

@@ -4,6 +4,7 @@ Messages are captured instead of sent, so each test sees exactly what would be e
 """
 
 import hashlib
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select, text, update
 
-from forensics import analyze
+from forensics import analyze, load_image
+from forensics.exif import extract_metadata
 from forensics.methods import REGISTRY
 from service import analysis, cases, queue
 from service.db import session_scope
@@ -93,6 +95,30 @@ def test_fan_out_join_and_case_completion_happen_once(database: None, sent: list
     storage = get_storage()
     if image.heatmap_key:
         assert storage.get_bytes(image.heatmap_key).startswith(b"\x89PNG")
+
+
+def test_report_metadata_comes_from_the_metadata_method_or_a_fresh_read(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    name = "tampered/005_F.png"  # XMP naming Photoshop CS5 and a PNG Software chunk naming ImageReady
+    expected = json.loads(json.dumps(analysis._jsonable(extract_metadata(load_image(data_file("comofod_subset", name).read_bytes())))))
+    assert expected["software"][0]["value"] == "Adobe Photoshop CS5 Windows"
+    for metadata_failed in (False, True):
+        _, (image_id,) = _new_case([name])
+        analysis.prepare_image(image_id)
+        with session_scope() as session:
+            assert session.get_one(Image, image_id).image_metadata is None  # read once, by the metadata method
+        for image, method in _messages(sent, queue.RUN_METHOD)[-len(REGISTRY) :]:
+            analysis.run_method(uuid.UUID(image), method)
+        if metadata_failed:
+            with session_scope() as session:
+                session.execute(
+                    update(FindingRow)
+                    .where(FindingRow.image_id == image_id, FindingRow.method == "metadata")
+                    .values(status=FindingStatus.ERROR, details={})
+                )
+                session.commit()
+        analysis.fuse_image(image_id)
+        with session_scope() as session:
+            assert session.get_one(Image, image_id).image_metadata == expected
 
 
 def test_concurrent_finishers_elect_exactly_one_join(database: None, sent: list[tuple[str, list[str]]]) -> None:

@@ -24,10 +24,10 @@ from typing import Any, ClassVar
 
 from forensics.calibration import Logistic
 from forensics.exif import extract_metadata
-from forensics.finding import Finding
+from forensics.finding import Finding, Status
 from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
-from forensics.methods.base import Method
+from forensics.methods.base import SCORE_DETAILS, Method
 
 # Evidence points per cue (the statistic is their sum).
 POINTS_EDITOR = 60.0
@@ -66,6 +66,16 @@ class MetadataMethod(Method):
                 details,
             )
         return self.ok(statistic, _label(reasons), _summary(meta, reasons), details)
+
+
+def extraction(finding: Finding) -> dict[str, Any] | None:
+    """The file's metadata as :func:`extract_metadata` read it, from this method's finding (its
+    details hold the extraction beside the reasons and the score's statistic and calibration),
+    so that a report need not read the file twice; None when the finding has none (another
+    method's, or an error)."""
+    if finding.method != MetadataMethod.name or finding.status is Status.ERROR:
+        return None
+    return {key: value for key, value in finding.details.items() if key != "reasons" and key not in SCORE_DETAILS}
 
 
 def _reasons(meta: dict[str, Any], image: DecodedImage) -> list[dict[str, Any]]:
