@@ -57,8 +57,8 @@ resampling, and the cost on a 24 MP photo stays a fraction of a second. Only the
 exact-duplicate search reads full resolution, and only up to EXACT_MAX_PIXELS.
 
 Known limits (CoMoFoD, README "Accuracy"): small clones that were also rotated or scaled give
-SIFT too few matches and are missed; clones that were resampled or distorted lose their fine
-grain to interpolation and score low; physically identical printed objects (coasters, book
+SIFT too few matches and are missed; clones that were distorted, or resampled by a kernel
+other than the cubic one verification assumes, lose fine grain and score low; physically identical printed objects (coasters, book
 spines) can score as clones.
 """
 
