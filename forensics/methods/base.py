@@ -81,7 +81,7 @@ class Method(ABC):
             score=logistic.score(statistic),
             label=label,
             summary=summary,
-            details={**details, "statistic": float(statistic), "calibration": logistic.to_dict()},  # SCORE_DETAILS
+            details={**details, "statistic": float(statistic), "calibration": logistic.to_dict()},  # the keys of SCORE_DETAILS
             heatmap=heatmap,
             views=MappingProxyType(dict(views or {})),
         )

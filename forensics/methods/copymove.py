@@ -31,8 +31,9 @@ Two complementary searches propose candidate transforms:
 
 Every candidate transform is then verified densely: the image is warped by the transform (with
 a cubic kernel, as editors resample a rotated or scaled clone) and compared with itself by
-zero-mean normalised cross-correlation of its high-pass residual in small windows (the dense-field verification idea of D. Cozzolino, G. Poggi, L. Verdoliva,
-"Efficient dense-field copy-move forgery detection", IEEE TIFS 10(11), 2015). Only textured
+zero-mean normalised cross-correlation of its high-pass residual in small windows (the
+dense-field verification idea of D. Cozzolino, G. Poggi, L. Verdoliva, "Efficient dense-field
+copy-move forgery detection", IEEE TIFS 10(11), 2015). Only textured
 pixels whose residual correlates strongly count, connected regions must contain the matches
 that proposed the transform, and the target region is mapped back to give the source region.
 The heatmap marks both source and target. The statistic is, for the best verified pair, the
@@ -58,8 +59,8 @@ exact-duplicate search reads full resolution, and only up to EXACT_MAX_PIXELS.
 
 Known limits (CoMoFoD, README "Accuracy"): small clones that were also rotated or scaled give
 SIFT too few matches and are missed; clones that were distorted, or resampled by a kernel
-other than the cubic one verification assumes, lose fine grain and score low; physically identical printed objects (coasters, book
-spines) can score as clones.
+other than the cubic one verification assumes, lose fine grain and score low; physically
+identical printed objects (coasters, book spines) can score as clones.
 """
 
 import io
@@ -454,8 +455,7 @@ def _warp_residuals(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, m: np
     resampled the same way and then high-passed. Interpolating the residuals themselves
     (linearly) smooths exactly the fine grain that tells a clone from a look-alike: on
     CoMoFoD's rotated and scaled clones the fine correlation rises from 0.90-0.94 to 0.95-0.97
-    this way.
-    For a whole-pixel shift both ways give the same pixels. Where the compression-noise
+    this way. For a whole-pixel shift both ways give the same pixels. Where the compression-noise
     correction applies (JPEGs verified near full size), the residuals keep the linear warp that
     correction is measured for.
     """
