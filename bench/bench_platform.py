@@ -191,7 +191,7 @@ def _write_evidence(folder: Path, image: DecodedImage, findings: Sequence[Findin
     """The files a worker stores per image besides its rows, made by the same encoders as in
     ``service/analysis.py`` (gray heatmaps, JPEG views, the fused map and the overlay), and the
     report's JSON, written to a local folder as the benchmark's storage is."""
-    from forensics.exif import extract_metadata
+    from forensics.methods.metadata import extraction
     from forensics.pipeline import file_info
     from forensics.render import encode_jpeg, gray_png, overlay_jpeg
 
@@ -199,7 +199,8 @@ def _write_evidence(folder: Path, image: DecodedImage, findings: Sequence[Findin
     files |= {f"{f.method}_{view}.jpg": encode_jpeg(pixels) for f in findings for view, pixels in f.views.items()}
     if fused.heatmap is not None:
         files |= {"fused.png": gray_png(fused.heatmap), "overlay.jpg": overlay_jpeg(image.rgb, fused.heatmap)}
-    report = {"image": file_info(image), "metadata": extract_metadata(image), **fused.to_dict(), "findings": [f.to_dict() for f in findings]}
+    metadata = next((m for m in map(extraction, findings) if m is not None), None)  # read once, as the join does
+    report = {"image": file_info(image), "metadata": metadata, **fused.to_dict(), "findings": [f.to_dict() for f in findings]}
     files["report.json"] = json.dumps(report, default=str).encode()
     folder.mkdir()
     for name, data in files.items():
