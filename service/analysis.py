@@ -5,9 +5,10 @@ its file information and creates one pending finding per method; then one
 :func:`run_method` per method runs anywhere; the finisher that sees every finding done
 wins a conditional update (``running -> fusing``) and enqueues :func:`fuse_image`, which
 stores the fused result and the report's metadata section; the case completes through
-another conditional update that exactly one finisher wins. Every function re-reads state and returns quietly when the
-work is already done, so a redelivered task updates, never duplicates. Enqueueing always
-happens after the commit; :func:`reconcile` repairs what a crash between the two lost.
+another conditional update that exactly one finisher wins. Every function re-reads state
+and returns quietly when the work is already done, so a redelivered task updates, never
+duplicates. Enqueueing always happens after the commit; :func:`reconcile` repairs what a
+crash between the two lost.
 """
 
 import logging
