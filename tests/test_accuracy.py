@@ -1,7 +1,7 @@
 """The fused engine on real benchmark images: the rates the calibration reached, with a margin.
 
 Figures from ``scripts/calibrate.py`` (README, "Accuracy"): casia2 same-format (JPEG) fused AUC
-1.00; CoMoFoD PNG 0.79 (0.76 on the 40 used here, with 3 of their 20 originals and 16 of their
+1.00; CoMoFoD PNG 0.78 (0.71 on the 40 used here, with 3 of their 20 originals and 15 of their
 20 forgeries at 50 or more); NoSo 1.00; authentic false-positive rate at 50 of 0-7 % per
 dataset; forgeries over 50: 7-83 %. These tests rerun the whole engine on subsets chosen to keep the
 suite fast.
