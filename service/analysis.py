@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy import case as sql_case
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from forensics import ForensicsError
 from forensics.finding import Finding, Status
@@ -178,7 +178,11 @@ def run_method(image_id: uuid.UUID, method_name: str) -> None:
     """Run one method on one image and store its finding; the last finisher enqueues the join."""
     storage = get_storage()
     with session_scope() as session:
-        row = session.scalar(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method_name))
+        row = session.scalar(
+            select(FindingRow)
+            .options(joinedload(FindingRow.image))
+            .where(FindingRow.image_id == image_id, FindingRow.method == method_name)
+        )
         if row is None:
             return
         if row.status not in FINDING_DONE:
@@ -187,12 +191,10 @@ def run_method(image_id: uuid.UUID, method_name: str) -> None:
                 .where(FindingRow.id == row.id, FindingRow.status.not_in(FINDING_DONE))
                 .values(status=FindingStatus.RUNNING, started_at=utcnow(), attempts=FindingRow.attempts + 1)
             ).rowcount
-            session.commit()
+            session.commit()  # no transaction stays open ("idle in transaction") while the method runs
             if claimed:
-                image = session.get_one(Image, image_id)
-                session.commit()  # no transaction stays open ("idle in transaction") while the method runs
                 start = time.perf_counter()
-                finding = _examine(image, method_name)
+                finding = _examine(row.image, method_name)
                 examined = time.perf_counter()
                 _store_finding(session, storage, row, finding)
                 logger.info(
