@@ -1,9 +1,9 @@
 """The fused engine on real benchmark images: the rates the calibration reached, with a margin.
 
 Figures from ``scripts/calibrate.py`` (README, "Accuracy"): casia2 same-format (JPEG) fused AUC
-1.00; CoMoFoD PNG 0.78 (0.71 on the 40 used here, with 3 of their 20 originals and 15 of their
-20 forgeries at 50 or more); NoSo 1.00; authentic false-positive rate at 50 of 0-7 % per
-dataset; forgeries over 50: 7-83 %. These tests rerun the whole engine on subsets chosen to keep the
+1.00 (all 14 forgeries, no original at 50 or more); CoMoFoD PNG 0.85 (0.77 on the 40 used here,
+with 3 of their 20 originals and 13 of their 20 forgeries at 50 or more); NoSo 1.00; authentic
+false-positive rate at 50 of 0-7 % per dataset; forgeries over 50: 61-100 %. These tests rerun the whole engine on subsets chosen to keep the
 suite fast.
 """
 
@@ -54,7 +54,7 @@ def test_comofod_copy_moves() -> None:
 
 def test_noso_copy_moves() -> None:
     """NoSo: copy-moves inside JPEG content saved as PNG, most too small or flat for SIFT; the exact
-    duplicate search finds them (fused AUC 1.00, 15 of 18 forgeries and none of 23 originals at 50)."""
+    duplicate search finds them (fused AUC 1.00, 17 of 18 forgeries and none of 23 originals at 50)."""
     pos, neg = fused_scores(dataset("noso_copymove"))
     assert len(pos) == 18 and len(neg) == 23
     assert roc_auc(pos, neg) >= 0.9

@@ -306,7 +306,7 @@ def test_real_metadata_is_json_ready_and_truncated() -> None:
             assert meta["make"] or meta["software"]
 
 
-def test_png_without_metadata_is_not_applicable(astronaut: np.ndarray) -> None:
+def test_png_metadata_not_applicable_when_absent_and_its_writer_not_evidence(astronaut: np.ndarray) -> None:
     buf = io.BytesIO()
     Image.fromarray(astronaut).save(buf, format="PNG")
     finding = METHOD.run(load_image(buf.getvalue()))
@@ -318,4 +318,8 @@ def test_png_without_metadata_is_not_applicable(astronaut: np.ndarray) -> None:
     info.add_text("Software", "GIMP 2.10.34")
     Image.fromarray(astronaut).save(buf, format="PNG", pnginfo=info)
     finding = METHOD.run(load_image(buf.getvalue()))
-    assert finding.status is Status.OK and finding.score >= 50 and "GIMP" in finding.summary
+    # software wrote every PNG: the program's name is reported, and is no evidence of editing
+    assert finding.status is Status.OK and finding.score is not None and finding.score < 50 and "GIMP" in finding.summary
+    assert [r["code"] for r in finding.details["reasons"]] == ["software_format_writer"]
+    finding = METHOD.run(load_image(_exif_jpeg(astronaut, ifd0={0x0131: "GIMP 2.10.34"})))
+    assert finding.score is not None and finding.score >= 50 and finding.label == "editing software named"

@@ -17,6 +17,14 @@ a camera writes with every exposure. The cues follow:
 The statistic is a sum of evidence points, each listed with its reason in
 ``details["reasons"]``; an editing program named in the metadata alone crosses the
 decision line. Stripped metadata is weak evidence: many platforms strip it on upload.
+
+Kee et al. contrast the signatures of cameras with those of software, in the JPEGs cameras
+write. PNG, GIF and BMP files are never a camera's original: software wrote every one of
+them, so the name of the program that did (and a bare XMP DerivedFrom, which records the
+conversion itself) is what such a file is expected to carry. It is reported, with no points;
+recorded editing actions, impossible values and the other cues still count. (The CoMoFoD
+benchmark shows why: a third of its unedited originals are PNGs that truthfully name
+Photoshop, the program that converted them, as do a fifth of its forgeries.)
 """
 
 from datetime import datetime
@@ -41,6 +49,9 @@ POINTS_STRIPPED = 10.0
 POINTS_GPS_IMPOSSIBLE = 15.0
 POINTS_GPS_ZERO = 5.0
 
+#: Formats no camera writes: naming the program that wrote the file is expected there, not evidence.
+SOFTWARE_FORMATS = frozenset({ImageFormat.PNG, ImageFormat.GIF, ImageFormat.BMP})
+
 #: Seconds by which ModifyDate may follow DateTimeOriginal before it counts (in-camera processing).
 MODIFY_TOLERANCE_S = 10.0
 #: Relative aspect-ratio difference between thumbnail and image that counts as a mismatch.
@@ -50,7 +61,7 @@ _EDIT_ACTIONS = ("saved", "derived", "converted", "edited", "cropped", "filtered
 
 class MetadataMethod(Method):
     name: ClassVar[str] = "metadata"
-    version: ClassVar[str] = "1.0"
+    version: ClassVar[str] = "1.1"
     default_logistic: ClassVar[Logistic] = Logistic(center=50.0, scale=8.0)
     fit_logistic: ClassVar[bool] = False
 
@@ -84,10 +95,19 @@ def _reasons(meta: dict[str, Any], image: DecodedImage) -> list[dict[str, Any]]:
     def add(code: str, points: float, text: str) -> None:
         reasons.append({"code": code, "points": points, "reason": text})
 
+    written_by_software = image.format in SOFTWARE_FORMATS
     editors = [s for s in meta["software"] if s["editor"]]
     if editors:
         names = "; ".join(f"{s['value']} ({s['tag']})" for s in editors[:4])
-        add("editing_software", POINTS_EDITOR, f"editing software named: {names}")
+        if written_by_software:
+            add(
+                "software_format_writer",
+                0.0,
+                f"{image.format.value.upper()} files are written by software, never by a camera, so naming {names} "
+                "is expected and not counted as evidence of editing",
+            )
+        else:
+            add("editing_software", POINTS_EDITOR, f"editing software named: {names}")
 
     dates = meta["dates"]
     original = _when(dates["date_time_original"])
@@ -103,7 +123,8 @@ def _reasons(meta: dict[str, Any], image: DecodedImage) -> list[dict[str, Any]]:
             )
 
     edit_events = [e for e in meta["xmp_history"] if any(a in e.get("action", "").lower() for a in _EDIT_ACTIONS)]
-    if edit_events or meta["derived_from"]:
+    # In a format only software writes, a bare DerivedFrom records the conversion that made the file.
+    if edit_events or (meta["derived_from"] and not written_by_software):
         actions = sorted({e.get("action", "") for e in edit_events})
         what = f"{len(edit_events)} XMP history event(s) ({', '.join(actions)})" if edit_events else "an XMP DerivedFrom reference"
         add("xmp_history", POINTS_XMP_HISTORY, f"the XMP records an editing history: {what}")
@@ -178,10 +199,12 @@ def _label(reasons: list[dict[str, Any]]) -> str:
     codes = {r["code"] for r in reasons}
     if "editing_software" in codes:
         return "editing software named"
-    if codes - {"stripped", "thumbnail_aspect", "gps_zero"}:
+    if codes - {"stripped", "thumbnail_aspect", "gps_zero", "software_format_writer"}:
         return "metadata shows signs of processing"
     if codes == {"stripped"}:
         return "metadata stripped"
+    if "software_format_writer" in codes:
+        return "software named, as expected for the format"
     return "no sign of editing in metadata"
 
 
@@ -194,7 +217,7 @@ def _summary(meta: dict[str, Any], reasons: list[dict[str, Any]]) -> str:
         parts.append(f"Metadata names {last['value']} ({last['editor']}) as software")
     if "modified_after_capture" in codes:
         parts.append(f"DateTimeOriginal {dates['date_time_original']} vs ModifyDate {dates['modify_date'] or dates['xmp_modify_date']}")
-    for code in ("xmp_history", "exif_dimensions", "camera_without_capture_data", "camera_raw_settings", "gps_impossible"):
+    for code in ("software_format_writer", "xmp_history", "exif_dimensions", "camera_without_capture_data", "camera_raw_settings", "gps_impossible"):
         if code in codes:
             parts.append(codes[code]["reason"])
     if parts:
