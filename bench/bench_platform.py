@@ -1,6 +1,6 @@
 """Platform benchmark: end-to-end throughput, API latency, and API memory during a large upload.
 
-    .venv/bin/python bench/bench_platform.py [--images 32] [--megapixels 12] [--workers 2]
+    .venv/bin/python bench/bench_platform.py [--images 32] [--rounds 3] [--megapixels 12] [--workers 2]
         [--clients 50] [--polls 2000] [--creates 200] [--upload-gb 1.0] [--skip throughput,latency,memory]
 
 Runs against the real services of this machine: Postgres (a throwaway database), Redis (a
@@ -15,9 +15,13 @@ environment). Figures printed:
   process, methods in threads, and with one thread) and as many pinned engine processes as
   workers, bare (methods and fusion) and writing the evidence files a worker stores (gray
   heatmaps, JPEG views, fused map, overlay, report JSON; what the platform adds is then
-  queue, database, storage calls and the fan-out); and
-  where the worker's time goes: per task, and per method next to the same method's time in
-  the bare engine processes;
+  queue, database, storage calls and the fan-out). The service and the engine writing the
+  files alternate, ``--rounds`` times, each service batch between two engine runs (engine,
+  service, engine, service, ..., engine), and each round's ratio is taken against the mean of
+  the engine runs on either side: this machine's speed drifts by a factor of two within
+  minutes, so figures measured one after the other, minutes apart, compare the machine with
+  itself rather than the service with the engine. Also printed: where the worker's time goes,
+  per task and per method next to the same method's time in the bare engine processes;
 - latency: p50/p99 of ``GET /v1/cases/{id}`` at ``--clients`` concurrent clients each
   polling every 0.5 s (what clients honouring ``Retry-After`` do, 4x faster) and back to
   back (saturation), and of ``POST /v1/cases`` with one 5 MB JPEG at ``--clients`` clients
@@ -228,6 +232,53 @@ def bench_throughput(api: ApiServer, images: list[bytes]) -> float:
     return len(images) / elapsed * 60
 
 
+def bench_throughput_rounds(api: ApiServer, env: dict[str, str], home: Path, args: argparse.Namespace) -> None:
+    """The engine alone, then ``args.rounds`` service batches interleaved with runs of the engine
+    processes writing the evidence files; prints the figures and where the worker's time goes."""
+    per_worker = args.images // args.workers
+    batches = _variants(test_jpeg(args.megapixels), args.images * (args.rounds + 1) + args.workers)
+    warm_up, batches = batches[: args.workers], [batches[args.workers + i * args.images :][: args.images] for i in range(args.rounds + 1)]
+    threaded, single = bench_engine(batches[0])
+    bare, engine_methods = bench_engine_processes(args.workers, per_worker, args.megapixels, False)
+    print(
+        f"engine, one process: {threaded:6.1f} images/min (methods in threads, all cores), {single:6.1f} (methods in one "
+        f"thread); {args.workers} engine processes at once, one core each: {bare:6.1f}"
+    )
+    worker = Worker(env, home / "worker.log", "bench", beat=False, concurrency=args.workers)
+    try:
+        bench_throughput(api, warm_up)  # as the engine is warmed up: imports, first calls, connections
+        (home / "worker.log").write_text("")  # count the measured cases' tasks only
+        engine = [bench_engine_processes(args.workers, per_worker, args.megapixels, True)[0]]
+        ratios = []
+        for round_, batch in enumerate(batches[1:], 1):
+            service = bench_throughput(api, batch)  # a new batch each round: nothing is reused by hash
+            engine.append(bench_engine_processes(args.workers, per_worker, args.megapixels, True)[0])
+            ratios.append(service / statistics.mean(engine[-2:]))
+            print(
+                f"round {round_}: engine processes writing the evidence files {engine[-2]:6.1f}, service "
+                f"({args.images} x {args.megapixels:g} MP JPEG, {args.workers} worker processes) {service:6.1f}, engine "
+                f"again {engine[-1]:6.1f} images/min: service {ratios[-1]:.0%} of the engine around it"
+            )
+    finally:
+        worker.stop()
+    print(f"service / engine writing the same files, median of {args.rounds} rounds: {statistics.median(ratios):.0%}")
+    measured = args.images * args.rounds
+    busy = _task_seconds(home / "worker.log")
+    per_image = ", ".join(f"{name} {seconds / measured:.2f}" for name, seconds in busy.items())
+    decodes = (home / "worker.log").read_text(errors="replace").count("] decoded ")
+    method, overhead, storing, by_method = _method_split(home / "worker.log")
+    print(f"worker busy seconds per image by task: {per_image}; decodes per image {decodes / measured:.1f}")
+    print(
+        f"run_method per image: methods {method / measured:.2f} s, decode and task overhead "
+        f"{overhead / measured:.2f} s, storing {storing / measured:.2f} s"
+    )
+    print(
+        "seconds per image by method, service / bare engine processes: "
+        + ", ".join(f"{n} {by_method.get(n, 0.0) / measured:.3f} / {engine_methods[n]:.3f}" for n in engine_methods)
+        + f"; all {method / measured:.2f} / {sum(engine_methods.values()):.2f}"
+    )
+
+
 async def _load(clients: int, total: int, request) -> list[float]:  # type: ignore[no-untyped-def]
     latencies: list[float] = []
     remaining = iter(range(total))
@@ -333,6 +384,7 @@ def bench_memory(api: ApiServer, photo: bytes, gigabytes: float) -> tuple[float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=32, help="images in the throughput case (a bigger batch spreads its first upload and its last image over more work, as a newsroom batch of hundreds does)")
+    parser.add_argument("--rounds", type=int, default=3, help="service batches, each between two runs of the engine processes writing the evidence files")
     parser.add_argument("--megapixels", type=float, default=12)
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one celery worker, prefork)")
     parser.add_argument("--api-workers", type=int, default=1, help="uvicorn worker processes")
@@ -364,44 +416,7 @@ def main() -> None:
         api = ApiServer(env, home / "api.log", args.api_workers)
         try:
             if "throughput" not in skip:
-                base = test_jpeg(args.megapixels)
-                images = _variants(base, args.images + args.workers)
-                images, warm_up = images[: args.images], images[args.images :]
-                threaded, single = bench_engine(images)
-                ideal, engine_methods = bench_engine_processes(args.workers, args.images // args.workers, args.megapixels, False)
-                ideal_out, _ = bench_engine_processes(args.workers, args.images // args.workers, args.megapixels, True)
-                print(
-                    f"engine, one process: {threaded:6.1f} images/min (methods in threads, all cores), "
-                    f"{single:6.1f} (methods in one thread); {args.workers} engine processes at once, "
-                    f"one core each: {ideal:6.1f}, and {ideal_out:6.1f} writing the evidence files a worker stores"
-                )
-                worker = Worker(env, home / "worker.log", "bench", beat=False, concurrency=args.workers)
-                try:
-                    bench_throughput(api, warm_up)  # as the engine is warmed up: imports, first calls, connections
-                    (home / "worker.log").write_text("")  # count the measured case's tasks only
-                    service = bench_throughput(api, images)
-                finally:
-                    worker.stop()
-                busy = _task_seconds(home / "worker.log")
-                print(
-                    f"service, {args.workers} worker processes: {service:6.1f} images/min "
-                    f"({args.images} x {args.megapixels:g} MP JPEG, {sum(map(len, images)) / len(images) / 1e6:.1f} MB each); "
-                    f"{service / ideal:.0%} of {args.workers} engine processes, {service / ideal_out:.0%} of them writing the same evidence files, "
-                    f"{service / threaded:.0%} of the threaded engine on all cores"
-                )
-                per_image = ", ".join(f"{name} {seconds / args.images:.2f}" for name, seconds in busy.items())
-                decodes = (home / "worker.log").read_text(errors="replace").count("] decoded ")
-                method, overhead, storing, by_method = _method_split(home / "worker.log")
-                print(f"worker busy seconds per image by task: {per_image}; decodes per image {decodes / args.images:.1f}")
-                print(
-                    f"run_method per image: methods {method / args.images:.2f} s, decode and task overhead "
-                    f"{overhead / args.images:.2f} s, storing {storing / args.images:.2f} s"
-                )
-                print(
-                    "seconds per image by method, service / engine processes: "
-                    + ", ".join(f"{n} {by_method.get(n, 0.0) / args.images:.3f} / {engine_methods[n]:.3f}" for n in engine_methods)
-                    + f"; all {method / args.images:.2f} / {sum(engine_methods.values()):.2f}"
-                )
+                bench_throughput_rounds(api, env, home, args)
             photo = test_jpeg(12)
             if "latency" not in skip:
                 photo5 = _jpeg_of_size(photo, 5.0)
