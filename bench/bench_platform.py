@@ -236,8 +236,9 @@ def bench_throughput_rounds(api: ApiServer, env: dict[str, str], home: Path, arg
     """The engine alone, then ``args.rounds`` service batches interleaved with runs of the engine
     processes writing the evidence files; prints the figures and where the worker's time goes."""
     per_worker = args.images // args.workers
-    batches = _variants(test_jpeg(args.megapixels), args.images * (args.rounds + 1) + args.workers)
-    warm_up, batches = batches[: args.workers], [batches[args.workers + i * args.images :][: args.images] for i in range(args.rounds + 1)]
+    images = _variants(test_jpeg(args.megapixels), args.workers + args.images * (args.rounds + 1))
+    warm_up = images[: args.workers]
+    batches = [images[args.workers + i * args.images :][: args.images] for i in range(args.rounds + 1)]
     threaded, single = bench_engine(batches[0])
     bare, engine_methods = bench_engine_processes(args.workers, per_worker, args.megapixels, False)
     print(

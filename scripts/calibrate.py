@@ -15,9 +15,9 @@ What is fitted, and why:
    authentic statistics are degenerate (mostly one value).
 2. Fusion: non-negative weights over the methods' clipped log-odds (methods that do not apply
    contribute 0), fitted to rank each dataset's forgeries above its originals (a pairwise
-   logistic loss, every dataset weighted equally, L1 and L2 on the weights; see ``fit_fusion``), then
-   scaled and offset by a logistic regression with each dataset and class weighted equally so
-   that a big folder does not dominate. The bias is then lowered, if needed, until in every
+   logistic loss, every dataset weighted equally, L1 and L2 on the weights; see
+   ``fit_fusion``), then scaled and offset by a logistic regression with each dataset and
+   class weighted equally so that a big folder does not dominate. The bias is then lowered, if needed, until in every
    dataset at most ``--max-fpr`` of the authentic images score 50 or more.
 3. Honesty: the fused AUC is also reported by 5-fold cross-validation (``fused_cv``: fusion
    refitted without the held-out fold), because in-sample figures on a few hundred images
@@ -130,11 +130,11 @@ def fit_fusion(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray) 
 
     The direction of the weight vector minimises a pairwise logistic (RankNet-style) loss over
     every (forgery, original) pair of the same dataset, each dataset weighted equally, with L1
-    and L2 on the weights (see ``L1``): the target is each dataset's ROC AUC. A likelihood fit pooled over datasets
-    instead trades one dataset's ranking for another's calibration, and let cues that are
-    truthful but uninformative in one dataset (CoMoFoD's originals were saved by Photoshop)
-    blur the specialist that separates it. Scale and bias then come from a weighted 1-D logistic
-    regression on the fused sum, so scores stay calibrated log-odds.
+    and L2 on the weights (see ``L1``): the target is each dataset's ROC AUC. A likelihood
+    fit pooled over datasets instead trades one dataset's ranking for another's calibration,
+    and let cues that are truthful but uninformative in one dataset (CoMoFoD's originals were
+    saved by Photoshop) blur the specialist that separates it. Scale and bias then come from a
+    weighted 1-D logistic regression on the fused sum, so scores stay calibrated log-odds.
     """
     pairs = []
     for group in np.unique(groups):
