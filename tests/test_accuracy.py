@@ -1,7 +1,7 @@
 """The fused engine on real benchmark images: the rates the calibration reached, with a margin.
 
 Figures from ``scripts/calibrate.py`` (README, "Accuracy"): casia2 same-format (JPEG) fused AUC
-1.00 (all 14 forgeries, no original at 50 or more); CoMoFoD PNG 0.85 (0.77 on the 40 used here,
+1.00 (all 14 forgeries, no original at 50 or more); CoMoFoD PNG 0.87 (0.80 on the 40 used here,
 with 3 of their 20 originals and 13 of their 20 forgeries at 50 or more); NoSo 1.00; authentic
 false-positive rate at 50 of 0-7 % per dataset; forgeries over 50: 61-100 %. These tests rerun
 the whole engine on subsets chosen to keep the suite fast.
