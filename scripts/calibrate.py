@@ -17,8 +17,9 @@ What is fitted, and why:
    contribute 0), fitted to rank each dataset's forgeries above its originals (a pairwise
    logistic loss, every dataset weighted equally, L1 and L2 on the weights; see
    ``fit_fusion``), then scaled and offset by a logistic regression with each dataset and
-   class weighted equally so that a big folder does not dominate. The bias is then lowered, if needed, until in every
-   dataset at most ``--max-fpr`` of the authentic images score 50 or more.
+   class weighted equally so that a big folder does not dominate. The bias is then lowered,
+   if needed, until in every dataset at most ``--max-fpr`` of the authentic images score 50
+   or more.
 3. Honesty: the fused AUC is also reported by 5-fold cross-validation (``fused_cv``: fusion
    refitted without the held-out fold), because in-sample figures on a few hundred images
    flatter the model, and for a fusion of the pixel methods alone (``fused_cv_pixels``), because

@@ -16,7 +16,8 @@ a camera writes with every exposure. The cues follow:
 
 The statistic is a sum of evidence points, each listed with its reason in
 ``details["reasons"]``; an editing program named in the metadata of a format cameras
-write alone crosses the decision line. Stripped metadata is weak evidence: many platforms strip it on upload.
+write alone crosses the decision line. Stripped metadata is weak evidence: many platforms
+strip it on upload.
 
 Kee et al. contrast the signatures of cameras with those of software, in the JPEGs cameras
 write. PNG, GIF and BMP files are never a camera's original: software wrote every one of
