@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import case as sql_case
-from sqlalchemy import exists, select, update
+from sqlalchemy import Update, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
@@ -78,6 +78,14 @@ def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
     session.execute(insert(FindingRow).values(rows).on_conflict_do_nothing(index_elements=["image_id", "method"]))
 
 
+def _update(entity: type[Image] | type[Case] | type[FindingRow]) -> Update:
+    """A conditional UPDATE that leaves objects loaded in the session alone. Every function here
+    re-reads the state it decides on, so the ORM's default synchronisation (evaluating the WHERE
+    clause against loaded objects in Python, or fetching the matched rows back) is pure cost: a
+    few tenths of a millisecond a statement, about thirty statements an image."""
+    return update(entity).execution_options(synchronize_session=False)
+
+
 # ---------------------------------------------------------------------------------------- prepare
 
 
@@ -111,7 +119,7 @@ def prepare_image(image_id: uuid.UUID) -> None:
             ],
         )
         won = session.execute(
-            update(Image)
+            _update(Image)
             .where(Image.id == image_id, Image.status == ImageStatus.QUEUED)
             .values(
                 status=ImageStatus.RUNNING,
@@ -123,7 +131,7 @@ def prepare_image(image_id: uuid.UUID) -> None:
             )
         ).rowcount
         session.execute(
-            update(Case).where(Case.id == image.case_id, Case.status == CaseStatus.QUEUED).values(status=CaseStatus.RUNNING)
+            _update(Case).where(Case.id == image.case_id, Case.status == CaseStatus.QUEUED).values(status=CaseStatus.RUNNING)
         )
         session.commit()
         if not won:
@@ -162,7 +170,7 @@ def _fetch_source(session: Session, image: Image) -> bool:
 
 def fail_image(session: Session, image_id: uuid.UUID, code: str, detail: str) -> None:
     won = session.execute(
-        update(Image)
+        _update(Image)
         .where(Image.id == image_id, Image.status.not_in(IMAGE_DONE))
         .values(status=ImageStatus.FAILED, error_code=code, error_detail=detail, completed_at=utcnow())
     ).rowcount
@@ -187,7 +195,7 @@ def run_method(image_id: uuid.UUID, method_name: str) -> None:
             return
         if row.status not in FINDING_DONE:
             claimed = session.execute(
-                update(FindingRow)
+                _update(FindingRow)
                 .where(FindingRow.id == row.id, FindingRow.status.not_in(FINDING_DONE))
                 .values(status=FindingStatus.RUNNING, started_at=utcnow(), attempts=FindingRow.attempts + 1)
             ).rowcount
@@ -240,7 +248,7 @@ def record_finding(
 ) -> None:
     """Store ``finding`` unless the row is already done (a redelivered task changes nothing)."""
     session.execute(
-        update(FindingRow)
+        _update(FindingRow)
         .where(FindingRow.id == finding_id, FindingRow.status.not_in(FINDING_DONE))
         .values(
             status=finding.status.value,
@@ -292,7 +300,7 @@ def try_join(session: Session, image_id: uuid.UUID) -> bool:
     """
     unfinished = exists().where(FindingRow.image_id == image_id, FindingRow.status.not_in(FINDING_DONE))
     won = session.execute(
-        update(Image)
+        _update(Image)
         .where(Image.id == image_id, Image.status == ImageStatus.RUNNING, ~unfinished)
         .values(status=ImageStatus.FUSING, updated_at=utcnow())
     ).rowcount
@@ -323,7 +331,7 @@ def fuse_image(image_id: uuid.UUID) -> None:
         now = utcnow()
         started = image.started_at or now
         won = session.execute(
-            update(Image)
+            _update(Image)
             .where(Image.id == image_id, Image.status == ImageStatus.FUSING)
             .values(
                 status=ImageStatus.COMPLETED,
@@ -391,7 +399,7 @@ def complete_case_if_done(session: Session, case_id: uuid.UUID) -> bool:
     unfinished = exists().where(Image.case_id == case_id, Image.status.not_in(IMAGE_DONE))
     any_completed = exists().where(Image.case_id == case_id, Image.status == ImageStatus.COMPLETED)
     won = session.execute(
-        update(Case)
+        _update(Case)
         .where(Case.id == case_id, Case.status.in_([CaseStatus.QUEUED, CaseStatus.RUNNING]), ~unfinished)
         .values(
             status=sql_case((any_completed, CaseStatus.COMPLETED.value), else_=CaseStatus.FAILED.value),
@@ -442,7 +450,7 @@ def reconcile(now: datetime | None = None) -> Repairs:
             if attempts >= settings.max_attempts:
                 repairs.timed_out_methods.append((image_id, method))
             elif session.execute(
-                update(FindingRow)
+                _update(FindingRow)
                 .where(FindingRow.id == finding_id, FindingRow.status == FindingStatus.RUNNING)
                 .values(status=FindingStatus.PENDING, enqueued_at=now)
             ).rowcount:
@@ -458,7 +466,7 @@ def reconcile(now: datetime | None = None) -> Repairs:
             )
         ).all()
         for finding_id, image_id, method in lost:
-            session.execute(update(FindingRow).where(FindingRow.id == finding_id).values(enqueued_at=now))
+            session.execute(_update(FindingRow).where(FindingRow.id == finding_id).values(enqueued_at=now))
             repairs.requeued_methods.append((image_id, method))
         # Images not prepared: their message was lost, or prepare keeps dying.
         for image_id, attempts, started in session.execute(
@@ -469,7 +477,7 @@ def reconcile(now: datetime | None = None) -> Repairs:
             if attempts >= settings.max_attempts and started is not None and started < prepare_cutoff:
                 repairs.failed_prepares.append(image_id)
             else:
-                session.execute(update(Image).where(Image.id == image_id).values(enqueued_at=now))
+                session.execute(_update(Image).where(Image.id == image_id).values(enqueued_at=now))
                 repairs.requeued_prepares.append(image_id)
         # Joins lost between a finding's commit and the fuse message, or fuses that died.
         repairs.requeued_fuses.extend(
@@ -478,7 +486,7 @@ def reconcile(now: datetime | None = None) -> Repairs:
             ).all()
         )
         for image_id in repairs.requeued_fuses:
-            session.execute(update(Image).where(Image.id == image_id).values(updated_at=now))
+            session.execute(_update(Image).where(Image.id == image_id).values(updated_at=now))
         session.commit()
         unjoined = session.scalars(
             select(Image.id).where(

@@ -61,6 +61,10 @@ class Settings(BaseSettings):
     broker_key_prefix: str = Field(default="", description="Redis: prefix of every key (several deployments on one Redis)")
     worker_max_tasks_per_child: int = Field(default=500, ge=1)
     decode_cache_size: int = Field(default=2, ge=1, description="Decoded images kept per worker process")
+    worker_retain_memory: bool = Field(
+        default=True,
+        description="Pool processes keep freed memory for the next image instead of giving it back (glibc; see forensics/allocator.py)",
+    )
     worker_pin_cpus: bool = Field(
         default=False, description="Pin each worker pool process to one CPU (pool process i to the i-th allowed CPU, cyclically)"
     )

@@ -8,6 +8,7 @@ from billiard.process import current_process
 from celery.signals import worker_process_init
 from threadpoolctl import threadpool_limits
 
+from forensics.allocator import retain_freed_memory
 from service.db import get_engine
 from service.queue import get_celery
 from service.settings import get_settings
@@ -20,11 +21,15 @@ app.conf.include = ["worker.tasks"]
 def _init_pool_process(**_: Any) -> None:
     """A forked pool process must not share the parent's database connections; and it gets one
     OpenCV thread and one BLAS thread, since the pool already runs one process per core: more
-    threads only contend (OpenBLAS's spinning threads slowed copy-move's descriptor product)."""
+    threads only contend (OpenBLAS's spinning threads slowed copy-move's descriptor product);
+    and it keeps freed memory for the next image (``forensics.allocator``)."""
+    settings = get_settings()
     get_engine().dispose(close=False)
     cv2.setNumThreads(1)
     threadpool_limits(limits=1)
-    if get_settings().worker_pin_cpus:
+    if settings.worker_retain_memory:
+        retain_freed_memory()
+    if settings.worker_pin_cpus:
         # One CPU per pool process keeps its caches warm and stops it migrating (measured: two
         # pinned engine processes do about 9 % more than two free ones on this 2-core machine).
         cpus = sorted(os.sched_getaffinity(0))
