@@ -12,13 +12,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text, update
+from sqlalchemy import event, func, select, text, update
 
 from forensics import analyze, load_image
 from forensics.exif import extract_metadata
 from forensics.methods import REGISTRY
 from service import analysis, cases, queue
-from service.db import session_scope
+from service.db import get_engine, session_scope
 from service.models import Case, FindingRow, FindingStatus, Image, ImageStatus, utcnow
 from service.storage import get_storage
 from tests.platform_support import data_file, environment, make_tenant, postgres_database
@@ -95,6 +95,22 @@ def test_fan_out_join_and_case_completion_happen_once(database: None, sent: list
     storage = get_storage()
     if image.heatmap_key:
         assert storage.get_bytes(image.heatmap_key).startswith(b"\x89PNG")
+
+
+def test_a_method_task_checks_out_one_connection_for_its_three_commits(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    _, (image_id,) = _new_case(["tampered/034_F.png"])
+    analysis.prepare_image(image_id)
+    checkouts: list[object] = []
+    listener = lambda dbapi_connection, *_: checkouts.append(dbapi_connection)  # noqa: E731
+    event.listen(get_engine(), "checkout", listener)
+    try:
+        analysis.run_method(image_id, "noise")  # claim, record, join: three commits
+    finally:
+        event.remove(get_engine(), "checkout", listener)
+    assert len(checkouts) == 1
+    with session_scope() as session:
+        row = session.scalars(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == "noise")).one()
+        assert row.status == FindingStatus.OK and row.score is not None and row.attempts == 1
 
 
 def test_report_metadata_comes_from_the_metadata_method_or_a_fresh_read(database: None, sent: list[tuple[str, list[str]]]) -> None:
