@@ -134,7 +134,7 @@ def load_image(
         coefficients = pool.submit(_read_jpeg_coefficients, data) if fmt is ImageFormat.JPEG else None
         pil = _decode(pil, fmt)
         rgb, alpha = _to_rgb8(pil)
-        luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
+        luma = luma_of(rgb)
         jpeg = coefficients.result() if coefficients is not None else None
     text = {str(k): v for k, v in pil.info.items() if isinstance(v, str)}
     icc = pil.info.get("icc_profile") or None
@@ -154,6 +154,11 @@ def load_image(
         text=MappingProxyType(text),
         icc_profile=icc if isinstance(icc, bytes) else None,
     )
+
+
+def luma_of(rgb: np.ndarray) -> np.ndarray:
+    """The luma plane of 8-bit RGB: OpenCV's integer BT.601 conversion, as float32 (0-255)."""
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY).astype(np.float32)
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:
