@@ -21,7 +21,9 @@ environment). Figures printed:
   the engine runs on either side: this machine's speed drifts by a factor of two within
   minutes, so figures measured one after the other, minutes apart, compare the machine with
   itself rather than the service with the engine. Also printed: where the worker's time goes,
-  per task and per method next to the same method's time in the bare engine processes;
+  per task and per method next to the same method's time in the bare engine processes, and
+  the CPU seconds per image during the service batches (pool processes' user and system
+  time, the rest of the machine, idle);
 - latency: p50/p99 of ``GET /v1/cases/{id}`` at ``--clients`` concurrent clients each
   polling every 0.5 s (what clients honouring ``Retry-After`` do, 4x faster) and back to
   back (saturation), and of ``POST /v1/cases`` with one 5 MB JPEG at ``--clients`` clients
@@ -119,6 +121,28 @@ def _method_split(log: Path) -> tuple[float, float, float, dict[str, float]]:
     for name, seconds, _, _ in found:
         by_method[name] = by_method.get(name, 0.0) + seconds
     return sum(f[1] for f in found), sum(f[2] for f in found), sum(f[3] for f in found), by_method
+
+
+def _pool_cpu_seconds(worker: Worker) -> tuple[float, float]:
+    """User and system CPU seconds so far of the worker's pool processes, those recycled
+    (reaped: counted in the main process's children times) and those alive (from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = worker.process.pid
+    fields = Path(f"/proc/{main}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = int(fields[13]) / tick, int(fields[14]) / tick
+    for pid in Path(f"/proc/{main}/task/{main}/children").read_text().split():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # recycled since the list was read: its last moments go uncounted
+            continue
+        user, system = user + int(fields[11]) / tick, system + int(fields[12]) / tick
+    return user, system
+
+
+def _machine_seconds() -> tuple[float, float]:
+    """Busy and idle CPU seconds of the whole machine so far (from /proc/stat)."""
+    ticks = [int(x) / os.sysconf("SC_CLK_TCK") for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return sum(ticks) - ticks[3] - ticks[4], ticks[3] + ticks[4]
 
 
 def _percentiles(samples: list[float]) -> str:
@@ -256,8 +280,15 @@ def bench_throughput_rounds(api: ApiServer, env: dict[str, str], home: Path, arg
         (home / "worker.log").write_text("")  # count the measured cases' tasks only
         engine = [bench_engine_processes(args.workers, per_worker, args.megapixels, True)[0]]
         ratios = []
+        cpu = {"pool user": 0.0, "pool system": 0.0, "rest of the machine": 0.0, "idle": 0.0}
         for round_, batch in enumerate(batches[1:], 1):
+            (user, system), (busy, idle) = _pool_cpu_seconds(worker), _machine_seconds()
             service = bench_throughput(api, receiver, batch)  # a new batch each round: nothing is reused by hash
+            (user2, system2), (busy2, idle2) = _pool_cpu_seconds(worker), _machine_seconds()
+            cpu["pool user"] += user2 - user
+            cpu["pool system"] += system2 - system
+            cpu["rest of the machine"] += busy2 - busy - (user2 - user) - (system2 - system)
+            cpu["idle"] += idle2 - idle
             engine.append(bench_engine_processes(args.workers, per_worker, args.megapixels, True)[0])
             ratios.append(service / statistics.mean(engine[-2:]))
             print(
@@ -275,6 +306,7 @@ def bench_throughput_rounds(api: ApiServer, env: dict[str, str], home: Path, arg
     decodes = (home / "worker.log").read_text(errors="replace").count("] decoded ")
     method, overhead, storing, by_method = _method_split(home / "worker.log")
     print(f"worker busy seconds per image by task: {per_image}; decodes per image {decodes / measured:.1f}")
+    print("CPU seconds per image during the service batches: " + ", ".join(f"{k} {v / measured:.3f}" for k, v in cpu.items()))
     print(
         f"run_method per image: methods {method / measured:.2f} s, decode and task overhead "
         f"{overhead / measured:.2f} s, storing {storing / measured:.2f} s"
