@@ -6,10 +6,10 @@ after each free up to 32 MB) with a fresh ``mmap`` and unmaps it on ``free``; so
 image's arrays are new pages, each faulted in and zeroed by the kernel, and on a virtual
 machine every fault is dear. A worker pool process, which runs one method of one image,
 then another method of another, never reaches the steady heap of a long loop: measured on
-the 2-core development VM, its system time was 0.27 s per 12 MP image against 0.07 s for
-the same work in one engine process, and 0.10-0.15 s once freed blocks stay in the heap
-(docs/platform.md, Benchmark). Raising both thresholds keeps them there,
-ready for the next image.
+the 2-core development VM, its system time was 0.24-0.27 s per 12 MP image against 0.06-0.07
+s for the same work in one engine process, and 0.10-0.15 s once freed blocks stay in the
+heap (docs/platform.md, Benchmark). Raising both thresholds keeps them there for the next
+image.
 
 The price: the process keeps the heap of the largest image it analysed until it exits (a
 pool process held 0.74 GB after 12 MP JPEGs); Celery's ``worker_max_tasks_per_child``
