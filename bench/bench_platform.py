@@ -123,16 +123,21 @@ def _method_split(log: Path) -> tuple[float, float, float, dict[str, float]]:
     return sum(f[1] for f in found), sum(f[2] for f in found), sum(f[3] for f in found), by_method
 
 
+def _stat_fields(pid: int | str) -> list[str]:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state first)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def _pool_cpu_seconds(worker: Worker) -> tuple[float, float]:
     """User and system CPU seconds so far of the worker's pool processes, those recycled
     (reaped: counted in the main process's children times) and those alive (from /proc)."""
     tick = os.sysconf("SC_CLK_TCK")
     main = worker.process.pid
-    fields = Path(f"/proc/{main}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat_fields(main)
     user, system = int(fields[13]) / tick, int(fields[14]) / tick
     for pid in Path(f"/proc/{main}/task/{main}/children").read_text().split():
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            fields = _stat_fields(pid)
         except FileNotFoundError:  # recycled since the list was read: its last moments go uncounted
             continue
         user, system = user + int(fields[11]) / tick, system + int(fields[12]) / tick
