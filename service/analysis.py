@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import case as sql_case
-from sqlalchemy import Update, exists, select, update
+from sqlalchemy import Update, bindparam, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
@@ -181,24 +181,48 @@ def fail_image(session: Session, image_id: uuid.UUID, code: str, detail: str) ->
 
 # ---------------------------------------------------------------------------------------- methods
 
+# A method task's four statements, built once with bound parameters: building a statement and
+# its cache key at every call cost about as much CPU again as executing it (0.6 ms against 0.3
+# ms a statement, measured on the ORM update of a finding), and every method task runs four.
+_FINDING = (
+    select(FindingRow)
+    .options(joinedload(FindingRow.image))
+    .where(FindingRow.image_id == bindparam("image_id"), FindingRow.method == bindparam("method"))
+)
+_CLAIM = (
+    _update(FindingRow)
+    .where(FindingRow.id == bindparam("finding_id"), FindingRow.status.not_in(FINDING_DONE))
+    .values(status=FindingStatus.RUNNING, started_at=bindparam("now"), attempts=FindingRow.attempts + 1)
+)
+_RECORDED = ("status", "method_version", "score", "label", "summary", "details", "heatmap_key", "view_keys", "seconds", "finished_at")
+_RECORD = (
+    _update(FindingRow)
+    .where(FindingRow.id == bindparam("finding_id"), FindingRow.status.not_in(FINDING_DONE))
+    .values({name: bindparam(f"new_{name}") for name in _RECORDED})
+)
+_JOIN = (
+    _update(Image)
+    .where(
+        Image.id == bindparam("image_id"),
+        Image.status == ImageStatus.RUNNING,
+        ~exists().where(FindingRow.image_id == bindparam("image_id"), FindingRow.status.not_in(FINDING_DONE)),
+    )
+    .values(status=ImageStatus.FUSING, updated_at=bindparam("now"))
+)
+
 
 def run_method(image_id: uuid.UUID, method_name: str) -> None:
-    """Run one method on one image and store its finding; the last finisher enqueues the join."""
+    """Run one method on one image and store its finding; the last finisher enqueues the join.
+
+    Every transaction here is one statement (the claim, the finding, the join), so the session
+    autocommits: five round trips to the database a task instead of eleven."""
     storage = get_storage()
-    with session_scope() as session:
-        row = session.scalar(
-            select(FindingRow)
-            .options(joinedload(FindingRow.image))
-            .where(FindingRow.image_id == image_id, FindingRow.method == method_name)
-        )
+    with session_scope(autocommit=True) as session:
+        row = session.scalar(_FINDING, {"image_id": image_id, "method": method_name})
         if row is None:
             return
         if row.status not in FINDING_DONE:
-            claimed = session.execute(
-                _update(FindingRow)
-                .where(FindingRow.id == row.id, FindingRow.status.not_in(FINDING_DONE))
-                .values(status=FindingStatus.RUNNING, started_at=utcnow(), attempts=FindingRow.attempts + 1)
-            ).rowcount
+            claimed = session.execute(_CLAIM, {"finding_id": row.id, "now": utcnow()}).rowcount
             session.commit()  # no transaction stays open ("idle in transaction") while the method runs
             if claimed:
                 start = time.perf_counter()
@@ -247,28 +271,25 @@ def record_finding(
     view_keys: dict[str, str] | None = None,
 ) -> None:
     """Store ``finding`` unless the row is already done (a redelivered task changes nothing)."""
-    session.execute(
-        _update(FindingRow)
-        .where(FindingRow.id == finding_id, FindingRow.status.not_in(FINDING_DONE))
-        .values(
-            status=finding.status.value,
-            method_version=finding.version,
-            score=finding.score,
-            label=finding.label,
-            summary=finding.summary,
-            details=_jsonable(dict(finding.details)),
-            heatmap_key=heatmap_key,
-            view_keys=view_keys or {},
-            seconds=finding.seconds,
-            finished_at=utcnow(),
-        )
-    )
+    values = {
+        "status": finding.status.value,
+        "method_version": finding.version,
+        "score": finding.score,
+        "label": finding.label,
+        "summary": finding.summary,
+        "details": _jsonable(dict(finding.details)),
+        "heatmap_key": heatmap_key,
+        "view_keys": view_keys or {},
+        "seconds": finding.seconds,
+        "finished_at": utcnow(),
+    }
+    session.execute(_RECORD, {"finding_id": finding_id} | {f"new_{name}": value for name, value in values.items()})
     session.commit()
 
 
 def record_method_error(image_id: uuid.UUID, method_name: str, summary: str) -> None:
     """Record an error finding (time limit reached, retries exhausted) and try the join."""
-    with session_scope() as session:
+    with session_scope(autocommit=True) as session:
         row = session.scalar(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method_name))
         if row is None:
             return
@@ -298,12 +319,7 @@ def try_join(session: Session, image_id: uuid.UUID) -> bool:
     to commit always sees every other one done, and the row lock of the conditional update
     lets only one of concurrent finishers change the status.
     """
-    unfinished = exists().where(FindingRow.image_id == image_id, FindingRow.status.not_in(FINDING_DONE))
-    won = session.execute(
-        _update(Image)
-        .where(Image.id == image_id, Image.status == ImageStatus.RUNNING, ~unfinished)
-        .values(status=ImageStatus.FUSING, updated_at=utcnow())
-    ).rowcount
+    won = session.execute(_JOIN, {"image_id": image_id, "now": utcnow()}).rowcount
     session.commit()
     return won == 1
 

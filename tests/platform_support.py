@@ -22,8 +22,9 @@ PG_ADMIN_URL = os.environ.get("FORENSICS_TEST_PG", "postgresql+psycopg2://postgr
 REDIS_URL = os.environ.get("FORENSICS_TEST_REDIS", "redis://127.0.0.1:6379/14")
 
 #: Settings-cache holders cleared whenever the test process's environment changes.
-_CACHED = ("service.settings.get_settings", "service.db.get_engine", "service.db.get_sessionmaker",
-           "service.storage.get_storage", "service.queue.get_celery", "service.ratelimit.get_counter")
+_CACHED = ("service.settings.get_settings", "service.db.get_engine", "service.db.get_autocommit_engine",
+           "service.db.get_sessionmaker", "service.storage.get_storage", "service.queue.get_celery",
+           "service.ratelimit.get_counter")
 
 
 def clear_caches() -> None:
@@ -71,9 +72,10 @@ def postgres_database() -> Iterator[str]:
         migrate(url)
         yield url
     finally:
-        from service.db import get_engine
+        from service.db import get_autocommit_engine, get_engine
 
         get_engine.cache_clear()
+        get_autocommit_engine.cache_clear()
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()

@@ -18,7 +18,7 @@ from forensics import analyze, load_image
 from forensics.exif import extract_metadata
 from forensics.methods import REGISTRY
 from service import analysis, cases, queue
-from service.db import get_engine, session_scope
+from service.db import get_autocommit_engine, get_engine, session_scope
 from service.models import Case, FindingRow, FindingStatus, Image, ImageStatus, utcnow
 from service.storage import get_storage
 from tests.platform_support import data_file, environment, make_tenant, postgres_database
@@ -97,17 +97,31 @@ def test_fan_out_join_and_case_completion_happen_once(database: None, sent: list
         assert storage.get_bytes(image.heatmap_key).startswith(b"\x89PNG")
 
 
-def test_a_method_task_checks_out_one_connection_for_its_three_commits(database: None, sent: list[tuple[str, list[str]]]) -> None:
+def test_a_method_task_checks_out_one_autocommit_connection_for_its_three_commits(
+    database: None, sent: list[tuple[str, list[str]]]
+) -> None:
+    """Claim, record, join: three one-statement transactions on one connection, each committed by
+    the database as it ends (no BEGIN and COMMIT round trips), and the pool never resets it."""
     _, (image_id,) = _new_case(["tampered/034_F.png"])
     analysis.prepare_image(image_id)
     checkouts: list[object] = []
-    listener = lambda dbapi_connection, *_: checkouts.append(dbapi_connection)  # noqa: E731
-    event.listen(get_engine(), "checkout", listener)
+    autocommit: list[bool] = []
+    on_checkout = lambda dbapi_connection, *_: checkouts.append(dbapi_connection)  # noqa: E731
+    on_execute = lambda connection, *_: autocommit.append(connection.connection.dbapi_connection.autocommit)  # noqa: E731
+    engines = (get_engine(), get_autocommit_engine())
+    for engine in engines:
+        event.listen(engine, "checkout", on_checkout)
+        event.listen(engine, "before_cursor_execute", on_execute)
     try:
-        analysis.run_method(image_id, "noise")  # claim, record, join: three commits
+        analysis.run_method(image_id, "noise")
     finally:
-        event.remove(get_engine(), "checkout", listener)
+        for engine in engines:
+            event.remove(engine, "checkout", on_checkout)
+            event.remove(engine, "before_cursor_execute", on_execute)
     assert len(checkouts) == 1
+    assert len(autocommit) == 4 and all(autocommit), autocommit  # the select, the claim, the finding, the join
+    with get_autocommit_engine().connect() as connection:  # back in its pool, still autocommit
+        assert connection.connection.dbapi_connection.autocommit
     with session_scope() as session:
         row = session.scalars(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == "noise")).one()
         assert row.status == FindingStatus.OK and row.score is not None and row.attempts == 1

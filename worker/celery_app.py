@@ -9,7 +9,7 @@ from celery.signals import worker_process_init
 from threadpoolctl import threadpool_limits
 
 from forensics.allocator import retain_freed_memory
-from service.db import get_engine
+from service.db import get_autocommit_engine, get_engine
 from service.queue import get_celery
 from service.settings import get_settings
 
@@ -24,7 +24,8 @@ def _init_pool_process(**_: Any) -> None:
     threads only contend (OpenBLAS's spinning threads slowed copy-move's descriptor product);
     and it keeps freed memory for the next image (``forensics.allocator``)."""
     settings = get_settings()
-    get_engine().dispose(close=False)
+    for engine in (get_engine(), get_autocommit_engine()):
+        engine.dispose(close=False)
     cv2.setNumThreads(1)
     threadpool_limits(limits=1)
     if settings.worker_retain_memory:
