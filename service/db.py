@@ -46,7 +46,8 @@ def get_engine() -> Engine:
 
 @lru_cache
 def get_autocommit_engine() -> Engine:
-    """A second engine, with a pool of its own, for :func:`session_scope` ``(autocommit=True)``."""
+    """A second engine, with a pool of its own, for :func:`session_scope` ``(autocommit=True)``
+    and the API's requests that only read."""
     return make_engine(get_settings().database_url, autocommit=True)
 
 

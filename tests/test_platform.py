@@ -317,6 +317,33 @@ def test_cases_are_listed_newest_first_with_a_cursor(platform: Platform) -> None
     assert platform.client.get("/v1/cases", params={"cursor": "garbage"}).json()["code"] == "BAD_REQUEST"
 
 
+def test_a_status_poll_reads_on_the_autocommit_engine_only(platform: Platform, astronaut: np.ndarray) -> None:
+    """No BEGIN and ROLLBACK around a poll's query: every statement of GET /v1/cases/{id} runs on a
+    connection in autocommit, none on the engine whose connections open transactions."""
+    from sqlalchemy import event
+
+    from service.db import get_autocommit_engine, get_engine
+
+    created = platform.client.post("/v1/cases", files=[("images", ("a.jpg", jpeg_bytes(astronaut), "image/jpeg"))])
+    case_id = created.json()["id"]
+    seen: dict[str, list[bool]] = {"autocommit": [], "transactional": []}
+    listeners = {
+        name: (lambda connection, *_, name=name: seen[name].append(connection.connection.dbapi_connection.autocommit))
+        for name in seen
+    }
+    engines = {"autocommit": get_autocommit_engine(), "transactional": get_engine()}
+    for name, engine in engines.items():
+        event.listen(engine, "before_cursor_execute", listeners[name])
+    try:
+        first = platform.client.get(f"/v1/cases/{case_id}")
+        again = platform.client.get(f"/v1/cases/{case_id}", headers={"If-None-Match": first.headers["etag"]})
+    finally:
+        for name, engine in engines.items():
+            event.remove(engine, "before_cursor_execute", listeners[name])
+    assert first.status_code == 200 and again.status_code == 304
+    assert seen["autocommit"] and all(seen["autocommit"]) and seen["transactional"] == [], seen
+
+
 def test_pinned_pool_processes_each_get_their_own_cpu(platform: Platform) -> None:
     """FORENSICS_WORKER_PIN_CPUS: pool process i runs on the i-th allowed CPU only."""
     cpus = sorted(os.sched_getaffinity(0))

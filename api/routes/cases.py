@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
-from api.deps import LinkDep, PrincipalDep, SessionDep, SettingsDep, StorageDep
+from api.deps import LinkDep, PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, StorageDep
 from api.idempotency import Idempotent
 from api.problems import Problem
 from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, ImageError, ImageReport, ImageSummary, Progress
@@ -247,7 +247,7 @@ async def create_case(
 def list_cases(
     request: Request,
     principal: PrincipalDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
 ) -> CaseList:
@@ -278,7 +278,7 @@ def get_case(
     request: Request,
     case_id: UUID,
     principal: PrincipalDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """Case status, progress and each image's status, score and verdict (ETag; Retry-After while running)."""
@@ -300,7 +300,7 @@ def get_case(
 
 @router.get("/{case_id}/images/{image_id}", response_model=ImageReport)
 def get_image_report(
-    case_id: UUID, image_id: UUID, principal: PrincipalDep, session: SessionDep, link: LinkDep
+    case_id: UUID, image_id: UUID, principal: PrincipalDep, session: ReadSessionDep, link: LinkDep
 ) -> ImageReport:
     """The full report of one image: file, metadata, every finding, heatmap URLs, method versions, SHA-256."""
     image = cases.get_image(session, principal.tenant_id, case_id, image_id)
@@ -308,7 +308,7 @@ def get_image_report(
 
 
 @router.get("/{case_id}/report.zip", response_class=FileResponse)
-def get_report_zip(case_id: UUID, principal: PrincipalDep, session: SessionDep, storage: StorageDep) -> FileResponse:
+def get_report_zip(case_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep) -> FileResponse:
     """The dossier: `batch_summary.json` and, per image, `forensic_report.json` with its heatmaps."""
     case = cases.get_case_with_findings(session, principal.tenant_id, case_id)
     spool = tempfile.NamedTemporaryFile(prefix="forensics-report-", suffix=".zip", delete=False)  # noqa: SIM115
@@ -325,7 +325,7 @@ def get_report_zip(case_id: UUID, principal: PrincipalDep, session: SessionDep, 
 
 @router.get("/{case_id}/files/{path:path}", response_class=StreamingResponse)
 def get_case_file(
-    case_id: UUID, path: str, principal: PrincipalDep, session: SessionDep, storage: StorageDep
+    case_id: UUID, path: str, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep
 ) -> StreamingResponse:
     """A stored file of the case (original or heatmap), for storage backends without presigned URLs."""
     cases.get_case(session, principal.tenant_id, case_id)
