@@ -12,8 +12,8 @@ heap (docs/platform.md, Benchmark). Raising both thresholds keeps them there for
 image.
 
 The price: the process keeps the heap of the largest image it analysed until it exits (a
-pool process held 0.74 GB after 12 MP JPEGs); Celery's ``worker_max_tasks_per_child``
-bounds its life.
+pool process held 0.74 GB after 12 MP JPEGs); the worker recycles a process whose resident
+size passes ``FORENSICS_WORKER_MAX_MEMORY_MB`` (Celery's ``worker_max_memory_per_child``).
 """
 
 import ctypes

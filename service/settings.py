@@ -59,7 +59,14 @@ class Settings(BaseSettings):
     reconcile_interval: float = Field(default=60.0, gt=0)
     visibility_timeout: int = Field(default=3600, ge=1, description="Redis: seconds before an unacked message is redelivered")
     broker_key_prefix: str = Field(default="", description="Redis: prefix of every key (several deployments on one Redis)")
-    worker_max_tasks_per_child: int = Field(default=500, ge=1)
+    worker_max_tasks_per_child: int = Field(
+        default=10000,
+        ge=1,
+        description="Pool processes are recycled after this many tasks (rarely: each recycling can stall a slot for 5 s)",
+    )
+    worker_max_memory_mb: int = Field(
+        default=3072, ge=0, description="Pool processes are recycled after a task leaves them above this resident size (0 = never)"
+    )
     decode_cache_size: int = Field(default=2, ge=1, description="Decoded images kept per worker process")
     worker_retain_memory: bool = Field(
         default=True,

@@ -20,6 +20,7 @@ from forensics.methods import REGISTRY
 from service import analysis, cases, queue
 from service.db import get_autocommit_engine, get_engine, session_scope
 from service.models import Case, FindingRow, FindingStatus, Image, ImageStatus, utcnow
+from service.settings import Settings
 from service.storage import get_storage
 from tests.platform_support import data_file, environment, make_tenant, postgres_database
 
@@ -293,3 +294,11 @@ def test_no_transaction_stays_open_while_a_method_runs(
     monkeypatch.setattr(analysis, "_examine", watched)
     analysis.run_method(image_id, "integrity")
     assert states and all("idle in transaction" not in s for s in states), states
+
+
+def test_pool_processes_are_recycled_rarely_by_count_and_early_by_memory() -> None:
+    """Recycling can idle a slot for 5 s (celery/celery#9588), so the count is high; the memory
+    bound (in MB here, KiB for Celery) is what limits a heap kept after a very large image."""
+    conf = queue.make_celery(Settings()).conf
+    assert conf.worker_max_tasks_per_child == 10000 and conf.worker_max_memory_per_child == 3072 * 1024
+    assert queue.make_celery(Settings(worker_max_memory_mb=0)).conf.worker_max_memory_per_child is None
