@@ -122,20 +122,32 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from forensics import evaluation
+    """Score each folder with the shipped calibration; with two folders or more, also refit the
+    fusion leave-one-dataset-out across them (``fused_lodo``), the figure that counts."""
+    from forensics import evaluation, fitting
+    from forensics.calibration import load_calibration
     from forensics.dataset import read_index
 
     methods = _methods(args.methods)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    everything = []
+    fitted_on = set(load_calibration().get("datasets", {}))
+    per_folder: list[tuple[str, list[evaluation.ImageResult]]] = []
     for folder in args.folders:
         samples = [s for s in read_index(folder) if s.label]
         name = Path(folder).resolve().name
         with tqdm(total=len(samples), desc=name, unit="image", file=sys.stderr, disable=None) as bar:
-            results = evaluation.score_samples(samples, name, methods, progress=lambda _s: bar.update())
-        everything.extend(results)
-        print(evaluation.report_tables(results, name), end="\n\n")
+            per_folder.append((name, evaluation.score_samples(samples, name, methods, progress=lambda _s: bar.update())))
+    everything = [r for _, results in per_folder for r in results]
+    if len(per_folder) >= 2:
+        scored = [r for r in everything if r.error is None]
+        rows = [fitting.Row.from_result(r.to_dict(), generated=fitting.is_generated(r.dataset)) for r in scored]
+        lodo, _ = fitting.leave_one_dataset_out(rows, fitting.methods_in(rows), args.max_fpr, select=not args.no_selection)
+        for r, value in zip(scored, lodo, strict=True):
+            r.score["fused_lodo"] = float(value)
+    for name, results in per_folder:
+        origin = "in-sample: the shipped calibration was fitted on this dataset" if name in fitted_on else "held out from the shipped calibration"
+        print(evaluation.report_tables(results, f"{name} (fused: {origin}; fused_lodo: refitted without it)"), end="\n\n")
         evaluation.plot_roc(results, out / f"roc_{name}.png", f"ROC: {name}")
     with (out / "results.jsonl").open("w") as fh:
         for r in everything:
@@ -176,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("folders", nargs="+", type=Path, metavar="FOLDER")
     e.add_argument("--out", type=Path, default=Path("out/evaluation"), help="where ROC plots and results go (default %(default)s)")
     e.add_argument("--methods", help=methods_help)
+    e.add_argument("--max-fpr", type=float, default=0.03, help="false-positive rate at 50 allowed per training folder in the refit (default %(default)s)")
+    e.add_argument("--no-selection", action="store_true", help="refit with every method instead of choosing them inside each fold (faster)")
     e.set_defaults(handler=cmd_evaluate)
 
     s = sub.add_parser("serve", help="run the API and a worker with no external server (embedded mode)")

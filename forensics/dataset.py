@@ -20,6 +20,9 @@ class Sample:
     label: str
     mask_path: Path | None
     kind: str
+    #: Where the file came from (the ``source`` column): for generated images
+    #: ``<origin dataset>:<original file>``, so splits can keep every image of one original together.
+    source: str = ""
 
     @property
     def positive(self) -> bool:
@@ -47,6 +50,7 @@ def read_index(folder: Path | str) -> list[Sample]:
             label=(row.get("label") or "").strip(),
             mask_path=folder / row["mask_file"] if row.get("mask_file") else None,
             kind=(row.get("kind") or "").strip(),
+            source=(row.get("source") or "").strip(),
         )
         for row in rows
     ]

@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -18,6 +19,7 @@ from forensics.dataset import Sample
 from forensics.errors import ForensicsError
 from forensics.finding import Status
 from forensics.fusion import DECISION_LINE
+from forensics.methods import REGISTRY
 from forensics.methods.base import Method
 from forensics.pipeline import Report, analyze
 
@@ -37,6 +39,9 @@ class ImageResult:
     statistic: dict[str, float] = field(default_factory=dict)
     score: dict[str, float] = field(default_factory=dict)
     pixel_f1: dict[str, float] = field(default_factory=dict)
+    #: Details of the methods whose statistic depends on data they ship (``Method.uses_dataset_data``),
+    #: kept so that a held-out evaluation can recompute it.
+    details: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, object]:
@@ -45,11 +50,13 @@ class ImageResult:
             "dataset": self.dataset,
             "label": self.sample.label,
             "kind": self.sample.kind,
+            "source": self.sample.source,
             "error": self.error,
             "status": self.status,
             "statistic": self.statistic,
             "score": self.score,
             "pixel_f1": self.pixel_f1,
+            "details": self.details,
             "seconds": self.seconds,
         }
 
@@ -84,6 +91,8 @@ def result_of(report: Report, sample: Sample, dataset: str) -> ImageResult:
         if f.status is Status.OK and f.score is not None:
             result.statistic[f.method] = float(f.details["statistic"])
             result.score[f.method] = float(f.score)
+            if REGISTRY.get(f.method) is not None and REGISTRY[f.method].uses_dataset_data:
+                result.details[f.method] = dict(f.details)
             if mask is not None and f.heatmap is not None:
                 result.pixel_f1[f.method] = pixel_f1(f.heatmap, mask)
     if report.fused.score is not None:

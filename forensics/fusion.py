@@ -1,22 +1,22 @@
 """Fuse the methods' findings into one tamper score, verdict, summary and localization map.
 
 The fused score is a logistic model over the methods' calibrated evidence, fitted in
-``scripts/calibrate.py`` (weights that rank each benchmark's forgeries above its originals,
-then a logistic regression for their scale and the bias):
+``forensics/fitting.py`` (run by ``scripts/calibrate.py``; weights that rank each benchmark's
+forgeries above its originals, chosen and checked leave-one-dataset-out, then a logistic
+regression for their scale and the bias):
 
     logit(tamper) = bias + sum_m weight_m * evidence_m
-    evidence_m    = clip(logit(score_m / 100), EVIDENCE_FLOOR, LOGIT_CLIP) - EVIDENCE_FLOOR
+    evidence_m    = clip(logit(score_m / 100), floor_m, LOGIT_CLIP) - floor_m
 
-Each method counts by the evidence it *found*, from 0 at a score of about 1 (log-odds
-EVIDENCE_FLOOR) upwards: the methods are specialists (a copy-move detector says nothing about
-double compression), so a specialist's very low score must not argue for authenticity the way
-plain log-odds pooling would, yet scores between 1 and 50 still rank images. The floor was
-chosen on ``scripts/calibrate.py`` figures: -3 and above lose the metadata cue of a re-save
-with injected EXIF (mapo80 AUC 0.97 -> 0.53) for a small gain on NoSo (0.65 -> 0.71) and none
-on CASIA or CoMoFoD. The weights
-are non-negative, methods that do not apply or failed contribute nothing, and each
-contribution is reported, so the score is explainable term by term. Nothing else in the code
-base decides verdicts.
+Each method counts only by the evidence it *found*: ``floor_m`` is the log-odds of the
+method's score on a typical genuine photo (the median authentic image of the calibration
+data, and never under a score of FLOOR_SCORE), so a method that found nothing, or no more
+than an ordinary camera original shows, contributes exactly 0 and can never raise the score;
+a specialist's silence is not evidence of authenticity either, so nothing goes below 0.
+Scores between the floor and 50 still add weak evidence that ranks images. The weights are
+non-negative, methods that do not apply or failed contribute nothing, and the bias and each
+contribution are reported, so the score is explainable term by term. Nothing else in the
+code base decides verdicts.
 """
 
 import math
@@ -32,7 +32,11 @@ from forensics.finding import Finding, Status
 
 DECISION_LINE = 50.0
 LOGIT_CLIP = 6.0
-EVIDENCE_FLOOR = -4.5
+#: The lowest floor a method's evidence may have, as a score: below about 1 a score is a
+#: method's statement that it found nothing, whatever its calibration.
+FLOOR_SCORE = 1.0
+#: A contribution below this (log-odds) is reported but does not count as a method "driving" the score.
+DRIVER_MIN = 0.05
 #: Long side of the fused map; it is resized to the image when written out.
 MAP_SIDE = 1024
 
@@ -53,6 +57,7 @@ class Fused:
     positives: tuple[str, ...]
     recommendation: str
     contributions: dict[str, float] = field(default_factory=dict)
+    bias: float = 0.0
     heatmap: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,21 +69,31 @@ class Fused:
             "issues": list(self.issues),
             "positives": list(self.positives),
             "recommendation": self.recommendation,
+            "bias": round(self.bias, 3),
             "contributions": {k: round(v, 3) for k, v in self.contributions.items()},
         }
 
 
-def evidence(score: float) -> float:
-    """A method's evidence: its score's log-odds, clipped to [EVIDENCE_FLOOR, LOGIT_CLIP], minus the floor."""
+def logit(score: float) -> float:
+    """The log-odds of a 0-100 score."""
     p = min(max(score / 100.0, 1e-6), 1 - 1e-6)
-    return max(EVIDENCE_FLOOR, min(LOGIT_CLIP, math.log(p / (1 - p)))) - EVIDENCE_FLOOR
+    return math.log(p / (1 - p))
+
+
+def evidence(score: float, floor_score: float = FLOOR_SCORE) -> float:
+    """A method's evidence: its score's log-odds above the floor's, at most LOGIT_CLIP; 0 at or below the floor."""
+    floor = logit(max(floor_score, FLOOR_SCORE))
+    return max(floor, min(LOGIT_CLIP, logit(score))) - floor
 
 
 def fused_logit(scores: Mapping[str, float], params: Mapping[str, Any] | None = None) -> tuple[float, dict[str, float]]:
     """The fused log-odds and each method's contribution, from the methods' 0-100 scores."""
     params = load_calibration().get("fusion", {}) if params is None else params
     weights: Mapping[str, float] = params.get("weights", {})
-    contributions = {name: float(weights.get(name, 1.0)) * evidence(score) for name, score in scores.items()}
+    floors: Mapping[str, float] = params.get("floors", {})
+    contributions = {
+        name: float(weights.get(name, 0.0)) * evidence(score, float(floors.get(name, FLOOR_SCORE))) for name, score in scores.items()
+    }
     return float(params.get("bias", 0.0)) + sum(contributions.values()), contributions
 
 
@@ -86,12 +101,13 @@ def score_of_logit(z: float) -> float:
     return 100.0 / (1.0 + math.exp(-max(-50.0, min(50.0, z))))
 
 
-def fuse(findings: Sequence[Finding], image_shape: tuple[int, int]) -> Fused:
-    """Combine ``findings`` of one image of ``image_shape`` (height, width)."""
+def fuse(findings: Sequence[Finding], image_shape: tuple[int, int], params: Mapping[str, Any] | None = None) -> Fused:
+    """Combine ``findings`` of one image of ``image_shape`` (height, width) with the fusion
+    ``params`` (bias, weights, floors; default: the shipped calibration's)."""
     scored = [f for f in findings if f.status is Status.OK and f.score is not None]
-    z, contributions = fused_logit({f.method: f.score for f in scored})  # type: ignore[misc]
-    issues = tuple(f"{f.method}: {f.summary}" for f in scored if f.score >= DECISION_LINE)  # type: ignore[operator]
-    positives = tuple(f"{f.method}: {f.summary}" for f in scored if f.score < DECISION_LINE)  # type: ignore[operator]
+    params = load_calibration().get("fusion", {}) if params is None else params
+    z, contributions = fused_logit({f.method: f.score for f in scored}, params)  # type: ignore[misc]
+    bias = float(params.get("bias", 0.0))
     heatmap = fuse_heatmaps(scored, image_shape)
     if not scored:
         return Fused(
@@ -109,26 +125,32 @@ def fuse(findings: Sequence[Finding], image_shape: tuple[int, int]) -> Fused:
     confidence = "high" if distance >= 35 else "medium" if distance >= 15 else "low"
     manipulated = score >= DECISION_LINE
     verdict = Verdict.LIKELY_MANIPULATED if manipulated else Verdict.NO_EVIDENCE
-    top = sorted(contributions.items(), key=lambda kv: kv[1], reverse=True)
-    drivers = ", ".join(name for name, c in top if c > 0)[:200]
+    drivers = [name for name, c in sorted(contributions.items(), key=lambda kv: kv[1], reverse=True) if c >= DRIVER_MIN]
+    by_name = {f.method: f for f in scored}
+    # issues: what raised the score, strongest first; positives: every other method that examined the image
+    issues = tuple(f"{name}: {by_name[name].summary}" for name in drivers)
+    positives = tuple(f"{f.method}: {f.summary}" for f in scored if f.method not in drivers)
+    named = ", ".join(f"{name} ({by_name[name].score:.0f})" for name in drivers)
     if manipulated:
         summary = (
             f"Tamper score {score:.0f}/100: likely manipulated ({confidence} confidence). "
-            f"{len(issues)} method(s) found signs of editing" + (f", driven by {drivers}." if drivers else ".")
+            f"{len(drivers)} method(s) found signs of editing that raised the score: {named}."
         )
         recommendation = (
             "Do not publish as an unedited original without confirmation: ask the source for the camera "
             "original and inspect the highlighted regions."
         )
     else:
+        weak = f" Weak signs, below the line: {named}." if drivers else ""
         summary = (
             f"Tamper score {score:.0f}/100: no manipulation detected ({confidence} confidence). "
-            f"{len(positives)} method(s) found nothing suspicious. Absence of evidence is not proof of authenticity."
+            f"{len(scored) - len(drivers)} of {len(scored)} method(s) found nothing beyond what genuine photos show.{weak} "
+            "Absence of evidence is not proof of authenticity."
         )
         recommendation = (
             "No technical sign of editing was found; still verify the source and context before publishing."
         )
-    return Fused(score, verdict, confidence, summary, issues, positives, recommendation, contributions, heatmap)
+    return Fused(score, verdict, confidence, summary, issues, positives, recommendation, contributions, bias, heatmap)
 
 
 def fuse_heatmaps(findings: Sequence[Finding], image_shape: tuple[int, int]) -> np.ndarray | None:

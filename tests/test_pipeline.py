@@ -87,9 +87,11 @@ def test_fused_score_is_the_sum_of_reported_contributions(image: DecodedImage) -
     # both share the name "constant": fuse keys by method, so use distinct findings
     a = findings[0]
     b = Finding("other", "1", Status.OK, 20.0, "x", "y", {"statistic": 0.0})
-    fused = fuse([a, b], (image.height, image.width))
-    z, contributions = fused_logit({"constant": a.score, "other": 20.0})
+    params = {"bias": -2.0, "weights": {"constant": 1.0, "other": 0.5}, "floors": {"constant": 5.0}}
+    fused = fuse([a, b], (image.height, image.width), params)
+    z, contributions = fused_logit({"constant": a.score, "other": 20.0}, params)
     assert fused.contributions == pytest.approx(contributions)
+    assert all(c > 0 for c in contributions.values())
     assert fused.score == pytest.approx(100 / (1 + np.exp(-z)))
     assert fused.verdict == (Verdict.LIKELY_MANIPULATED if fused.score >= 50 else Verdict.NO_EVIDENCE)
     assert fused.heatmap is not None and fused.heatmap.shape == (512, 512)

@@ -39,6 +39,11 @@ class Method(ABC):
     #: their decision line is a rule ("a named editor crosses 50"), and the benchmark labels
     #: ("authentic" = no copy-move, yet saved with Photoshop) do not measure what they detect.
     fit_logistic: ClassVar[bool] = True
+    #: True for a method that ships data collected from benchmark datasets (a table of camera
+    #: encoders): leave-one-dataset-out evaluation recomputes its statistic without the held-out
+    #: dataset's share of that data (:meth:`statistic_excluding`), so no figure counts data the
+    #: method has seen.
+    uses_dataset_data: ClassVar[bool] = False
 
     def run(self, image: DecodedImage) -> Finding:
         """Examine ``image``; never raises for a problem inside the method."""
@@ -56,6 +61,10 @@ class Method(ABC):
     @abstractmethod
     def examine(self, image: DecodedImage) -> Finding:
         """Measure ``image`` and report; return :meth:`ok` or :meth:`not_applicable`."""
+
+    def statistic_excluding(self, details: Mapping[str, Any], excluded: frozenset[str]) -> float:
+        """The statistic of a finding with these ``details`` had the method never seen the ``excluded`` datasets."""
+        return float(details["statistic"])
 
     @property
     def logistic(self) -> Logistic:

@@ -1,0 +1,357 @@
+"""Fit the score calibration and the fusion from labelled results, and measure them honestly.
+
+What is fitted (``fit_model``), on engine results over labelled folders (``Row``):
+
+1. Each method's logistic (statistic -> 0-100 score). Its centre, the method's own decision
+   line, is a high quantile (``AUTHENTIC_QUANTILE``) of the method's statistic on authentic
+   images, so a method alone flags few genuine photos; its scale puts the median authentic
+   image at a score of ``MEDIAN_AUTHENTIC_SCORE``. Rule-based methods (``fit_logistic = False``:
+   metadata, integrity, AI metadata, encoder tables) keep the line their rules define.
+2. Each method's evidence floor: its score on the median authentic image (at least
+   ``fusion.FLOOR_SCORE``). Evidence is counted above it only, so a method that found no more
+   than a typical genuine photo shows contributes nothing (see ``forensics/fusion.py``).
+3. Fusion: non-negative weights over the methods' evidence, fitted to rank each dataset's
+   forgeries above its originals (``fit_fusion``), then scaled and offset by a class- and
+   dataset-balanced logistic regression; the bias is lowered until at most ``max_fpr`` of every
+   dataset's authentic images score 50 or more.
+4. Which methods take part (``select_methods``): a method whose removal lowers no held-out
+   dataset's AUC, with the fusion refitted leave-one-dataset-out each time, gets weight 0.
+
+How it is measured (``leave_one_dataset_out``): for every dataset the whole of 1-4 is refitted
+without it, and without every generated image whose original came from it, and the held-out
+rows are scored by that model; a method that ships data collected from the datasets
+(``Method.uses_dataset_data``) recomputes its statistic without the held-out dataset's share.
+Every row is thus scored once by a model that never saw its dataset or its original. The
+method selection inside each fold uses only the fold's training datasets (nested), so the
+figures are not chosen on the data they are reported for. ``grouped_cross_validation`` gives
+within-dataset figures with folds that keep each source (original, contributor, subject)
+together, labelled as such; in-sample figures are the fitted model on everything.
+"""
+
+import math
+import re
+import zlib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import minimize
+
+from forensics.calibration import Logistic
+from forensics.dataset import POSITIVE_LABELS
+from forensics.evaluation import roc_auc
+from forensics.fusion import FLOOR_SCORE, evidence, score_of_logit
+from forensics.methods import REGISTRY
+
+AUTHENTIC_QUANTILE = 0.97
+MEDIAN_AUTHENTIC_SCORE = 5.0
+L2 = 0.05
+#: L1 on the fusion weights: a method must improve some dataset's ranking by more than this to
+#: be counted at all; without it the pairwise loss buys margin on datasets already separated
+#: with small weights on weak methods, and each such weight reorders the datasets that are not.
+L1 = 0.02
+#: Log-odds by which the bias keeps the first authentic image over the allowed rate below the
+#: line: enough to survive rounding the written weights and bias and to show under 50 at one decimal.
+FPR_MARGIN = 0.01
+#: A method is kept when leaving it out lowers some held-out dataset's AUC by more than this.
+SELECTION_MIN_GAIN = 0.005
+#: Folds of the within-dataset cross-validation.
+CV_FOLDS = 5
+#: Folders of generated manipulations are named with this prefix (``scripts/synthesize.py``).
+GENERATED_PREFIX = "synth_"
+
+
+def is_generated(dataset: str) -> bool:
+    return dataset.startswith(GENERATED_PREFIX)
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One image's engine result, as ``scripts/calibrate.py`` caches it."""
+
+    file: str
+    dataset: str
+    #: The real dataset the image's original belongs to: ``dataset`` itself for benchmark images,
+    #: the origin recorded in ``source`` for generated ones.
+    origin: str
+    #: Images of one group (one original, contributor or subject) stay on one side of a split.
+    group: str
+    label: str
+    kind: str
+    statistic: Mapping[str, float]
+    details: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def positive(self) -> bool:
+        return self.label in POSITIVE_LABELS
+
+    @classmethod
+    def from_result(cls, result: Mapping[str, Any], generated: bool) -> "Row":
+        """A row from ``ImageResult.to_dict()``; ``generated`` when ``source`` is ``<origin dataset>:<original>``."""
+        source = str(result.get("source") or "")
+        origin = source.split(":", 1)[0] if generated and ":" in source else result["dataset"]
+        return cls(
+            file=result["file"],
+            dataset=result["dataset"],
+            origin=origin,
+            group=source_group(result["dataset"], result["file"], source, generated),
+            label=result["label"],
+            kind=result.get("kind") or "",
+            statistic=result["statistic"],
+            details=result.get("details") or {},
+        )
+
+
+def source_group(dataset: str, file: str, source: str, generated: bool) -> str:
+    """The unit a within-dataset split must not divide, as ``../shared/data/README.md`` describes.
+
+    Generated images group by their original; CVIP by its original (``imN``); CoMoFoD by the
+    image number its variants share; NUAA by subject (the first number of the file name);
+    the phone recaptures by contributor (the folder under the label); CASIA forgeries by the
+    first source photo their name records, and its originals by their own id in the same
+    form (``Au_ani_00028`` -> ``ani00028``); anything else by file.
+    """
+    name = file.rsplit("/", 1)[-1]
+    if generated:
+        return source
+    patterns = {
+        "cvip_copymove": r"(im\d+)",
+        "comofod_subset": r"^(\d+)_",
+        "nuaa_print_attack": r"^(\d+)_",
+        "casia2_samples": r"^(?:Tp_[DS]_\w{3}_\w_\w_([a-z]{3}\d{5})|Au_([a-z]{3})_(\d{5}))",
+    }
+    if dataset == "recapture_phone":
+        parts = file.split("/")
+        return parts[-2] if len(parts) >= 2 else name
+    pattern = patterns.get(dataset)
+    match = re.search(pattern, name) if pattern else None
+    return "".join(g for g in match.groups() if g) if match else name
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    """Everything fitted: per-method logistics and evidence floors, fusion weights and bias."""
+
+    logistics: Mapping[str, Logistic]
+    floors: Mapping[str, float]
+    weights: Mapping[str, float]
+    bias: float
+
+    def scores(self, rows: Sequence[Row], excluded: frozenset[str] = frozenset()) -> np.ndarray:
+        """Fused 0-100 scores of ``rows``, statistics recomputed without the ``excluded`` datasets."""
+        x = features(rows, list(self.weights), self.logistics, self.floors, excluded)
+        w = np.array(list(self.weights.values()))
+        return np.array([score_of_logit(z) for z in self.bias + x @ w])
+
+    def fusion_params(self) -> dict[str, Any]:
+        return {
+            "bias": round(self.bias, 6),
+            "weights": {n: round(float(v), 6) for n, v in self.weights.items()},
+            "floors": {n: round(float(v), 4) for n, v in self.floors.items()},
+        }
+
+
+def statistic_of(row: Row, name: str, excluded: frozenset[str]) -> float | None:
+    """A method's statistic for ``row``, as the method would compute it without the ``excluded`` datasets."""
+    if name not in row.statistic:
+        return None
+    method = REGISTRY.get(name)
+    if excluded and method is not None and method.uses_dataset_data and name in row.details:
+        return method.statistic_excluding(row.details[name], excluded)
+    return float(row.statistic[name])
+
+
+def fit_logistic(authentic: np.ndarray, default: Logistic) -> Logistic:
+    """Decision line at the AUTHENTIC_QUANTILE of authentic statistics, the median at MEDIAN_AUTHENTIC_SCORE."""
+    if authentic.size < 10:
+        return default
+    center = float(np.quantile(authentic, AUTHENTIC_QUANTILE))
+    median = float(np.median(authentic))
+    if not center > median:
+        return default
+    scale = (center - median) / math.log(100.0 / MEDIAN_AUTHENTIC_SCORE - 1.0)
+    return Logistic(center=round(center, 6), scale=round(scale, 6), source=f"fitted: p{AUTHENTIC_QUANTILE * 100:.0f} of {authentic.size} authentic")
+
+
+def fit_method_scales(rows: Sequence[Row], names: Sequence[str], excluded: frozenset[str]) -> tuple[dict[str, Logistic], dict[str, float]]:
+    """Each method's logistic and evidence floor (its score on the median authentic image) from ``rows``."""
+    logistics, floors = {}, {}
+    for name in names:
+        values = [statistic_of(r, name, excluded) for r in rows if r.label == "authentic"]
+        authentic = np.array([v for v in values if v is not None])
+        method = REGISTRY[name]
+        logistic = fit_logistic(authentic, method.default_logistic) if method.fit_logistic else method.default_logistic
+        logistics[name] = logistic
+        floor = logistic.score(float(np.median(authentic))) if authentic.size else FLOOR_SCORE
+        floors[name] = max(FLOOR_SCORE, floor)
+    return logistics, floors
+
+
+def features(
+    rows: Sequence[Row], names: Sequence[str], logistics: Mapping[str, Logistic], floors: Mapping[str, float], excluded: frozenset[str]
+) -> np.ndarray:
+    """Evidence matrix (rows x methods); a method that did not score an image contributes 0."""
+    x = np.zeros((len(rows), len(names)))
+    for i, row in enumerate(rows):
+        for j, name in enumerate(names):
+            value = statistic_of(row, name, excluded)
+            if value is not None:
+                x[i, j] = evidence(logistics[name].score(value), floors[name])
+    return x
+
+
+def balanced_weights(rows: Sequence[Row]) -> np.ndarray:
+    """Sample weights that give every (dataset, class) the same total."""
+    counts: dict[tuple[str, bool], int] = {}
+    for row in rows:
+        counts[(row.dataset, row.positive)] = counts.get((row.dataset, row.positive), 0) + 1
+    w = np.array([1.0 / counts[(r.dataset, r.positive)] for r in rows])
+    return w * len(rows) / w.sum()
+
+
+def fit_fusion(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray) -> tuple[float, np.ndarray]:
+    """Non-negative fusion weights that rank forgeries above originals *within* each dataset.
+
+    The direction of the weight vector minimises a pairwise logistic (RankNet-style) loss over
+    every (forgery, original) pair of the same dataset, each dataset weighted equally, with L1
+    and L2 on the weights: the target is each dataset's ROC AUC. A likelihood fit pooled over
+    datasets instead trades one dataset's ranking for another's calibration. Scale and bias then
+    come from a weighted 1-D logistic regression on the fused sum, so scores stay log-odds.
+    """
+    pairs = []
+    for group in np.unique(groups):
+        pos, neg = np.flatnonzero((groups == group) & (y == 1)), np.flatnonzero((groups == group) & (y == 0))
+        if pos.size and neg.size:
+            p, n = np.meshgrid(pos, neg, indexing="ij")
+            pairs.append(x[p.ravel()] - x[n.ravel()])
+    if not pairs or x.shape[1] == 0:
+        return _fit_bias(np.zeros(len(y)), y, w), np.zeros(x.shape[1])
+
+    def rank_loss(weights: np.ndarray) -> tuple[float, np.ndarray]:
+        total, grad = 0.0, np.zeros_like(weights)
+        for diff in pairs:
+            margin = diff @ weights
+            total += float(np.mean(np.logaddexp(0.0, -margin)))
+            grad += diff.T @ (-1.0 / (1.0 + np.exp(margin))) / len(margin)
+        penalty = L1 * float(weights.sum()) + L2 * float(weights @ weights)
+        return total / len(pairs) + penalty, grad / len(pairs) + L1 + 2 * L2 * weights
+
+    res = minimize(rank_loss, np.full(x.shape[1], 0.5), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * x.shape[1])
+    direction = x @ res.x
+
+    def log_loss(theta: np.ndarray) -> float:
+        z = theta[0] + theta[1] * direction
+        return float(np.sum(w * (np.logaddexp(0.0, -z) * y + np.logaddexp(0.0, z) * (1 - y))) / w.sum())
+
+    bias, scale = minimize(log_loss, np.array([0.0, 1.0]), method="L-BFGS-B", bounds=[(None, None), (0.0, None)]).x
+    return float(bias), scale * res.x
+
+
+def _fit_bias(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    positive = float(np.sum(w * y)) / float(np.sum(w))
+    return math.log(max(positive, 1e-6) / max(1 - positive, 1e-6))
+
+
+def limit_fpr(bias: float, x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray, max_fpr: float) -> float:
+    """Lower the bias until, in every dataset, at most ``max_fpr`` of authentic rows score >= 50."""
+    for group in np.unique(groups):
+        z_neg = np.sort(x[(y == 0) & (groups == group)] @ weights)[::-1]
+        allowed = int(math.floor(max_fpr * z_neg.size))
+        if allowed < z_neg.size:
+            bias = min(bias, -z_neg[allowed] - FPR_MARGIN)  # the (allowed+1)-th highest authentic stays below 0
+    return bias
+
+
+def fit_model(rows: Sequence[Row], names: Sequence[str], max_fpr: float, excluded: frozenset[str] = frozenset()) -> Model:
+    """Fit logistics, floors, fusion weights and bias on ``rows`` over the methods ``names``."""
+    logistics, floors = fit_method_scales(rows, names, excluded)
+    x = features(rows, names, logistics, floors, excluded)
+    y = np.array([1.0 if r.positive else 0.0 for r in rows])
+    groups = np.array([r.dataset for r in rows])
+    bias, weights = fit_fusion(x, y, balanced_weights(rows), groups)
+    bias = limit_fpr(bias, x, y, groups, weights, max_fpr)
+    return Model(logistics, floors, dict(zip(names, (float(v) for v in weights), strict=True)), bias)
+
+
+def holdout_keys(rows: Sequence[Row]) -> list[str]:
+    """The benchmark datasets: each is held out in turn (generated images go with their origin)."""
+    return sorted({r.origin for r in rows})
+
+
+def leave_one_dataset_out(
+    rows: Sequence[Row],
+    names: Sequence[str],
+    max_fpr: float,
+    *,
+    select: bool = True,
+    excluded: frozenset[str] = frozenset(),
+    progress: Callable[[str], None] | None = None,
+) -> tuple[np.ndarray, dict[str, list[str]]]:
+    """Every row's fused score from a model fitted without its dataset (and its original's dataset).
+
+    With ``select`` each fold first chooses its methods (:func:`select_methods`) on its own
+    training rows. Returns the scores and, per held-out dataset, the methods with a weight.
+    """
+    out = np.full(len(rows), np.nan)
+    kept: dict[str, list[str]] = {}
+    for key in holdout_keys(rows):
+        train = [r for r in rows if key not in (r.dataset, r.origin)]
+        test_index = [i for i, r in enumerate(rows) if key in (r.dataset, r.origin)]
+        fold_excluded = excluded | {key}
+        chosen = select_methods(train, names, max_fpr, fold_excluded) if select else list(names)
+        model = fit_model(train, chosen, max_fpr, fold_excluded)
+        out[test_index] = model.scores([rows[i] for i in test_index], fold_excluded)
+        kept[key] = [n for n in chosen if model.weights[n] > 0]
+        if progress is not None:
+            progress(key)
+    return out, kept
+
+
+def dataset_aucs(rows: Sequence[Row], scores: np.ndarray) -> dict[str, float]:
+    """ROC AUC of ``scores`` in every dataset that has both classes."""
+    aucs = {}
+    for name in sorted({r.dataset for r in rows}):
+        pos = [float(s) for s, r in zip(scores, rows, strict=True) if r.dataset == name and r.positive]
+        neg = [float(s) for s, r in zip(scores, rows, strict=True) if r.dataset == name and r.label == "authentic"]
+        auc = roc_auc(pos, neg)
+        if auc is not None:
+            aucs[name] = auc
+    return aucs
+
+
+def select_methods(rows: Sequence[Row], names: Sequence[str], max_fpr: float, excluded: frozenset[str] = frozenset()) -> list[str]:
+    """The methods that help some held-out dataset: those whose removal lowers a leave-one-dataset-out AUC.
+
+    One pass of backward elimination: every method is judged against the fusion of all the
+    others (each fusion refitted leave-one-dataset-out on ``rows``), and the ones that help no
+    dataset by more than SELECTION_MIN_GAIN are dropped together.
+    """
+    base = dataset_aucs(rows, leave_one_dataset_out(rows, names, max_fpr, select=False, excluded=excluded)[0])
+    kept = []
+    for name in names:
+        others = [n for n in names if n != name]
+        without = dataset_aucs(rows, leave_one_dataset_out(rows, others, max_fpr, select=False, excluded=excluded)[0])
+        if max((base[d] - without.get(d, 0.5) for d in base), default=0.0) > SELECTION_MIN_GAIN:
+            kept.append(name)
+    return kept
+
+
+def grouped_cross_validation(rows: Sequence[Row], names: Sequence[str], max_fpr: float, folds: int = CV_FOLDS) -> np.ndarray:
+    """Within-dataset cross-validated scores: folds assigned by a stable hash of each row's group,
+    so every original, contributor or subject falls in one fold; the other datasets stay in every
+    training set (this is not a held-out-dataset figure)."""
+    fold_of = np.array([zlib.crc32(f"{r.dataset}/{r.group}".encode()) % folds for r in rows])
+    out = np.full(len(rows), np.nan)
+    for k in range(folds):
+        train = [r for r, f in zip(rows, fold_of, strict=True) if f != k]
+        test_index = np.flatnonzero(fold_of == k)
+        model = fit_model(train, names, max_fpr)
+        out[test_index] = model.scores([rows[i] for i in test_index])
+    return out
+
+
+def methods_in(rows: Iterable[Row]) -> list[str]:
+    """Registered methods that scored at least one row, in registry order."""
+    seen = {n for r in rows for n in r.statistic}
+    return [n for n in REGISTRY if n in seen]

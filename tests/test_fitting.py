@@ -1,0 +1,91 @@
+"""The calibration fit cannot flatter: held-out rows are scored by models that never saw their dataset."""
+
+import numpy as np
+import pytest
+
+from forensics import fitting
+from forensics.fitting import Row
+
+
+def _rows(seed: int = 0) -> list[Row]:
+    """Three labelled datasets where `copymove` separates the classes and `noise` is chance,
+    plus a set of genuine photos and generated images made from dataset "a"."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for dataset, n in (("a", 30), ("b", 30), ("c", 30)):
+        for i in range(n):
+            positive = i % 2 == 1
+            stats = {"copymove": float(rng.normal(3.0 if positive else 0.0, 1.0)), "noise": float(rng.normal(0.0, 1.0))}
+            rows.append(Row(f"{dataset}/{i}.png", dataset, dataset, f"{dataset}{i // 2}", "tampered" if positive else "authentic", "", stats))
+    for i in range(40):
+        rows.append(Row(f"cam/{i}.jpg", "cam", "cam", f"cam{i}", "authentic", "", {"copymove": float(rng.normal(0, 1)), "noise": float(rng.normal(0, 1))}))
+    for i in range(20):
+        positive = i % 2 == 1
+        stats = {"copymove": float(rng.normal(2.0 if positive else 0.0, 1.0)), "noise": float(rng.normal(0, 1))}
+        rows.append(Row(f"synth_x/{i}.jpg", "synth_x", "a", f"a:{i // 2}", "tampered" if positive else "authentic", "", stats))
+    return rows
+
+
+def _flip(rows: list[Row], dataset: str) -> list[Row]:
+    swap = {"tampered": "authentic", "authentic": "tampered"}
+    return [Row(r.file, r.dataset, r.origin, r.group, swap[r.label] if dataset in (r.dataset, r.origin) else r.label, r.kind, r.statistic) for r in rows]
+
+
+def test_held_out_scores_do_not_depend_on_their_own_labels() -> None:
+    rows = _rows()
+    before, _ = fitting.leave_one_dataset_out(rows, ["copymove", "noise"], 0.05, select=False)
+    after, _ = fitting.leave_one_dataset_out(_flip(rows, "a"), ["copymove", "noise"], 0.05, select=False)
+    held_out = np.array([r.origin == "a" for r in rows])  # dataset a and the images generated from it
+    assert np.allclose(before[held_out], after[held_out])
+    assert not np.allclose(before[~held_out], after[~held_out])  # the other folds did train on a
+
+
+def test_in_sample_scores_do_depend_on_the_labels() -> None:
+    rows = _rows()
+    model = fitting.fit_model(rows, ["copymove", "noise"], 0.05)
+    flipped = fitting.fit_model(_flip(rows, "a"), ["copymove", "noise"], 0.05)
+    assert not np.allclose(model.scores(rows), flipped.scores(rows))
+
+
+def test_a_method_that_helps_no_held_out_dataset_gets_no_weight() -> None:
+    rows = _rows()
+    assert fitting.select_methods(rows, ["copymove", "noise"], 0.05) == ["copymove"]
+    aucs = fitting.dataset_aucs(rows, fitting.leave_one_dataset_out(rows, ["copymove", "noise"], 0.05)[0])
+    assert set(aucs) == {"a", "b", "c", "synth_x"}
+    assert min(aucs.values()) > 0.85
+
+
+def test_bias_keeps_training_false_alarms_at_the_limit() -> None:
+    rows = _rows()
+    model = fitting.fit_model(rows, ["copymove"], 0.05)
+    scores = model.scores(rows)
+    for dataset in ("a", "b", "c", "cam", "synth_x"):
+        neg = [s for s, r in zip(scores, rows, strict=True) if r.dataset == dataset and not r.positive]
+        assert np.mean(np.asarray(neg) >= 50) <= 0.05
+
+
+def test_evidence_floor_is_the_median_genuine_score() -> None:
+    rows = _rows()
+    model = fitting.fit_model(rows, ["copymove"], 0.05)
+    assert model.floors["copymove"] == pytest.approx(fitting.MEDIAN_AUTHENTIC_SCORE, abs=0.01)
+    # an image whose copymove statistic is at the authentic median adds nothing over the bias
+    median = float(np.median([r.statistic["copymove"] for r in rows if r.label == "authentic"]))
+    typical = Row("t.png", "a", "a", "t", "authentic", "", {"copymove": median - 1.0})
+    assert model.scores([typical])[0] == pytest.approx(100 / (1 + np.exp(-model.bias)))
+
+
+@pytest.mark.parametrize(
+    ("dataset", "file", "source", "generated", "group"),
+    [
+        ("cvip_copymove", "tampered/D0_im3_t.png", "", False, "im3"),
+        ("comofod_subset", "postprocessed/002_F_JC8.jpg", "", False, "002"),
+        ("nuaa_print_attack", "client/0003_01_00_01_0.jpg", "", False, "0003"),
+        ("recapture_phone", "authentic/legend/x.jpeg", "", False, "legend"),
+        ("casia2_samples", "tampered/Tp_D_CRD_S_N_ani00028_ani00058_00148.tif", "", False, "ani00028"),
+        ("casia2_samples", "authentic/Au_ani_00028.jpg", "", False, "ani00028"),
+        ("exif_samples_ianare", "jpg/Canon_40D.jpg", "", False, "Canon_40D.jpg"),
+        ("synth_local", "tampered/x.jpg", "dresden_natural:authentic/a.JPG", True, "dresden_natural:authentic/a.JPG"),
+    ],
+)
+def test_source_groups(dataset: str, file: str, source: str, generated: bool, group: str) -> None:
+    assert fitting.source_group(dataset, file, source, generated) == group
