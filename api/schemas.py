@@ -95,7 +95,8 @@ class ImageReport(BaseModel):
     issues: list[str] = []
     positives: list[str] = []
     recommendation: str | None = None
-    contributions: dict[str, float] = {}
+    bias: float | None = Field(None, description="Fusion bias (log-odds); the tamper score's log-odds is the bias plus the contributions")
+    contributions: dict[str, float] = Field({}, description="Each method's contribution to the tamper score's log-odds (0: it raised nothing)")
     image: dict[str, Any] | None = Field(None, description="File information: hashes, format, size")
     metadata: dict[str, Any] | None = None
     original_url: str | None = None

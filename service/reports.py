@@ -50,6 +50,7 @@ def image_report(image: Image, link: Link) -> dict[str, Any]:
         "issues": fused.get("issues", []),
         "positives": fused.get("positives", []),
         "recommendation": fused.get("recommendation"),
+        "bias": fused.get("bias"),
         "contributions": fused.get("contributions", {}),
         "image": image.file_info,
         "metadata": image.image_metadata,
