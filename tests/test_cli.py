@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from forensics.cli import main
+
 from .conftest import jpeg_bytes, png_bytes
 
 
@@ -68,3 +70,29 @@ def test_maps_are_gray_at_input_size_and_out_holds_reports(inputs: Path, tmp_pat
 def test_unknown_method_is_a_usage_error(inputs: Path) -> None:
     result = run_cli("analyze", "--methods", "nope", str(inputs / "photo.jpg"))
     assert result.returncode == 1 and "unknown method" in result.stderr
+
+
+def _index(folder: Path, samples: list) -> Path:
+    """A labelled folder whose index.csv points at the reference files by absolute path."""
+    folder.mkdir()
+    lines = ["file,label,mask_file,kind,source"] + [f"{s.path},{s.label},{s.mask_path or ''},{s.kind},{s.source}" for s in samples]
+    (folder / "index.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_evaluate_refits_leave_one_dataset_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from .conftest import dataset
+
+    cvip = dataset("cvip_copymove")
+    noso = dataset("noso_copymove")
+    pick = lambda samples: [s for s in samples if s.positive][:3] + [s for s in samples if s.label == "authentic"][:3]  # noqa: E731
+    first = _index(tmp_path / "first", pick(cvip))
+    second = _index(tmp_path / "second", pick(noso))
+    code = main(["evaluate", "--methods", "copymove", "--no-selection", "--out", str(tmp_path / "out"), str(first), str(second)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "## first (fused: held out from the shipped calibration; fused_lodo: refitted without it)" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("fused_lodo")]
+    assert len(rows) == 2 and all(r[1:3] == ["3", "3"] for r in rows)
+    results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert len(results) == 12 and all("fused_lodo" in r["score"] for r in results)
