@@ -13,6 +13,7 @@ from forensics.methods.ai_generated import AiGenerated
 from forensics.methods.base import Method
 from forensics.methods.copymove import CopyMove
 from forensics.methods.ela import ErrorLevelAnalysis
+from forensics.methods.encoder import EncoderMethod
 from forensics.methods.enhancement import Enhancement
 from forensics.methods.integrity import IntegrityMethod
 from forensics.methods.jpeg import JpegMethod
@@ -23,6 +24,7 @@ _METHODS: tuple[Method, ...] = (
     CopyMove(),
     NoiseInconsistency(),
     JpegMethod(),
+    EncoderMethod(),
     ErrorLevelAnalysis(),
     Enhancement(),
     MetadataMethod(),
