@@ -19,12 +19,14 @@ from forensics.methods.integrity import IntegrityMethod
 from forensics.methods.jpeg import JpegMethod
 from forensics.methods.metadata import MetadataMethod
 from forensics.methods.noise import NoiseInconsistency
+from forensics.methods.resave import ResaveMethod
 
 _METHODS: tuple[Method, ...] = (
     CopyMove(),
     NoiseInconsistency(),
     JpegMethod(),
     EncoderMethod(),
+    ResaveMethod(),
     ErrorLevelAnalysis(),
     Enhancement(),
     MetadataMethod(),
