@@ -149,3 +149,74 @@ def test_g2nn_pairs_equal_a_full_ranking_of_every_descriptor(astronaut: np.ndarr
     a, b = copymove._g2nn(desc, k)
     assert len(expected) > 50, "the clone gives matches to compare"
     assert set(zip(a.tolist(), b.tolist(), strict=True)) == expected
+
+
+def _run(name: str, relpath: str) -> dict:
+    (sample,) = [s for s in dataset(name) if s.path.as_posix().endswith(relpath)]
+    finding = METHOD.run(load_image(sample.path.read_bytes()))
+    assert finding.status is Status.OK
+    return finding
+
+
+@pytest.mark.parametrize(
+    ("name", "relpath"),
+    [
+        ("recapture_phone", "authentic/akshan/real_040.jpg"),  # the straight edge of a rotated photo's padding (1.4: 36.5)
+        ("recapture_phone", "authentic/akshan/real_031.jpg"),  # a laptop keyboard's rows of keys (1.4: 14.2)
+        ("dresden_natural", "Nikon_D70_1_20749.JPG"),  # a long fluorescent tube, matching itself along its length (1.4: 14.0)
+    ],
+)
+def test_a_repeated_pattern_in_a_camera_original_is_not_a_clone(name: str, relpath: str) -> None:
+    """Genuine photos that 1.4 scored 100: the verified pair's source also matches the content one
+    shift further back (a lattice, a row of keys, a line along itself), which a single pasted clone
+    never does; the pair is reported as periodic, with its lattice shift, and does not count."""
+    finding = _run(name, relpath)
+    assert finding.score < 50, finding.details
+    periodic = [c for c in finding.details["clusters"] if c["periodic"]]
+    assert periodic and all(c["discarded"] == "periodic" and c["lattice_shift_px"] == c["shift_px"] for c in periodic)
+    assert max(c["echo_back"] for c in periodic) >= copymove.PERIODIC_ECHO
+    assert "repeated pattern" in finding.summary
+
+
+def test_pixel_exact_repeats_in_a_noise_free_drawing_are_not_a_clone() -> None:
+    """A drawing saved as TIFF (exif_samples_ianare Picoawards, 1.4: 60.2) repeats its circles and
+    labels pixel for pixel, with no echo one shift on; but around them the luma is exactly flat (no
+    sensor noise), so the repeat is by construction and is set aside as synthetic."""
+    finding = _run("exif_samples_ianare", "tiff/Picoawards.tiff")
+    assert finding.score < 50, finding.details
+    assert finding.details["discarded_synthetic"] >= 1
+    assert all(c["discarded"] is not None for c in finding.details["clusters"])
+
+
+@pytest.mark.parametrize(
+    ("name", "relpath"),
+    [("comofod_subset", "tampered/040_F.png"), ("cvip_copymove", "tampered/D0_im1_t.png"), ("noso_copymove", "tampered/04_mod.png")],
+)
+def test_true_clones_have_no_echo_and_are_still_found(name: str, relpath: str) -> None:
+    """A clone pastes one region once: beyond either copy lies unrelated content, so the echo stays
+    near 0 (at most 0.11 measured on the three sets' clones) and the pair counts in full."""
+    (sample,) = [s for s in dataset(name) if s.path.as_posix().endswith(relpath)]
+    finding = METHOD.run(load_image(sample.path.read_bytes()))
+    assert finding.score >= 50, finding.details
+    top = finding.details["clusters"][0]
+    assert not top["periodic"] and top["discarded"] is None and top["echo_back"] < 0.15 and top["echo_forward"] < 0.15
+    assert pixel_f1(finding.heatmap, sample.mask()) >= 0.6
+
+
+def test_a_tiled_texture_is_periodic_but_a_single_clone_in_it_is_not() -> None:
+    """Synthetic check of the echo: a noisy tile printed five times in a row (a pattern) versus one
+    patch of noise pasted once."""
+    rng = np.random.default_rng(7)
+    background = np.clip(rng.normal(128, 30, (480, 640)), 0, 255).astype(np.uint8)
+    tile = np.clip(rng.normal(128, 40, (60, 60)), 0, 255).astype(np.uint8)
+    tiled = background.copy()
+    for k in range(5):
+        tiled[200:260, 40 + 110 * k : 100 + 110 * k] = tile
+    pattern = METHOD.run(load_image(png_bytes(np.repeat(tiled[..., None], 3, axis=2))))
+    assert pattern.score < 50, pattern.details
+    assert pattern.details["discarded_periodic"] >= 1
+    cloned = background.copy()
+    cloned[300:380, 400:480] = background[60:140, 100:180]
+    single = METHOD.run(load_image(png_bytes(np.repeat(cloned[..., None], 3, axis=2))))
+    assert single.score >= 50, single.details
+    assert single.details["discarded_periodic"] == 0
