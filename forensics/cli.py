@@ -142,7 +142,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if len(per_folder) >= 2:
         scored = [r for r in everything if r.error is None]
         rows = [fitting.Row.from_result(r.to_dict(), generated=fitting.is_generated(r.dataset)) for r in scored]
-        lodo, _ = fitting.leave_one_dataset_out(rows, fitting.methods_in(rows), args.max_fpr, select=not args.no_selection)
+        lodo, _ = fitting.leave_one_dataset_out(rows, fitting.methods_in(rows), lambda _dataset: args.max_fpr, select=not args.no_selection)
         for r, value in zip(scored, lodo, strict=True):
             r.score["fused_lodo"] = float(value)
     for name, results in per_folder:

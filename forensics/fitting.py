@@ -12,7 +12,7 @@ What is fitted (``fit_model``), on engine results over labelled folders (``Row``
    than a typical genuine photo shows contributes nothing (see ``forensics/fusion.py``).
 3. Fusion: non-negative weights over the methods' evidence, fitted to rank each dataset's
    forgeries above its originals (``fit_fusion``), then scaled and offset by a class- and
-   dataset-balanced logistic regression; the bias is lowered until at most ``max_fpr`` of every
+   dataset-balanced logistic regression; the bias is lowered until at most ``max_fpr(dataset)`` of every
    dataset's authentic images score 50 or more.
 4. Which methods take part (``select_methods``): a method whose removal lowers no held-out
    dataset's AUC, with the fusion refitted leave-one-dataset-out each time, gets weight 0.
@@ -64,6 +64,10 @@ GENERATED_PREFIX = "synth_"
 
 def is_generated(dataset: str) -> bool:
     return dataset.startswith(GENERATED_PREFIX)
+
+
+#: The false-positive rate at 50 allowed among one training dataset's authentic images.
+FprLimit = Callable[[str], float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,17 +257,17 @@ def _fit_bias(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     return math.log(max(positive, 1e-6) / max(1 - positive, 1e-6))
 
 
-def limit_fpr(bias: float, x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray, max_fpr: float) -> float:
-    """Lower the bias until, in every dataset, at most ``max_fpr`` of authentic rows score >= 50."""
+def limit_fpr(bias: float, x: np.ndarray, y: np.ndarray, groups: np.ndarray, weights: np.ndarray, max_fpr: FprLimit) -> float:
+    """Lower the bias until, in every dataset, at most ``max_fpr(dataset)`` of authentic rows score >= 50."""
     for group in np.unique(groups):
         z_neg = np.sort(x[(y == 0) & (groups == group)] @ weights)[::-1]
-        allowed = int(math.floor(max_fpr * z_neg.size))
+        allowed = int(math.floor(max_fpr(str(group)) * z_neg.size))
         if allowed < z_neg.size:
             bias = min(bias, -z_neg[allowed] - FPR_MARGIN)  # the (allowed+1)-th highest authentic stays below 0
     return bias
 
 
-def fit_model(rows: Sequence[Row], names: Sequence[str], max_fpr: float, excluded: frozenset[str] = frozenset()) -> Model:
+def fit_model(rows: Sequence[Row], names: Sequence[str], max_fpr: FprLimit, excluded: frozenset[str] = frozenset()) -> Model:
     """Fit logistics, floors, fusion weights and bias on ``rows`` over the methods ``names``."""
     logistics, floors = fit_method_scales(rows, names, excluded)
     x = features(rows, names, logistics, floors, excluded)
@@ -282,7 +286,7 @@ def holdout_keys(rows: Sequence[Row]) -> list[str]:
 def leave_one_dataset_out(
     rows: Sequence[Row],
     names: Sequence[str],
-    max_fpr: float,
+    max_fpr: FprLimit,
     *,
     select: bool = True,
     excluded: frozenset[str] = frozenset(),
@@ -320,7 +324,7 @@ def dataset_aucs(rows: Sequence[Row], scores: np.ndarray) -> dict[str, float]:
     return aucs
 
 
-def select_methods(rows: Sequence[Row], names: Sequence[str], max_fpr: float, excluded: frozenset[str] = frozenset()) -> list[str]:
+def select_methods(rows: Sequence[Row], names: Sequence[str], max_fpr: FprLimit, excluded: frozenset[str] = frozenset()) -> list[str]:
     """The methods that help some held-out dataset: those whose removal lowers a leave-one-dataset-out AUC.
 
     One pass of backward elimination: every method is judged against the fusion of all the
@@ -337,7 +341,7 @@ def select_methods(rows: Sequence[Row], names: Sequence[str], max_fpr: float, ex
     return kept
 
 
-def grouped_cross_validation(rows: Sequence[Row], names: Sequence[str], max_fpr: float, folds: int = CV_FOLDS) -> np.ndarray:
+def grouped_cross_validation(rows: Sequence[Row], names: Sequence[str], max_fpr: FprLimit, folds: int = CV_FOLDS) -> np.ndarray:
     """Within-dataset cross-validated scores: folds assigned by a stable hash of each row's group,
     so every original, contributor or subject falls in one fold; the other datasets stay in every
     training set (this is not a held-out-dataset figure)."""

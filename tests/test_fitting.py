@@ -6,6 +6,8 @@ import pytest
 from forensics import fitting
 from forensics.fitting import Row
 
+LIMIT = lambda _dataset: 0.05  # noqa: E731
+
 
 def _rows(seed: int = 0) -> list[Row]:
     """Three labelled datasets where `copymove` separates the classes and `noise` is chance,
@@ -33,8 +35,8 @@ def _flip(rows: list[Row], dataset: str) -> list[Row]:
 
 def test_held_out_scores_do_not_depend_on_their_own_labels() -> None:
     rows = _rows()
-    before, _ = fitting.leave_one_dataset_out(rows, ["copymove", "noise"], 0.05, select=False)
-    after, _ = fitting.leave_one_dataset_out(_flip(rows, "a"), ["copymove", "noise"], 0.05, select=False)
+    before, _ = fitting.leave_one_dataset_out(rows, ["copymove", "noise"], LIMIT, select=False)
+    after, _ = fitting.leave_one_dataset_out(_flip(rows, "a"), ["copymove", "noise"], LIMIT, select=False)
     held_out = np.array([r.origin == "a" for r in rows])  # dataset a and the images generated from it
     assert np.allclose(before[held_out], after[held_out])
     assert not np.allclose(before[~held_out], after[~held_out])  # the other folds did train on a
@@ -42,22 +44,22 @@ def test_held_out_scores_do_not_depend_on_their_own_labels() -> None:
 
 def test_in_sample_scores_do_depend_on_the_labels() -> None:
     rows = _rows()
-    model = fitting.fit_model(rows, ["copymove", "noise"], 0.05)
-    flipped = fitting.fit_model(_flip(rows, "a"), ["copymove", "noise"], 0.05)
+    model = fitting.fit_model(rows, ["copymove", "noise"], LIMIT)
+    flipped = fitting.fit_model(_flip(rows, "a"), ["copymove", "noise"], LIMIT)
     assert not np.allclose(model.scores(rows), flipped.scores(rows))
 
 
 def test_a_method_that_helps_no_held_out_dataset_gets_no_weight() -> None:
     rows = _rows()
-    assert fitting.select_methods(rows, ["copymove", "noise"], 0.05) == ["copymove"]
-    aucs = fitting.dataset_aucs(rows, fitting.leave_one_dataset_out(rows, ["copymove", "noise"], 0.05)[0])
+    assert fitting.select_methods(rows, ["copymove", "noise"], LIMIT) == ["copymove"]
+    aucs = fitting.dataset_aucs(rows, fitting.leave_one_dataset_out(rows, ["copymove", "noise"], LIMIT)[0])
     assert set(aucs) == {"a", "b", "c", "synth_x"}
     assert min(aucs.values()) > 0.85
 
 
 def test_bias_keeps_training_false_alarms_at_the_limit() -> None:
     rows = _rows()
-    model = fitting.fit_model(rows, ["copymove"], 0.05)
+    model = fitting.fit_model(rows, ["copymove"], LIMIT)
     scores = model.scores(rows)
     for dataset in ("a", "b", "c", "cam", "synth_x"):
         neg = [s for s, r in zip(scores, rows, strict=True) if r.dataset == dataset and not r.positive]
@@ -66,7 +68,7 @@ def test_bias_keeps_training_false_alarms_at_the_limit() -> None:
 
 def test_evidence_floor_is_the_median_genuine_score() -> None:
     rows = _rows()
-    model = fitting.fit_model(rows, ["copymove"], 0.05)
+    model = fitting.fit_model(rows, ["copymove"], LIMIT)
     assert model.floors["copymove"] == pytest.approx(fitting.MEDIAN_AUTHENTIC_SCORE, abs=0.01)
     # an image whose copymove statistic is at the authentic median adds nothing over the bias
     median = float(np.median([r.statistic["copymove"] for r in rows if r.label == "authentic"]))
