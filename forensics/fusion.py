@@ -31,7 +31,7 @@ from forensics.calibration import load_calibration
 from forensics.finding import Finding, Status
 
 DECISION_LINE = 50.0
-LOGIT_CLIP = 6.0
+LOGIT_CLIP = 13.0
 #: The lowest floor a method's evidence may have, as a score: below about 1 a score is a
 #: method's statement that it found nothing, whatever its calibration.
 FLOOR_SCORE = 1.0

@@ -105,13 +105,19 @@ def _rate(values: np.ndarray) -> str:
     return "   -" if values.size == 0 else f"{100 * np.mean(values >= 50):5.1f}%"
 
 
-def _auc(pos: np.ndarray, neg: np.ndarray) -> str:
-    auc = evaluation.roc_auc(list(pos), list(neg))
-    return "    -" if auc is None else f"{auc:.3f}"
-
-
 def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: Sequence[str]) -> str:
-    """One line per dataset: best single method, fused AUC (held out, grouped CV, in-sample), rates at 50."""
+    """One line per dataset: best single method, fused AUC (held out, grouped CV, in-sample), rates at 50.
+
+    AUCs pair images of the same origin only (``fitting.dataset_aucs``): a generated set's
+    held-out scores come from one model per origin dataset.
+    """
+    aucs = {key: fitting.dataset_aucs(rows, values) for key, values in columns.items()}
+    single: dict[str, dict[str, float]] = {}
+    for n in names:
+        scored = [r for r in rows if n in r.statistic]
+        for dataset, auc in fitting.dataset_aucs(scored, np.array([r.statistic[n] for r in scored])).items():
+            if sum(r.dataset == dataset for r in scored) >= 0.5 * sum(r.dataset == dataset for r in rows):
+                single.setdefault(dataset, {})[n] = auc
     lines = [
         f"{'dataset':<22} {'pos':>4} {'neg':>4} {'best method (AUC)':<24} {'LODO AUC':>8} {'groupCV':>7} {'in-smpl':>7} "
         f"{'FPR@50':>7} {'TPR@50':>7}   (rates leave-one-dataset-out)"
@@ -119,26 +125,13 @@ def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: S
     for generated in (False, True):
         lines.append("-- generated manipulations --" if generated else "-- benchmark data --")
         for name in dict.fromkeys(r.dataset for r in rows if fitting.is_generated(r.dataset) == generated):
-            idx = [i for i, r in enumerate(rows) if r.dataset == name]
-            pos = [i for i in idx if rows[i].positive]
-            neg = [i for i in idx if not rows[i].positive]
-            best = ""
-            if pos and neg:
-                single = {}
-                for n in names:
-                    p = [rows[i].statistic[n] for i in pos if n in rows[i].statistic]
-                    q = [rows[i].statistic[n] for i in neg if n in rows[i].statistic]
-                    auc = evaluation.roc_auc(p, q)
-                    if auc is not None and len(p) >= 0.5 * len(pos):
-                        single[n] = auc
-                if single:
-                    top = max(single, key=single.__getitem__)
-                    best = f"{top} {single[top]:.3f}"
-            col = columns
+            pos = [i for i, r in enumerate(rows) if r.dataset == name and r.positive]
+            neg = [i for i, r in enumerate(rows) if r.dataset == name and not r.positive]
+            best = max(single.get(name, {}).items(), key=lambda kv: kv[1], default=None)
+            cells = [f"{aucs[key][name]:.3f}" if name in aucs[key] else "-" for key in ("lodo", "cv", "in_sample")]
             lines.append(
-                f"{name:<22} {len(pos):>4} {len(neg):>4} {best:<24} "
-                f"{_auc(col['lodo'][pos], col['lodo'][neg]):>8} {_auc(col['cv'][pos], col['cv'][neg]):>7} "
-                f"{_auc(col['in_sample'][pos], col['in_sample'][neg]):>7} {_rate(col['lodo'][neg]):>7} {_rate(col['lodo'][pos]):>7}"
+                f"{name:<22} {len(pos):>4} {len(neg):>4} {f'{best[0]} {best[1]:.3f}' if best else '':<24} "
+                f"{cells[0]:>8} {cells[1]:>7} {cells[2]:>7} {_rate(columns['lodo'][neg]):>7} {_rate(columns['lodo'][pos]):>7}"
             )
     return "\n".join(lines)
 

@@ -681,7 +681,8 @@ def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str
 class CopyMove(Method):
     name = "copymove"
     version = "1.5"
-    default_logistic = Logistic(center=5.0, scale=2.0)
+    # the statistic is a share of the image, from 0 to hundreds per mille: scored on its log
+    default_logistic = Logistic(center=1.8, scale=0.6, log=True)
 
     def examine(self, image: DecodedImage) -> Finding:
         luma = np.asarray(image.luma, dtype=np.float32)
