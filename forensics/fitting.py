@@ -3,8 +3,8 @@
 What is fitted (``fit_model``), on engine results over labelled folders (``Row``):
 
 1. Each method's logistic (statistic -> 0-100 score). Its centre, the method's own decision
-   line, is a high quantile (``AUTHENTIC_QUANTILE``) of the method's statistic on the
-   benchmarks' authentic images, so a method alone flags few genuine photos; its scale puts the median authentic
+   line, leaves at most 1 - ``AUTHENTIC_QUANTILE`` of the benchmarks' authentic images at or
+   over it, so a method alone flags few genuine photos; its scale puts the median authentic
    image at a score of ``MEDIAN_AUTHENTIC_SCORE``. Rule-based methods (``fit_logistic = False``:
    metadata, integrity, AI metadata, encoder tables) keep the line their rules define.
 2. Each method's evidence floor: its score on the median authentic image (at least
@@ -171,17 +171,19 @@ def statistic_of(row: Row, name: str, excluded: frozenset[str]) -> float | None:
 
 
 def fit_logistic(authentic: np.ndarray, default: Logistic) -> Logistic:
-    """Decision line at the AUTHENTIC_QUANTILE of authentic statistics, the median at MEDIAN_AUTHENTIC_SCORE
-    (both in the default's transform of the statistic)."""
+    """Decision line with at most 1 - AUTHENTIC_QUANTILE of the authentic statistics at or above it
+    (half-way between the last one allowed over it and the next), the median at
+    MEDIAN_AUTHENTIC_SCORE; both in the default's transform of the statistic."""
     if authentic.size < 10:
         return default
-    authentic = np.array([default.transform(float(v)) for v in authentic])
-    center = float(np.quantile(authentic, AUTHENTIC_QUANTILE))
-    median = float(np.median(authentic))
+    values = np.sort([default.transform(float(v)) for v in authentic])
+    allowed = int(math.floor((1.0 - AUTHENTIC_QUANTILE) * values.size))
+    center = float(values[-1] if allowed == 0 else (values[-allowed - 1] + values[-allowed]) / 2.0)
+    median = float(np.median(values))
     if not center > median:
         return default
     scale = (center - median) / math.log(100.0 / MEDIAN_AUTHENTIC_SCORE - 1.0)
-    source = f"fitted: p{AUTHENTIC_QUANTILE * 100:.0f} of {authentic.size} authentic" + (", log1p of the statistic" if default.log else "")
+    source = f"fitted: at most {allowed} of {values.size} authentic over the line" + (", log1p of the statistic" if default.log else "")
     return Logistic(center=round(center, 6), scale=round(scale, 6), source=source, log=default.log)
 
 
