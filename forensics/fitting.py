@@ -245,7 +245,7 @@ def fit_fusion(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray) 
                 p, n = p[pick], n[pick]
             pairs.append(x[p] - x[n])
     if not pairs or x.shape[1] == 0:
-        return _fit_bias(np.zeros(len(y)), y, w), np.zeros(x.shape[1])
+        return _prior_log_odds(y, w), np.zeros(x.shape[1])
 
     def rank_loss(weights: np.ndarray) -> tuple[float, np.ndarray]:
         total, grad = 0.0, np.zeros_like(weights)
@@ -267,7 +267,8 @@ def fit_fusion(x: np.ndarray, y: np.ndarray, w: np.ndarray, groups: np.ndarray) 
     return float(bias), scale * res.x
 
 
-def _fit_bias(z: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+def _prior_log_odds(y: np.ndarray, w: np.ndarray) -> float:
+    """The weighted log-odds of the positive class: the bias of a fusion with no usable method."""
     positive = float(np.sum(w * y)) / float(np.sum(w))
     return math.log(max(positive, 1e-6) / max(1 - positive, 1e-6))
 
