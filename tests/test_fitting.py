@@ -91,3 +91,20 @@ def test_evidence_floor_is_the_median_genuine_score() -> None:
 )
 def test_source_groups(dataset: str, file: str, source: str, generated: bool, group: str) -> None:
     assert fitting.source_group(dataset, file, source, generated) == group
+
+
+def test_a_log_scaled_line_keeps_ranking_far_past_it() -> None:
+    """A share-of-the-image statistic spans orders of magnitude: on its log, a clone covering 10 %
+    of the picture still carries more evidence than one covering 2 %, where on a linear logistic
+    both reach the fusion's clip."""
+    from forensics.calibration import Logistic
+    from forensics.fusion import evidence
+
+    authentic = np.concatenate([np.zeros(80), np.linspace(0.1, 3.0, 20)])
+    linear = fitting.fit_logistic(authentic, Logistic(1.0, 0.5))
+    logged = fitting.fit_logistic(authentic, Logistic(1.0, 0.5, log=True))
+    assert logged.log and not linear.log
+    for logistic in (linear, logged):  # at most 3 of the 100 originals over either line
+        assert sum(logistic.score(v) >= 50 for v in authentic) <= 3
+    assert evidence(linear.score(20.0)) == evidence(linear.score(100.0))
+    assert 0 < evidence(logged.score(20.0)) < evidence(logged.score(100.0))
