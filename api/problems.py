@@ -6,10 +6,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forensics import ForensicsError
 from service.cases import NotFound
+from service.storage import StorageError
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +47,20 @@ CODES: dict[str, tuple[int, str]] = {
     "INTERNAL_ERROR": (500, "The service failed"),
 }
 
+#: Errors of a dependency that may come back (database, broker, Redis, object storage): 503, not 500.
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    OperationalError, InterfaceError, DisconnectionError, PoolTimeout, BrokerError, RedisConnectionError, RedisTimeoutError,
+    StorageError,
+)
+#: Seconds a client is asked to wait after a 503.
+UNAVAILABLE_RETRY_AFTER = 5
+
 #: OpenAPI: the error responses every route may give, as problem+json.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": title, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     for status, title in ((400, "Bad request"), (401, "No valid API key"), (404, "Not found"), (429, "Rate limited"), (413, "Too large"), (415, "Not an image"),
-                          (422, "Corrupt or not analysable"), (500, "Service failure"))
+                          (422, "Corrupt or not analysable"), (500, "Service failure"),
+                          (503, "A dependency is unavailable; retry after Retry-After seconds"))
 }
 
 
@@ -93,6 +108,14 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return problem_response("BAD_REQUEST", errors)
+
+    async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("a dependency is unavailable: %s: %s", type(exc).__name__, exc)
+        return problem_response("UNAVAILABLE", "A service this request needs is unavailable; retry shortly.",
+                                headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER)})
+
+    for error in UNAVAILABLE_ERRORS:
+        app.add_exception_handler(error, _unavailable)
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:

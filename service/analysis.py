@@ -21,8 +21,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import case as sql_case
 from sqlalchemy import Update, bindparam, exists, select, update
+from sqlalchemy import case as sql_case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, joinedload
 
@@ -35,11 +35,12 @@ from forensics.methods.metadata import extract_metadata
 from forensics.methods.metadata import extraction as metadata_extraction
 from forensics.pipeline import file_info
 from forensics.render import encode_jpeg, from_gray_png, gray_png, overlay_jpeg
-from service import ingest, netguard, queue, webhooks
+from service import ingest, netguard, webhooks
 from service.cases import Intake
 from service.db import session_scope
 from service.decoded import decoded as decoded_image
 from service.decoded import release
+from service.dispatch import heartbeat, send_fuses, send_methods, send_prepares
 from service.models import (
     FINDING_DONE,
     IMAGE_DONE,
@@ -55,10 +56,6 @@ from service.settings import Settings, get_settings
 from service.storage import ObjectNotFound, Storage, get_storage, image_prefix, original_key
 
 logger = logging.getLogger(__name__)
-
-#: Seconds past a time limit before the reconciler treats work as lost.
-GRACE_SECONDS = 5.0
-
 
 def selected_methods(settings: Settings | None = None) -> list[Method]:
     """The methods to run: every registered one, or those named in ``FORENSICS_METHODS`` (in registry order)."""
@@ -86,12 +83,19 @@ def _update(entity: type[Image] | type[Case] | type[FindingRow]) -> Update:
     return update(entity).execution_options(synchronize_session=False)
 
 
+#: The heartbeat of an image's prepare or fuse task (the reconciler reads ``updated_at``).
+_IMAGE_BEAT = (
+    _update(Image)
+    .where(Image.id == bindparam("image_id"), Image.status == bindparam("status"))
+    .values(updated_at=bindparam("now"))
+)
+
+
 # ---------------------------------------------------------------------------------------- prepare
 
 
 def prepare_image(image_id: uuid.UUID) -> None:
     """Fetch, validate and decode one image; create its findings; enqueue one task per method."""
-    settings = get_settings()
     with session_scope() as session:
         image = session.get(Image, image_id)
         if image is None or image.status != ImageStatus.QUEUED:
@@ -99,47 +103,57 @@ def prepare_image(image_id: uuid.UUID) -> None:
         image.attempts += 1
         image.started_at = image.started_at or utcnow()
         session.commit()
-        if image.storage_key is None and image.source_url is not None and not _fetch_source(session, image):
-            return
-        try:
-            decoded = decoded_image(image)
-        except (ForensicsError, ObjectNotFound) as exc:
-            code = exc.code if isinstance(exc, ForensicsError) else "ANALYSIS_ERROR"
-            detail = str(exc) if isinstance(exc, ForensicsError) else "The stored original is missing."
-            fail_image(session, image_id, code, detail)
-            complete_case_if_done(session, image.case_id)
-            return
-        methods = selected_methods(settings)
-        now = utcnow()
-        _insert_ignore(
-            session,
-            [
-                {"id": uuid.uuid4(), "image_id": image_id, "method": m.name, "position": i, "enqueued_at": now}
-                for i, m in enumerate(methods)
-            ],
+        with heartbeat(_IMAGE_BEAT, {"image_id": image_id, "status": ImageStatus.QUEUED.value}):
+            pending = _prepare(session, image)
+    send_methods((image_id, name) for name in pending)
+
+
+def _prepare(session: Session, image: Image) -> list[str]:
+    """The prepare step proper: the methods left to send (none when the image failed or another delivery won)."""
+    image_id = image.id
+    settings = get_settings()
+    if image.storage_key is None and image.source_url is not None and not _fetch_source(session, image):
+        return []
+    try:
+        decoded = decoded_image(image)
+    except (ForensicsError, ObjectNotFound) as exc:
+        code = exc.code if isinstance(exc, ForensicsError) else "ANALYSIS_ERROR"
+        detail = str(exc) if isinstance(exc, ForensicsError) else "The stored original is missing."
+        fail_image(session, image_id, code, detail)
+        complete_case_if_done(session, image.case_id)
+        return []
+    methods = selected_methods(settings)
+    now = utcnow()
+    _insert_ignore(
+        session,
+        [
+            {"id": uuid.uuid4(), "image_id": image_id, "method": m.name, "position": i, "enqueued_at": now}
+            for i, m in enumerate(methods)
+        ],
+    )
+    won = session.execute(
+        _update(Image)
+        .where(Image.id == image_id, Image.status == ImageStatus.QUEUED)
+        .values(
+            status=ImageStatus.RUNNING,
+            format=decoded.format.value,
+            width=decoded.width,
+            height=decoded.height,
+            file_info=file_info(decoded),
+            updated_at=now,
         )
-        won = session.execute(
-            _update(Image)
-            .where(Image.id == image_id, Image.status == ImageStatus.QUEUED)
-            .values(
-                status=ImageStatus.RUNNING,
-                format=decoded.format.value,
-                width=decoded.width,
-                height=decoded.height,
-                file_info=file_info(decoded),
-                updated_at=now,
-            )
-        ).rowcount
-        session.execute(
-            _update(Case).where(Case.id == image.case_id, Case.status == CaseStatus.QUEUED).values(status=CaseStatus.RUNNING)
-        )
-        session.commit()
-        if not won:
-            return
-        pending = session.scalars(
+    ).rowcount
+    session.execute(
+        _update(Case).where(Case.id == image.case_id, Case.status == CaseStatus.QUEUED).values(status=CaseStatus.RUNNING)
+    )
+    session.commit()
+    if not won:
+        return []
+    return list(
+        session.scalars(
             select(FindingRow.method).where(FindingRow.image_id == image_id, FindingRow.status.not_in(FINDING_DONE))
         ).all()
-    queue.enqueue_methods((image_id, name) for name in pending)
+    )
 
 
 def _fetch_source(session: Session, image: Image) -> bool:
@@ -189,10 +203,26 @@ _FINDING = (
     .options(joinedload(FindingRow.image))
     .where(FindingRow.image_id == bindparam("image_id"), FindingRow.method == bindparam("method"))
 )
+# A claim takes a pending finding, or a running one whose task stopped beating (its process died).
 _CLAIM = (
     _update(FindingRow)
-    .where(FindingRow.id == bindparam("finding_id"), FindingRow.status.not_in(FINDING_DONE))
-    .values(status=FindingStatus.RUNNING, started_at=bindparam("now"), attempts=FindingRow.attempts + 1)
+    .where(
+        FindingRow.id == bindparam("finding_id"),
+        (FindingRow.status == FindingStatus.PENDING)
+        | ((FindingRow.status == FindingStatus.RUNNING) & (FindingRow.alive_at < bindparam("stale"))),
+    )
+    .values(status=FindingStatus.RUNNING, started_at=bindparam("now"), alive_at=bindparam("now"), attempts=FindingRow.attempts + 1)
+)
+_FINDING_BEAT = (
+    _update(FindingRow)
+    .where(FindingRow.id == bindparam("finding_id"), FindingRow.status == FindingStatus.RUNNING)
+    .values(alive_at=bindparam("now"))
+)
+# A failed task gives its finding back as unsent: the reconciler's next pass sends it again.
+_RELEASE = (
+    _update(FindingRow)
+    .where(FindingRow.id == bindparam("finding_id"), FindingRow.status == FindingStatus.RUNNING)
+    .values(status=FindingStatus.PENDING, enqueued_at=None)
 )
 _RECORDED = ("status", "method_version", "score", "label", "summary", "details", "heatmap_key", "view_keys", "seconds", "finished_at")
 _RECORD = (
@@ -222,20 +252,38 @@ def run_method(image_id: uuid.UUID, method_name: str) -> None:
         if row is None:
             return
         if row.status not in FINDING_DONE:
-            claimed = session.execute(_CLAIM, {"finding_id": row.id, "now": utcnow()}).rowcount
+            now = utcnow()
+            stale = now - timedelta(seconds=get_settings().lease_seconds)
+            claimed = session.execute(_CLAIM, {"finding_id": row.id, "now": now, "stale": stale}).rowcount
             session.commit()  # no transaction stays open ("idle in transaction") while the method runs
-            if claimed:
-                start = time.perf_counter()
-                finding = _examine(row.image, method_name)
-                examined = time.perf_counter()
-                _store_finding(session, storage, row, finding)
-                logger.info(
-                    "%s of image %s: method %.3f s, decode and overhead %.3f s, storing %.3f s",
-                    method_name, image_id, finding.seconds, examined - start - finding.seconds, time.perf_counter() - examined,
-                )
+            if not claimed:
+                return  # done, or running elsewhere: that delivery joins
+            try:
+                with heartbeat(_FINDING_BEAT, {"finding_id": row.id}):
+                    start = time.perf_counter()
+                    finding = _examine(row.image, method_name)
+                    examined = time.perf_counter()
+                    _store_finding(session, storage, row, finding)
+            except BaseException:
+                _release(session, row.id)
+                raise
+            logger.info(
+                "%s of image %s: method %.3f s, decode and overhead %.3f s, storing %.3f s",
+                method_name, image_id, finding.seconds, examined - start - finding.seconds, time.perf_counter() - examined,
+            )
         won = try_join(session, image_id)
     if won:
-        queue.enqueue_fuse([image_id])
+        send_fuses([image_id])
+
+
+def _release(session: Session, finding_id: uuid.UUID) -> None:
+    """Give a claimed finding back (its task failed and will be retried); best effort: with the
+    database unreachable the lease runs out instead."""
+    try:
+        session.execute(_RELEASE, {"finding_id": finding_id})
+        session.commit()
+    except Exception:  # noqa: BLE001
+        logger.warning("could not release finding %s; it is run again after its lease", finding_id, exc_info=True)
 
 
 def _examine(image: Image, method_name: str) -> Finding:
@@ -298,7 +346,7 @@ def record_method_error(image_id: uuid.UUID, method_name: str, summary: str) -> 
         record_finding(session, row.id, Finding(method_name, version, Status.ERROR, None, "error", summary))
         won = try_join(session, image_id)
     if won:
-        queue.enqueue_fuse([image_id])
+        send_fuses([image_id])
 
 
 def _jsonable(value: Any) -> Any:
@@ -329,43 +377,50 @@ def try_join(session: Session, image_id: uuid.UUID) -> bool:
 
 def fuse_image(image_id: uuid.UUID) -> None:
     """Fuse the stored findings into the image's result, then complete the case if it was the last."""
-    storage = get_storage()
     with session_scope() as session:
         image = session.get(Image, image_id)
         if image is None or image.status != ImageStatus.FUSING:
             return
-        assert image.width is not None and image.height is not None
-        findings = [_as_finding(row, storage) for row in image.findings]
-        fused = fuse(findings, (image.height, image.width))
-        metadata = _metadata_section(image, findings)
-        heatmap_key = overlay_key = None
-        if fused.heatmap is not None:
-            prefix = image_prefix(image.case_id, image_id)
-            heatmap_key, overlay_key = f"{prefix}/fused.png", f"{prefix}/overlay.jpg"
-            storage.put_bytes(heatmap_key, gray_png(fused.heatmap), "image/png")
-            storage.put_bytes(overlay_key, overlay_jpeg(decoded_image(image).rgb, fused.heatmap), "image/jpeg")
-        now = utcnow()
-        started = image.started_at or now
-        won = session.execute(
-            _update(Image)
-            .where(Image.id == image_id, Image.status == ImageStatus.FUSING)
-            .values(
-                status=ImageStatus.COMPLETED,
-                tamper_score=fused.score,
-                verdict=fused.verdict,
-                fused=fused.to_dict(),
-                heatmap_key=heatmap_key,
-                overlay_key=overlay_key,
-                image_metadata=metadata,
-                completed_at=now,
-                seconds=(_aware(now) - _aware(started)).total_seconds(),
-            )
-        ).rowcount
-        events = webhooks.add_image_event(session, image_id) if won else []
-        session.commit()
-        release(image)
-        webhooks.enqueue(events)
-        complete_case_if_done(session, image.case_id)
+        with heartbeat(_IMAGE_BEAT, {"image_id": image_id, "status": ImageStatus.FUSING.value}):
+            _fuse(session, image)
+
+
+def _fuse(session: Session, image: Image) -> None:
+    """Fuse, store the maps, complete the image (once) and its case if it was the last."""
+    image_id = image.id
+    storage = get_storage()
+    assert image.width is not None and image.height is not None
+    findings = [_as_finding(row, storage) for row in image.findings]
+    fused = fuse(findings, (image.height, image.width))
+    metadata = _metadata_section(image, findings)
+    heatmap_key = overlay_key = None
+    if fused.heatmap is not None:
+        prefix = image_prefix(image.case_id, image_id)
+        heatmap_key, overlay_key = f"{prefix}/fused.png", f"{prefix}/overlay.jpg"
+        storage.put_bytes(heatmap_key, gray_png(fused.heatmap), "image/png")
+        storage.put_bytes(overlay_key, overlay_jpeg(decoded_image(image).rgb, fused.heatmap), "image/jpeg")
+    now = utcnow()
+    started = image.started_at or now
+    won = session.execute(
+        _update(Image)
+        .where(Image.id == image_id, Image.status == ImageStatus.FUSING)
+        .values(
+            status=ImageStatus.COMPLETED,
+            tamper_score=fused.score,
+            verdict=fused.verdict,
+            fused=fused.to_dict(),
+            heatmap_key=heatmap_key,
+            overlay_key=overlay_key,
+            image_metadata=metadata,
+            completed_at=now,
+            seconds=(_aware(now) - _aware(started)).total_seconds(),
+        )
+    ).rowcount
+    events = webhooks.add_image_event(session, image_id) if won else []
+    session.commit()
+    release(image)
+    webhooks.enqueue(events)
+    complete_case_if_done(session, image.case_id)
 
 
 def _metadata_section(image: Image, findings: list[Finding]) -> dict[str, Any]:
@@ -447,19 +502,21 @@ class Repairs:
 
 
 def reconcile(now: datetime | None = None) -> Repairs:
-    """Repair work stuck past its time limit or whose message was lost; safe to run anywhere, any time."""
+    """Repair lost work; safe to run anywhere, any time.
+
+    Work is lost when its process died (its heartbeat is older than the lease), when its
+    message could not be published (``enqueued_at`` cleared by :mod:`service.dispatch`), or
+    when its message vanished with the broker (queued for ``FORENSICS_REQUEUE_AFTER``)."""
     settings = get_settings()
     now = now or utcnow()
-    running_cutoff = now - timedelta(seconds=settings.method_time_limit + GRACE_SECONDS)
-    prepare_cutoff = now - timedelta(seconds=settings.prepare_time_limit + GRACE_SECONDS)
-    fuse_cutoff = now - timedelta(seconds=settings.fuse_time_limit + GRACE_SECONDS)
+    stale = now - timedelta(seconds=settings.lease_seconds)
     lost_cutoff = now - timedelta(seconds=settings.requeue_after)
     repairs = Repairs()
     with session_scope() as session:
-        # Methods whose process died or hit the hard limit: retry, or record an error after max_attempts.
+        # Methods whose process died: run again, or record an error after max_attempts.
         stuck = session.execute(
             select(FindingRow.id, FindingRow.image_id, FindingRow.method, FindingRow.attempts).where(
-                FindingRow.status == FindingStatus.RUNNING, FindingRow.started_at < running_cutoff
+                FindingRow.status == FindingStatus.RUNNING, FindingRow.alive_at < stale
             )
         ).all()
         for finding_id, image_id, method, attempts in stuck:
@@ -467,47 +524,48 @@ def reconcile(now: datetime | None = None) -> Repairs:
                 repairs.timed_out_methods.append((image_id, method))
             elif session.execute(
                 _update(FindingRow)
-                .where(FindingRow.id == finding_id, FindingRow.status == FindingStatus.RUNNING)
+                .where(FindingRow.id == finding_id, FindingRow.status == FindingStatus.RUNNING, FindingRow.alive_at < stale)
                 .values(status=FindingStatus.PENDING, enqueued_at=now)
             ).rowcount:
                 repairs.requeued_methods.append((image_id, method))
-        # Methods whose message was lost (broker restart, crash between commit and send).
+        # Methods whose message was never published, or was lost.
         lost = session.execute(
             select(FindingRow.id, FindingRow.image_id, FindingRow.method)
             .join(Image)
             .where(
                 Image.status == ImageStatus.RUNNING,
                 FindingRow.status == FindingStatus.PENDING,
-                FindingRow.enqueued_at < lost_cutoff,
+                FindingRow.enqueued_at.is_(None) | (FindingRow.enqueued_at < lost_cutoff),
             )
         ).all()
         for finding_id, image_id, method in lost:
             session.execute(_update(FindingRow).where(FindingRow.id == finding_id).values(enqueued_at=now))
             repairs.requeued_methods.append((image_id, method))
-        # Images not prepared: their message was lost, or prepare keeps dying.
-        for image_id, attempts, started in session.execute(
-            select(Image.id, Image.attempts, Image.started_at).where(
-                Image.status == ImageStatus.QUEUED, Image.enqueued_at < lost_cutoff
+        # Images not prepared: the message was never published or was lost, or prepare died.
+        for image_id, attempts in session.execute(
+            select(Image.id, Image.attempts).where(
+                Image.status == ImageStatus.QUEUED,
+                ((Image.attempts == 0) & (Image.enqueued_at.is_(None) | (Image.enqueued_at < lost_cutoff)))
+                | ((Image.attempts > 0) & (Image.updated_at < stale)),
             )
         ).all():
-            if attempts >= settings.max_attempts and started is not None and started < prepare_cutoff:
+            if attempts >= settings.max_attempts:
                 repairs.failed_prepares.append(image_id)
             else:
-                session.execute(_update(Image).where(Image.id == image_id).values(enqueued_at=now))
+                session.execute(_update(Image).where(Image.id == image_id).values(enqueued_at=now, updated_at=now))
                 repairs.requeued_prepares.append(image_id)
-        # Joins lost between a finding's commit and the fuse message, or fuses that died.
+        # Joins whose fuse message was lost or whose fuse task died.
         repairs.requeued_fuses.extend(
-            session.scalars(
-                select(Image.id).where(Image.status == ImageStatus.FUSING, Image.updated_at < fuse_cutoff)
-            ).all()
+            session.scalars(select(Image.id).where(Image.status == ImageStatus.FUSING, Image.updated_at < stale)).all()
         )
         for image_id in repairs.requeued_fuses:
             session.execute(_update(Image).where(Image.id == image_id).values(updated_at=now))
         session.commit()
+        # Images whose last finding was recorded by a task that died before its join.
         unjoined = session.scalars(
             select(Image.id).where(
                 Image.status == ImageStatus.RUNNING,
-                Image.updated_at < prepare_cutoff,
+                Image.updated_at < stale,
                 ~exists().where(FindingRow.image_id == Image.id, FindingRow.status.not_in(FINDING_DONE)),
             )
         ).all()
@@ -523,13 +581,11 @@ def reconcile(now: datetime | None = None) -> Repairs:
         repairs.closed_cases.extend(c for c in open_cases if complete_case_if_done(session, c))
     for image_id, method in repairs.timed_out_methods:
         record_method_error(
-            image_id,
-            method,
-            f"The method did not finish within {settings.method_time_limit} s in {settings.max_attempts} attempts.",
+            image_id, method, f"The method's process stopped (killed, out of memory or timed out) {settings.max_attempts} times."
         )
-    queue.enqueue_methods(repairs.requeued_methods)
-    queue.enqueue_prepare(repairs.requeued_prepares)
-    queue.enqueue_fuse(repairs.requeued_fuses)
+    send_methods(repairs.requeued_methods)
+    send_prepares(repairs.requeued_prepares)
+    send_fuses(repairs.requeued_fuses)
     if repairs:
-        logger.warning("reconciler repaired stuck work: %s", repairs)
+        logger.warning("reconciler repaired lost work: %s", repairs)
     return repairs

@@ -191,8 +191,9 @@ class FindingRow(Base):
     view_keys: Mapped[dict[str, Any] | None]
     seconds: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
-    enqueued_at: Mapped[datetime | None]
+    enqueued_at: Mapped[datetime | None]  # None: pending, its message could not be published
     started_at: Mapped[datetime | None]
+    alive_at: Mapped[datetime | None]  # the running task's last heartbeat
     finished_at: Mapped[datetime | None]
 
     image: Mapped[Image] = relationship(back_populates="findings")

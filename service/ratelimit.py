@@ -4,15 +4,32 @@ Fixed windows (one counter per tenant per minute, one per tenant per UTC day): a
 and an ``EXPIRE`` in one round trip, shared by every API process. Without Redis (the
 embedded mode's filesystem broker) the counters live in the API process, which is the only
 one there.
+
+When Redis cannot be reached the limits fail open: the request is served uncounted, the
+degradation is logged (once per :data:`RETRY_SECONDS`) and counted in :data:`failed_open`,
+and Redis is not tried again for :data:`RETRY_SECONDS`, so an outage costs no request more
+than one connection timeout. Refusing every tenant because a counter is unreachable would
+turn a Redis restart into a full outage of the API.
 """
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
 from service.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+#: Seconds an unreachable Redis is left alone before the next try.
+RETRY_SECONDS = 5.0
+
+
+class CounterUnavailable(Exception):
+    """The shared counters cannot be reached; the caller fails open."""
 
 
 @dataclass(frozen=True)
@@ -43,20 +60,36 @@ class Counter(Protocol):
 
 
 class RedisCounter:
+    """Counters in Redis, with a breaker: after a failure, :data:`RETRY_SECONDS` without trying."""
+
     def __init__(self, url: str, prefix: str) -> None:
         import redis
 
         self.client = redis.Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
+        self.errors: tuple[type[Exception], ...] = (redis.RedisError, OSError)
         self.prefix = prefix
+        self._down_until = 0.0
+
+    def _call(self, operation: Callable[[], int]) -> int:
+        if time.monotonic() < self._down_until:
+            raise CounterUnavailable("Redis was unreachable moments ago")
+        try:
+            return operation()
+        except self.errors as exc:
+            self._down_until = time.monotonic() + RETRY_SECONDS
+            raise CounterUnavailable(f"Redis is unreachable: {exc}") from exc
 
     def add(self, key: str, amount: int, ttl: int) -> int:
-        pipe = self.client.pipeline(transaction=True)
-        pipe.incrby(self.prefix + key, amount)
-        pipe.expire(self.prefix + key, ttl, nx=True)
-        return int(pipe.execute()[0])
+        def incr() -> int:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.incrby(self.prefix + key, amount)
+            pipe.expire(self.prefix + key, ttl, nx=True)
+            return int(pipe.execute()[0])
+
+        return self._call(incr)
 
     def sub(self, key: str, amount: int) -> None:
-        self.client.decrby(self.prefix + key, amount)
+        self._call(lambda: int(self.client.decrby(self.prefix + key, amount)))
 
 
 class MemoryCounter:
@@ -90,6 +123,27 @@ def get_counter() -> Counter:
     return MemoryCounter()
 
 
+class _FailedOpen:
+    """How many requests were let through uncounted, and when the last warning was logged."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._logged_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def record(self, exc: CounterUnavailable) -> None:
+        with self._lock:
+            self.count += 1
+            now = time.monotonic()
+            if now - self._logged_at < RETRY_SECONDS:
+                return
+            self._logged_at = now
+        logger.warning("rate limits and quotas fail open (%d requests so far): %s", self.count, exc)
+
+
+failed_open = _FailedOpen()
+
+
 def _window(amount: int, limit: int, window: int, key: str) -> Decision:
     now = time.time()
     start = int(now // window) * window
@@ -97,10 +151,14 @@ def _window(amount: int, limit: int, window: int, key: str) -> Decision:
     if limit <= 0:
         return Decision(True, 0, 0, reset, window)
     counter = get_counter()
-    used = counter.add(f"{key}:{start}", amount, window + 5)
-    if used > limit:
-        counter.sub(f"{key}:{start}", amount)  # a refused call does not use the quota
-        return Decision(False, limit, max(0, limit - used + amount), reset, window)
+    try:
+        used = counter.add(f"{key}:{start}", amount, window + 5)
+        if used > limit:
+            counter.sub(f"{key}:{start}", amount)  # a refused call does not use the quota
+            return Decision(False, limit, max(0, limit - used + amount), reset, window)
+    except CounterUnavailable as exc:
+        failed_open.record(exc)
+        return Decision(True, 0, 0, reset, window)
     return Decision(True, limit, limit - used, reset, window)
 
 

@@ -56,7 +56,10 @@ class Settings(BaseSettings):
     fuse_time_limit: int = Field(default=120, ge=2)
     max_attempts: int = Field(default=3, ge=1, description="Deliveries of one method before it is recorded as an error")
     requeue_after: int = Field(default=900, ge=1, description="Seconds before queued work whose message is lost is re-sent")
-    reconcile_interval: float = Field(default=60.0, gt=0)
+    lease_seconds: float = Field(
+        default=30.0, gt=0, description="Running work not heard from for this long (its process died) is run again"
+    )
+    reconcile_interval: float = Field(default=15.0, gt=0)
     visibility_timeout: int = Field(default=3600, ge=1, description="Redis: seconds before an unacked message is redelivered")
     broker_key_prefix: str = Field(default="", description="Redis: prefix of every key (several deployments on one Redis)")
     worker_max_tasks_per_child: int = Field(
@@ -106,6 +109,12 @@ class Settings(BaseSettings):
     max_archive_ratio: int = Field(default=200, ge=1, description="Largest compression ratio of a ZIP entry (zip-bomb guard)")
     idempotency_seconds: int = Field(default=86400, ge=60, description="How long an Idempotency-Key is remembered")
 
+    # Operations: logs and metrics (docs/operations.md)
+    log_format: Literal["json", "text"] = Field(default="text", description="Log lines as JSON objects or as text for people")
+    metrics_token: str | None = Field(default=None, description="Bearer token of GET /metrics (unset: /metrics is not served)")
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535, description="Port of a worker's own /metrics (0 = none)")
+    worker_metrics_host: str = Field(default="127.0.0.1", description="Address a worker's /metrics listens on")
+
     @field_validator("methods", "webhook_allowlist", "webhook_retry_schedule", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
@@ -130,6 +139,8 @@ class Settings(BaseSettings):
             raise ValueError(f"STORAGE_URL must be s3://bucket/prefix or file:///path, got {self.storage_url!r}")
         if self.environment == "production" and self.s3_secret_access_key in {"minioadmin", "changethis", "changeme", "change-this-secret"}:
             raise ValueError("refusing a placeholder S3 secret in production: set S3_SECRET_ACCESS_KEY")
+        if self.environment == "production" and self.metrics_token in {"change-this-metrics-token", "changeme", "changethis"}:
+            raise ValueError("refusing a placeholder metrics token in production: set FORENSICS_METRICS_TOKEN")
         return self
 
     @cached_property

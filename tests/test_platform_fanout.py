@@ -6,6 +6,7 @@ Messages are captured instead of sent, so each test sees exactly what would be e
 import hashlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -17,9 +18,9 @@ from sqlalchemy import event, func, select, text, update
 from forensics import analyze, load_image
 from forensics.exif import extract_metadata
 from forensics.methods import REGISTRY
-from service import analysis, cases, queue
+from service import analysis, cases, dispatch, queue
 from service.db import get_autocommit_engine, get_engine, session_scope
-from service.models import Case, FindingRow, FindingStatus, Image, ImageStatus, utcnow
+from service.models import FINDING_DONE, Case, FindingRow, FindingStatus, Image, ImageStatus, utcnow
 from service.settings import Settings
 from service.storage import get_storage
 from tests.platform_support import data_file, environment, make_tenant, postgres_database
@@ -40,6 +41,7 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         "FORENSICS_METHOD_SOFT_TIME_LIMIT": "50",
         "FORENSICS_MAX_ATTEMPTS": "2",
         "FORENSICS_REQUEUE_AFTER": "600",
+        "FORENSICS_LEASE_SECONDS": "1.5",
     }):
         yield
 
@@ -186,7 +188,7 @@ def test_reconciler_retries_stuck_methods_then_records_an_error(database: None, 
         session.execute(
             update(FindingRow)
             .where(FindingRow.image_id == image_id, FindingRow.method == method)
-            .values(status=FindingStatus.RUNNING, started_at=long_ago, attempts=1)
+            .values(status=FindingStatus.RUNNING, started_at=long_ago, alive_at=long_ago, attempts=1)
         )
         session.commit()
     sent.clear()
@@ -197,7 +199,7 @@ def test_reconciler_retries_stuck_methods_then_records_an_error(database: None, 
         session.execute(
             update(FindingRow)
             .where(FindingRow.image_id == image_id, FindingRow.method == method)
-            .values(status=FindingStatus.RUNNING, started_at=long_ago, attempts=2)
+            .values(status=FindingStatus.RUNNING, started_at=long_ago, alive_at=long_ago, attempts=2)
         )
         session.commit()
     sent.clear()
@@ -205,17 +207,92 @@ def test_reconciler_retries_stuck_methods_then_records_an_error(database: None, 
     assert repairs.timed_out_methods == [(image_id, method)]
     with session_scope() as session:
         row = session.scalar(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method))
-        assert row is not None and row.status == FindingStatus.ERROR and "did not finish" in (row.summary or "")
+        assert row is not None and row.status == FindingStatus.ERROR and "process stopped" in (row.summary or "")
     assert _messages(sent, queue.RUN_METHOD) == []
+
+
+def test_a_running_method_beats_and_is_neither_reclaimed_nor_requeued(
+    database: None, sent: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease is 1.5 s here; a method that runs 4 s keeps its claim by its heartbeat, so neither a
+    redelivered message nor the reconciler starts it a second time meanwhile."""
+    _, (image_id,) = _new_case(["authentic/037_O.png"])
+    analysis.prepare_image(image_id)
+    examine = analysis._examine
+    runs: list[str] = []
+    during: list[object] = []
+
+    def slow(image: Image, method: str):  # type: ignore[no-untyped-def]
+        runs.append(method)
+        if method == "integrity":
+            time.sleep(4)
+        return examine(image, method)
+
+    monkeypatch.setattr(analysis, "_examine", slow)
+    worker = threading.Thread(target=analysis.run_method, args=(image_id, "integrity"))
+    worker.start()
+    time.sleep(3)  # two leases after the claim
+    analysis.run_method(image_id, "integrity")  # a duplicate delivery meanwhile
+    during.append(analysis.reconcile())
+    worker.join()
+    assert runs == ["integrity"]
+    assert (image_id, "integrity") not in during[0].requeued_methods  # type: ignore[attr-defined]
+    with session_scope() as session:
+        row = session.scalar(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == "integrity"))
+        assert row is not None and row.status in FINDING_DONE and row.attempts == 1
+
+
+def test_work_whose_process_died_is_found_after_the_lease(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    """A prepare or a fuse whose process died stops beating: one lease later it is sent again."""
+    _, (preparing, fusing) = _new_case(["tampered/041_F.png", "authentic/041_O.png"])
+    just_now = utcnow()
+    with session_scope() as session:
+        session.execute(update(Image).where(Image.id == preparing).values(attempts=1, updated_at=just_now))
+        session.execute(update(Image).where(Image.id == fusing).values(status=ImageStatus.FUSING, updated_at=just_now))
+        session.commit()
+    within = analysis.reconcile(just_now + timedelta(seconds=1))
+    assert preparing not in within.requeued_prepares and fusing not in within.requeued_fuses
+    repairs = analysis.reconcile(just_now + timedelta(seconds=2))
+    assert preparing in repairs.requeued_prepares and fusing in repairs.requeued_fuses
+    assert [str(preparing)] in _messages(sent, queue.PREPARE_IMAGE) and [str(fusing)] in _messages(sent, queue.FUSE_IMAGE)
+
+
+def test_work_that_could_not_be_published_is_sent_at_the_next_pass(
+    database: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the broker down the publish fails; the rows are the outbox, so the reconciler's next
+    pass sends them, not FORENSICS_REQUEUE_AFTER (600 s here) later."""
+    from kombu.exceptions import OperationalError
+
+    def down(name: str, args: object) -> None:
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(queue, "_send", down)
+    _, queued = _new_case(["tampered/047_F.png"])
+    dispatch.send_prepares(queued)
+    with session_scope() as session:
+        assert session.get_one(Image, queued[0]).enqueued_at is None
+    messages: list[tuple[str, list[str]]] = []
+    monkeypatch.setattr(queue, "_send", lambda name, args: messages.extend((name, a) for a in args))
+    assert queued[0] in analysis.reconcile().requeued_prepares
+    analysis.prepare_image(queued[0])
+    methods = [m for n, m in messages if n == queue.RUN_METHOD]
+    assert len(methods) == len(REGISTRY)
+    monkeypatch.setattr(queue, "_send", down)
+    dispatch.send_methods([(queued[0], name) for _, name in methods])
+    messages.clear()
+    monkeypatch.setattr(queue, "_send", lambda name, args: messages.extend((name, a) for a in args))
+    assert {(queued[0], name) for _, name in methods} <= set(analysis.reconcile().requeued_methods)
+    assert all(image != queued[0] for image, _ in analysis.reconcile().requeued_methods)  # sent once
 
 
 def test_reconciler_resends_lost_messages(database: None, sent: list[tuple[str, list[str]]]) -> None:
     _, (image_id,) = _new_case(["tampered/040_F.png"])
-    assert analysis.reconcile().requeued_prepares == []  # fresh work is left alone
+    assert image_id not in analysis.reconcile().requeued_prepares  # fresh work is left alone
     later = utcnow() + timedelta(seconds=601)
-    assert analysis.reconcile(later).requeued_prepares == [image_id]
-    assert _messages(sent, queue.PREPARE_IMAGE) == [[str(image_id)]]
-    assert analysis.reconcile(later).requeued_prepares == []  # re-sent once per requeue period
+    assert image_id in analysis.reconcile(later).requeued_prepares
+    assert _messages(sent, queue.PREPARE_IMAGE).count([str(image_id)]) == 1
+    assert image_id not in analysis.reconcile(later).requeued_prepares  # re-sent once per requeue period
 
 
 def test_case_of_only_refused_files_is_failed_at_once(database: None) -> None:

@@ -1,6 +1,5 @@
 """Cases: create from a batch upload, list, poll, read image reports, download the dossier."""
 
-import logging
 import mimetypes
 import tempfile
 from collections.abc import Iterator
@@ -24,14 +23,12 @@ from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, Ima
 from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, refuse, to_intake
 from forensics.formats import ImageFormat
-from service import cases, idempotency, ingest, netguard, queue, ratelimit, reports, webhooks
+from service import cases, dispatch, idempotency, ingest, netguard, ratelimit, reports, webhooks
 from service.cases import Intake
 from service.models import Case, CaseStatus
 from service.settings import Settings
 from service.storage import Storage
 from service.tenants import Principal
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
@@ -231,10 +228,7 @@ async def create_case(
     try:
         if sources.claimed:
             await run_in_threadpool(ingest.delete_uploaded, storage, session, sources.claimed)
-        try:
-            await run_in_threadpool(queue.enqueue_prepare, queued)
-        except Exception:  # the case is committed; the reconciler re-sends what could not be sent now
-            logger.exception("could not enqueue case %s; the reconciler will retry", case.id)
+        await run_in_threadpool(dispatch.send_prepares, queued)
         body = _case_public(request, case)
         headers = {"Location": str(request.url_for("get_case", case_id=case.id)), "Retry-After": RETRY_AFTER_SECONDS}
         response = Response(body.model_dump_json(), status_code=202, media_type="application/json", headers=headers)

@@ -1,0 +1,104 @@
+"""Publishing work after its commit, and the heartbeats of work while it runs.
+
+Both exist so that lost work is found in seconds rather than after a time limit:
+
+- A publish that fails (the broker is down) clears the rows' ``enqueued_at``; the
+  reconciler re-sends such rows at its next pass, where it would otherwise wait
+  ``FORENSICS_REQUEUE_AFTER`` to tell a lost message from a long queue. The row is the
+  outbox; Celery's own publish retry covers the shortest blips first.
+- A running task beats every third of ``FORENSICS_LEASE_SECONDS`` (a finding's
+  ``alive_at``, an image's ``updated_at``). When its process dies (killed, out of memory,
+  the machine gone) the beats stop, and once the lease has passed the reconciler hands the
+  work to another delivery; a claim only takes work that is pending or whose lease passed,
+  so no finding ever runs twice at once.
+"""
+
+import logging
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Executable, update
+
+from service import queue
+from service.db import session_scope
+from service.models import FindingRow, FindingStatus, Image, ImageStatus, utcnow
+from service.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+
+def send_prepares(image_ids: Iterable[uuid.UUID]) -> None:
+    """Publish the prepare tasks of committed images; on failure leave them to the reconciler."""
+    ids = list(image_ids)
+    if not ids:
+        return
+    try:
+        queue.enqueue_prepare(ids)
+    except Exception:  # noqa: BLE001 - any publish failure: the rows are the outbox
+        logger.exception("could not publish %d prepare tasks; the reconciler will re-send them", len(ids))
+        _unsent(update(Image).where(Image.id.in_(ids), Image.status == ImageStatus.QUEUED, Image.attempts == 0))
+
+
+def send_methods(jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
+    """Publish method tasks of committed findings; on failure leave them to the reconciler."""
+    pairs = list(jobs)
+    if not pairs:
+        return
+    try:
+        queue.enqueue_methods(pairs)
+    except Exception:  # noqa: BLE001
+        logger.exception("could not publish %d method tasks; the reconciler will re-send them", len(pairs))
+        for image_id in {image_id for image_id, _ in pairs}:
+            methods = [method for i, method in pairs if i == image_id]
+            _unsent(
+                update(FindingRow).where(
+                    FindingRow.image_id == image_id, FindingRow.method.in_(methods), FindingRow.status == FindingStatus.PENDING
+                )
+            )
+
+
+def send_fuses(image_ids: Iterable[uuid.UUID]) -> None:
+    """Publish join tasks; an image left ``fusing`` stops beating, so the reconciler re-sends it after the lease."""
+    ids = list(image_ids)
+    if not ids:
+        return
+    try:
+        queue.enqueue_fuse(ids)
+    except Exception:  # noqa: BLE001
+        logger.exception("could not publish %d fuse tasks; the reconciler will re-send them", len(ids))
+
+
+def _unsent(statement: Any) -> None:
+    try:
+        with session_scope(autocommit=True) as session:
+            session.execute(statement.values(enqueued_at=None).execution_options(synchronize_session=False))
+    except Exception:  # noqa: BLE001 - with the database down too, FORENSICS_REQUEUE_AFTER applies
+        logger.exception("could not mark unsent work; it is re-sent after FORENSICS_REQUEUE_AFTER")
+
+
+@contextmanager
+def heartbeat(statement: Executable, params: dict[str, Any]) -> Iterator[None]:
+    """Execute ``statement`` (with ``now``) every third of the lease until the block ends.
+
+    The beats run in a thread with a session of their own: a method holds its process's
+    CPU in numpy and OpenCV calls that release the GIL, so the thread keeps time."""
+    interval = get_settings().lease_seconds / 3
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            try:
+                with session_scope(autocommit=True) as session:
+                    session.execute(statement, params | {"now": utcnow()})
+            except Exception:  # noqa: BLE001 - the next beat makes up for a missed one
+                logger.warning("heartbeat failed", exc_info=True)
+
+    thread = threading.Thread(target=beat, name="heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
