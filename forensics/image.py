@@ -12,7 +12,7 @@ import io
 import os
 import tempfile
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -134,17 +134,21 @@ def load_image(
         coefficients = pool.submit(_read_jpeg_coefficients, data) if fmt is ImageFormat.JPEG else None
         pil = _decode(pil, fmt)
         rgb, alpha = _to_rgb8(pil)
+        width, height, mode = pil.width, pil.height, pil.mode
+        text = {str(k): v for k, v in pil.info.items() if isinstance(v, str)}
+        icc = pil.info.get("icc_profile") or None
+        # Pillow's copy of the pixels (4 bytes a pixel for RGB) goes before the luma is made:
+        # at the pixel limit it is the largest buffer of the decode.
+        pil.close()
         luma = luma_of(rgb)
         jpeg = coefficients.result() if coefficients is not None else None
-    text = {str(k): v for k, v in pil.info.items() if isinstance(v, str)}
-    icc = pil.info.get("icc_profile") or None
     return DecodedImage(
         data=data,
         format=fmt,
         filename=filename,
-        width=pil.width,
-        height=pil.height,
-        mode=pil.mode,
+        width=width,
+        height=height,
+        mode=mode,
         frames=frames,
         rgb=_frozen(rgb),
         luma=_frozen(luma),
@@ -224,21 +228,43 @@ def _open_heif(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
         raise CorruptImage(f"the heif file is corrupt and cannot be decoded: {exc}") from exc
 
 
+_HIGH_BIT_DEPTH = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+#: Pixels converted at a time: the copies a conversion makes stay a few tens of MB whatever
+#: the image's size (a whole-image ``numpy.asarray`` holds two more copies of the pixels).
+_BAND_PIXELS = 4 * 1024 * 1024
+
+
+def _bands(pil: Image.Image) -> Iterator[tuple[int, Image.Image]]:
+    """(first row, Pillow image of the rows) for consecutive bands of ``pil``'s rows."""
+    rows = max(1, _BAND_PIXELS // pil.width)
+    for top in range(0, pil.height, rows):
+        yield top, pil.crop((0, top, pil.width, min(pil.height, top + rows)))
+
+
 def _to_rgb8(pil: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
-    """Bring any mode to 8-bit RGB; scale high-bit-depth modes instead of clipping them."""
-    alpha = None
-    if pil.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(pil, dtype=np.float64)
-        top = 65535.0 if pil.mode != "F" else max(float(arr.max()), 1.0)
-        gray = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2), None
+    """Bring any mode to 8-bit RGB; scale high-bit-depth modes instead of clipping them.
+
+    Converted band by band into arrays allocated once, so that the decode's peak is Pillow's
+    image plus the result, not the two or three whole-image copies a one-shot conversion makes.
+    Every conversion used is per pixel, so bands give the same values as the whole image.
+    """
+    rgb = np.empty((pil.height, pil.width, 3), np.uint8)
+    if pil.mode in _HIGH_BIT_DEPTH:
+        top = 65535.0 if pil.mode != "F" else max(float(pil.getextrema()[1]), 1.0)
+        for row, band in _bands(pil):
+            arr = np.asarray(band, dtype=np.float64)
+            rgb[row : row + band.height] = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)[:, :, None]
+        return rgb, None
     if pil.mode in ("RGBA", "LA", "PA") or (pil.mode == "P" and "transparency" in pil.info):
-        rgba = pil.convert("RGBA")
-        alpha = np.asarray(rgba)[:, :, 3].copy()
-        return np.asarray(rgba)[:, :, :3].copy(), alpha
-    if pil.mode != "RGB":
-        pil = pil.convert("RGB")
-    return np.asarray(pil), alpha
+        alpha = np.empty((pil.height, pil.width), np.uint8)
+        for row, band in _bands(pil):
+            rgba = np.asarray(band.convert("RGBA"))
+            rgb[row : row + band.height] = rgba[:, :, :3]
+            alpha[row : row + band.height] = rgba[:, :, 3]
+        return rgb, alpha
+    for row, band in _bands(pil):
+        rgb[row : row + band.height] = np.asarray(band if band.mode == "RGB" else band.convert("RGB"))
+    return rgb, None
 
 
 def _frozen(arr: np.ndarray) -> np.ndarray:
