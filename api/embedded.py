@@ -12,11 +12,13 @@ import logging
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import uvicorn
 
 from service.db import migrate, session_scope
-from service.settings import get_settings
+from service.logs import logging_config
+from service.settings import Settings, get_settings
 from service.tenants import ensure_first_key
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,16 @@ def worker_command(concurrency: int | None = None) -> list[str]:
     ]
 
 
+def _share_metrics(settings: Settings) -> None:
+    """The API and the worker count in one multiprocess folder (``$FORENSICS_HOME/metrics`` unless
+    ``PROMETHEUS_MULTIPROC_DIR`` says otherwise), emptied at each start. Set before
+    prometheus_client is first imported (with ``api.main``): it chooses its mode then."""
+    folder = Path(os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(settings.home / "metrics")))
+    from service.metrics import empty_folder  # after the variable, see above
+
+    empty_folder(folder)
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Migrate the database, start a worker process, and serve the API until interrupted."""
     settings = get_settings()
@@ -58,13 +70,14 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
         sys.stderr.write(f"\nAPI key of tenant 'default' (shown once, keep it): {key}\n"
                          f"  curl -H 'Authorization: Bearer {key}' http://{host}:{port}/v1/cases\n\n")
         sys.stderr.flush()
+    _share_metrics(settings)
     env = {**os.environ, "FORENSICS_HOME": str(settings.home)}
     with (settings.home / "worker.log").open("ab") as log:
         worker = subprocess.Popen(worker_command(), env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         from api.main import app
 
-        uvicorn.run(app, host=host, port=port)
+        uvicorn.run(app, host=host, port=port, log_config=logging_config())
     finally:
         worker.terminate()
         try:

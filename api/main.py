@@ -6,13 +6,14 @@ The schema is made by ``alembic upgrade head`` before the API starts (the compos
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.deps import RATE_HEADERS
+from api.observability import RequestObservability, bind_path_ids
 from api.problems import PROBLEM_RESPONSES, install_problem_handlers
-from api.routes import cases, health, tools, uploads, webhooks
+from api.routes import cases, health, metrics, tools, uploads, webhooks
 from api.schemas import Problem as ProblemSchema
 
 
@@ -24,14 +25,17 @@ def create_app() -> FastAPI:
             "Post a batch of photos, get a case id at once, and read each photo's tamper score, verdict, "
             "findings and heatmaps as they arrive. Errors are application/problem+json with a `code`."
         ),
+        dependencies=[Depends(bind_path_ids)],
     )
     install_problem_handlers(app)
     app.add_middleware(RateLimitHeaders)
+    app.add_middleware(RequestObservability)  # the outermost: it times and labels everything inside
     app.include_router(cases.router, responses=PROBLEM_RESPONSES)
     app.include_router(uploads.router, responses=PROBLEM_RESPONSES)
     app.include_router(webhooks.router, responses=PROBLEM_RESPONSES)
     app.include_router(tools.router, responses=PROBLEM_RESPONSES)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     _register_problem_schema(app)
     return app
 

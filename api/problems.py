@@ -14,6 +14,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from forensics import ForensicsError
+from service import correlation
 from service.cases import NotFound
 from service.storage import StorageError
 
@@ -120,7 +121,10 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
-        return problem_response("INTERNAL_ERROR", "The service failed; the error was logged.")
+        # Starlette answers this one outside the middleware that adds the request id to every response
+        request_id = correlation.current().get("request_id")
+        headers = {correlation.REQUEST_ID_HEADER: request_id} if request_id else None
+        return problem_response("INTERNAL_ERROR", "The service failed; the error was logged.", headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

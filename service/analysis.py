@@ -35,7 +35,7 @@ from forensics.methods.metadata import extract_metadata
 from forensics.methods.metadata import extraction as metadata_extraction
 from forensics.pipeline import file_info
 from forensics.render import encode_jpeg, from_gray_png, gray_png, overlay_jpeg
-from service import ingest, netguard, webhooks
+from service import ingest, metrics, netguard, webhooks
 from service.cases import Intake
 from service.db import session_scope
 from service.decoded import decoded as decoded_image
@@ -271,6 +271,7 @@ def run_method(image_id: uuid.UUID, method_name: str) -> None:
                 "%s of image %s: method %.3f s, decode and overhead %.3f s, storing %.3f s",
                 method_name, image_id, finding.seconds, examined - start - finding.seconds, time.perf_counter() - examined,
             )
+            metrics.METHOD_SECONDS.labels(method_name, finding.status.value).observe(finding.seconds)
         won = try_join(session, image_id)
     if won:
         send_fuses([image_id])
@@ -588,4 +589,6 @@ def reconcile(now: datetime | None = None) -> Repairs:
     send_fuses(repairs.requeued_fuses)
     if repairs:
         logger.warning("reconciler repaired lost work: %s", repairs)
+    for kind, work in vars(repairs).items():  # every kind, zeros included: each series exists from the first pass
+        metrics.RECONCILER_REPAIRS.labels(kind).inc(len(work))
     return repairs

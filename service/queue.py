@@ -16,6 +16,7 @@ from uuid import UUID
 from celery import Celery
 from kombu import Queue
 
+from service import correlation
 from service.settings import Settings, get_settings
 
 PREPARE_IMAGE = "forensics.prepare_image"
@@ -96,7 +97,7 @@ def _send(name: str, args_list: Iterable[list[str]]) -> None:
     app = get_celery()
     with app.producer_or_acquire() as producer:
         for args in args_list:
-            app.send_task(name, args=args, producer=producer)
+            app.send_task(name, args=args, producer=producer, headers=correlation.headers())
 
 
 def enqueue_prepare(image_ids: Iterable[UUID]) -> None:

@@ -33,7 +33,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
-from service import netguard, queue
+from service import metrics, netguard, queue
 from service.db import session_scope
 from service.models import (
     Case,
@@ -372,6 +372,7 @@ def _finish(
         delivery.delivered_at = now
     session.add(WebhookAttempt(id=uuid.uuid4(), delivery_id=delivery.id, attempted_at=now, status_code=status_code, error=error, seconds=seconds))
     session.commit()
+    metrics.WEBHOOK_ATTEMPTS.labels(delivery.event_type, "retrying" if status == DeliveryStatus.PENDING else status.value).inc()
     log = logger.info if status == DeliveryStatus.DELIVERED else logger.warning
     log("webhook %s (%s) to %s: %s after attempt %d%s", delivery.id, delivery.event_type, delivery.url, status,
         delivery.attempts, f" ({error})" if error else "")

@@ -125,15 +125,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class ApiServer:
     """A real ``uvicorn`` API (``workers`` processes) on a free loopback port, with ``env`` as its
-    settings; ready once ``/health`` answers 200."""
+    settings; ready once ``/health`` answers 200. Quiet, or with ``log_config`` logging as in
+    production (the service's logging config, access log included)."""
 
-    def __init__(self, env: dict[str, str], log: Path, workers: int = 1) -> None:
+    def __init__(self, env: dict[str, str], log: Path, workers: int = 1, *, log_config: bool = False) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self._log = log.open("ab")
+        logging = ["--log-config", str(REPO / "service" / "logging.json")] if log_config else ["--no-access-log", "--log-level", "warning"]
         self.process = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(workers),
-             "--no-access-log", "--log-level", "warning"],
+             *logging],
             cwd=REPO, env={**os.environ, **env}, stdout=self._log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60

@@ -12,6 +12,7 @@ from forensics.allocator import retain_freed_memory
 from service.db import get_autocommit_engine, get_engine
 from service.queue import get_celery
 from service.settings import get_settings
+from worker import observability  # noqa: F401 - connects the logging, metrics and correlation signal handlers
 
 app = get_celery()
 app.conf.include = ["worker.tasks"]

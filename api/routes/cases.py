@@ -23,7 +23,7 @@ from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, Ima
 from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, refuse, to_intake
 from forensics.formats import ImageFormat
-from service import cases, dispatch, idempotency, ingest, netguard, ratelimit, reports, webhooks
+from service import cases, correlation, dispatch, idempotency, ingest, netguard, ratelimit, reports, webhooks
 from service.cases import Intake
 from service.models import Case, CaseStatus
 from service.settings import Settings
@@ -217,6 +217,7 @@ async def create_case(
             intakes=sources.intakes,
             stored=sources.stored,
         )
+        correlation.bind(case_id=case.id)  # in this task, so the prepare messages sent from a thread carry it
     except BaseException:
         if sources is not None and sources.claimed:
             await run_in_threadpool(ingest.release_uploads, session, sources.claimed)
