@@ -16,4 +16,4 @@ COPY migrations ./migrations
 RUN pip install -e '.[service]' && useradd --create-home forensics
 USER forensics
 EXPOSE 8000
-CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2"]
+CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--log-config", "service/logging.json"]

@@ -35,6 +35,7 @@ _running: dict[str, tuple[float, Token[Any]]] = {}
 @setup_logging.connect
 def configure_logging(loglevel: int | str | None = None, **_: Any) -> None:
     logging.config.dictConfig(logs.logging_config(loglevel))
+    logging.captureWarnings(True)  # a warning is an event too: one formatted line, not text on stderr
 
 
 @task_prerun.connect
