@@ -160,7 +160,8 @@ class ServiceCollector(Collector):
         (every priority step, key prefix included), or the message files of the filesystem
         transport's folder. Messages taken by a worker and not yet acknowledged are not counted."""
         family = GaugeMetricFamily("forensics_queue_depth", "Messages waiting in each Celery queue", labels=["queue"])
-        with get_celery().connection_for_read() as connection:
+        # a connection of the app's pool, as publishing uses: no new broker connection at every scrape
+        with get_celery().pool.acquire(block=True, timeout=2) as connection:
             connection.ensure_connection(max_retries=1, timeout=2)  # never the default: retry for ever
             channel = connection.default_channel
             for name in QUEUES:

@@ -8,6 +8,7 @@ the API and of the worker are followed by the request's id.
 """
 
 import json
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from service import queue
+from service.metrics import ServiceCollector
 from tests.conftest import jpeg_bytes
 from tests.integration_support import HOST, Receiver
 from tests.platform_support import (
@@ -215,3 +218,19 @@ def test_logs_are_json_lines_that_follow_the_request_into_the_tasks(service: Ser
         assert any(e["message"].startswith(f"{method} of image {image_id}") for e in ours), method
     # and no line of another request's task carries it
     assert all(e.get("image_id") in (None, image_id) for e in ours)
+
+
+@pytest.mark.parametrize("broker", ["redis", "filesystem"])
+def test_queue_depth_counts_waiting_messages_per_queue(broker: str, tmp_path: Path) -> None:
+    """Redis: the lengths of the prefixed lists; the embedded mode: the filesystem transport's message files."""
+    prefix = f"forensics-depth-{uuid.uuid4().hex[:8]}:"
+    settings = {"BROKER_URL": REDIS_URL, "FORENSICS_BROKER_KEY_PREFIX": prefix} if broker == "redis" else {"BROKER_URL": "filesystem://"}
+    with environment({"FORENSICS_HOME": str(tmp_path), **settings}):
+        try:
+            queue.enqueue_prepare([uuid.uuid4() for _ in range(3)])
+            queue.enqueue_fuse([uuid.uuid4()])
+            family = ServiceCollector._queue_depth()
+            assert {s.labels["queue"]: s.value for s in family.samples} == {"control": 0, "webhooks": 0, "analysis": 1, "intake": 3}
+        finally:
+            if broker == "redis":
+                _drop_keys(prefix)
