@@ -10,6 +10,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from service import correlation
 from service.metrics import HTTP_REQUESTS, HTTP_SECONDS
 
+#: Methods labelled as themselves; any other a client invents is ``OTHER`` (one series, not one each).
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
 
 class RequestObservability:
     """Gives each request an id (the client's ``X-Request-ID`` when it is short and printable,
@@ -46,8 +49,9 @@ class RequestObservability:
         finally:
             # the template (/v1/cases/{case_id}), never the path: one series per route, not per case
             route = getattr(scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
-            HTTP_SECONDS.labels(scope["method"], route).observe(time.perf_counter() - start)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            HTTP_REQUESTS.labels(method, route, str(status)).inc()
+            HTTP_SECONDS.labels(method, route).observe(time.perf_counter() - start)
 
 
 async def bind_path_ids(request: Request) -> None:

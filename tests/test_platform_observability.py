@@ -166,7 +166,12 @@ def test_metrics_are_refused_without_the_token(service: Service) -> None:
 
 
 def test_api_metrics_count_requests_by_route_and_read_the_state(service: Service, processed_case: dict[str, Any]) -> None:
+    # paths and methods a client invents share one series each
+    assert httpx.get(f"{service.api.base}/nowhere/{uuid.uuid4()}").status_code == 404
+    assert httpx.request("PROPFIND", f"{service.api.base}/elsewhere").status_code == 404
     samples = _samples(httpx.get(f"{service.api.base}/metrics", headers=bearer(TOKEN)).text)
+    assert _value(samples, "forensics_http_requests_total", method="GET", route="unmatched", status="404") == 1
+    assert _value(samples, "forensics_http_requests_total", method="OTHER", route="unmatched", status="404") == 1
     assert _value(samples, "forensics_http_requests_total", method="POST", route="/v1/cases", status="202") == 1
     # the polls went to both uvicorn processes; the scrape sums them
     polls = _value(samples, "forensics_http_requests_total", method="GET", route="/v1/cases/{case_id}", status="200")
