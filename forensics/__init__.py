@@ -1,9 +1,8 @@
 """Image forensics engine: bytes in, findings out.
 
-The library never starts servers or configures logging. It touches two pieces of global
-state, both at import and both on purpose: Pillow's decompression-bomb threshold (aligned
-with our own pixel limit, see :mod:`forensics.image`) and exiv2's log level (muted, see
-:mod:`forensics.exif`: exiv2 prints warnings from C++ and aborts a read on any logged error).
+The library never starts servers or configures logging. It touches one piece of global
+state, at import and on purpose: Pillow's decompression-bomb threshold (aligned with our own
+pixel limit, see :mod:`forensics.image`).
 ``api/``, ``service/`` and ``worker/`` are thin layers over it.
 """
 

@@ -1,49 +1,29 @@
-"""Read an image's EXIF, IPTC and XMP (maker notes included) into plain, JSON-ready values.
+"""Interpret an image's EXIF, IPTC and XMP (maker notes included) as plain, JSON-ready facts.
 
-exiv2 (through ``pyexiv2``) reads every supported container from memory: JPEG, PNG,
-TIFF, WebP and ISO-BMFF (HEIF/AVIF), with the maker notes of the main camera makes
-decoded. Where exiv2 refuses a file (it gives up on a whole file when one directory is
-corrupt), Pillow's EXIF reader is the fallback, so a damaged file still reports what is
-readable. :func:`extract_metadata` is the one entry point: the ``metadata`` method and the
-API's metadata and compare endpoints call it.
-
-exiv2's log goes through pyexiv2's C++ handler, which prints warnings on the process's
-standard output (bypassing Python, so they can be neither caught nor logged) and turns any
-*logged* error into an exception for the whole file, even the non-fatal ones after which
-exiv2 simply skips one directory (a damaged maker note loses Make, dates and GPS with it).
-This module therefore mutes exiv2's log once, at import (``pyexiv2.set_log_level(4)``, a
-process-wide setting of pyexiv2 only): fatal errors are still thrown as ``RuntimeError``
-and caught here, and non-fatal ones no longer discard the readable tags. On the fuzz
-corpus this reads the same files, and on damaged camera files it reads strictly more.
-Keys follow exiv2's names (``Exif.Image.Make``, ``Exif.Photo.DateTimeOriginal``,
-``Exif.GPSInfo.GPSLatitude``, ``Xmp.xmp.CreatorTool``), whichever reader produced them.
+The tags come from the image's one parsed metadata object (``DecodedImage.metadata``, see
+:mod:`forensics.tags`), keyed by exiv2's names (``Exif.Image.Make``,
+``Exif.Photo.DateTimeOriginal``, ``Exif.GPSInfo.GPSLatitude``, ``Xmp.xmp.CreatorTool``).
+:func:`extract_metadata` is the one entry point: the ``metadata`` method and the API's
+metadata and compare endpoints call it.
 
 The perceptual hash is the DCT hash of Zauner (C. Zauner, "Implementation and
 benchmarking of perceptual image hash functions", MSc thesis, Upper Austria University of
 Applied Sciences, 2010) as implemented by ``imagehash.phash``.
 """
 
-import hashlib
 import io
-import logging
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 import cv2
 import imagehash
 import numpy as np
-import pillow_heif
-import pyexiv2
-from PIL import ExifTags, Image
+from PIL import Image
 
 from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
-
-logger = logging.getLogger(__name__)
-
-pyexiv2.set_log_level(4)
 
 #: Longest string kept in the compact tag listing.
 MAX_STRING = 200
@@ -129,108 +109,9 @@ _ORIENTATIONS = {
     7: "mirrored horizontally and rotated 90 CW",
     8: "rotated 270 CW",
 }
+#: EXIF groups of the standard directories; any other group holds a maker note.
+_STANDARD_GROUP = re.compile(r"^(?:Image\d*|Photo|GPSInfo|Iop|Thumbnail|MakerNote|SubImage\d+|SubThumb\d+|MpfInfo)$")
 _BYTE_LIST = re.compile(r"^(?:-?\d{1,3} ){16,}-?\d{1,3}$")
-_PILLOW_NAME_OVERRIDES = {0xA002: "PixelXDimension", 0xA003: "PixelYDimension", 0x8827: "ISOSpeedRatings"}
-_IFD_EXIF = 0x8769
-_IFD_GPS = 0x8825
-
-
-@dataclass(frozen=True, slots=True)
-class RawMetadata:
-    """Tag values as strings (or lists / language maps for XMP), keyed by exiv2 names."""
-
-    exif: dict[str, Any]
-    iptc: dict[str, Any]
-    xmp: dict[str, Any]
-    reader: str
-    problems: tuple[str, ...]
-    thumbnail: bytes | None
-
-
-def read_raw_metadata(data: bytes, fmt: ImageFormat) -> RawMetadata:
-    """Read all metadata of ``data`` with exiv2, falling back to Pillow for EXIF.
-
-    Never raises for malformed metadata: what could not be read is listed in ``problems``.
-    """
-    problems: list[str] = []
-    exif: dict[str, Any] = {}
-    iptc: dict[str, Any] = {}
-    xmp: dict[str, Any] = {}
-    thumbnail: bytes | None = None
-    reader = "none"
-    if fmt not in (ImageFormat.BMP, ImageFormat.GIF):
-        try:
-            with pyexiv2.ImageData(data) as handle:
-                reader = "exiv2"
-                exif = _exiv2_read(handle.read_exif, problems, "EXIF")
-                iptc = _exiv2_read(handle.read_iptc, problems, "IPTC")
-                xmp = _exiv2_read(handle.read_xmp, problems, "XMP")
-                try:
-                    thumbnail = handle.read_thumbnail() or None
-                except (RuntimeError, ValueError) as exc:
-                    problems.append(f"exiv2 could not read the EXIF thumbnail: {exc}")
-        except (RuntimeError, ValueError) as exc:
-            problems.append(f"exiv2 could not read the metadata: {str(exc)[:200]}")
-    if not exif:
-        fallback = _pillow_exif(data, fmt, problems)
-        if fallback:
-            exif = fallback
-            reader = "pillow" if reader == "none" else f"{reader}+pillow"
-    return RawMetadata(exif=exif, iptc=iptc, xmp=xmp, reader=reader, problems=tuple(problems), thumbnail=thumbnail)
-
-
-def _exiv2_read(read: Any, problems: list[str], what: str) -> dict[str, Any]:
-    for encoding in ("utf-8", "latin-1"):
-        try:
-            return dict(read(encoding=encoding))
-        except UnicodeDecodeError:
-            continue
-        except (RuntimeError, ValueError) as exc:
-            problems.append(f"exiv2 could not read the {what}: {str(exc)[:200]}")
-            return {}
-    return {}
-
-
-def _pillow_exif(data: bytes, fmt: ImageFormat, problems: list[str]) -> dict[str, str]:
-    """EXIF via Pillow, renamed to exiv2's keys (IFD0 -> Image, Exif IFD -> Photo, GPS -> GPSInfo)."""
-    try:
-        if fmt is ImageFormat.HEIF:
-            raw = pillow_heif.open_heif(data).info.get("exif")
-            exif = Image.Exif()
-            if raw:
-                exif.load(raw)
-        else:
-            with Image.open(io.BytesIO(data)) as pil:
-                exif = pil.getexif()
-        out: dict[str, str] = {}
-        _pillow_ifd(exif, "Exif.Image", ExifTags.TAGS, out)
-        _pillow_ifd(exif.get_ifd(_IFD_EXIF), "Exif.Photo", ExifTags.TAGS, out)
-        _pillow_ifd(exif.get_ifd(_IFD_GPS), "Exif.GPSInfo", ExifTags.GPSTAGS, out)
-        return out
-    except Exception as exc:  # Pillow's EXIF parser raises many types on hostile input
-        problems.append(f"Pillow could not read the EXIF: {type(exc).__name__}: {str(exc)[:200]}")
-        return {}
-
-
-def _pillow_ifd(ifd: Any, group: str, names: dict[int, str], out: dict[str, str]) -> None:
-    for tag, value in ifd.items():
-        if tag in (_IFD_EXIF, _IFD_GPS) and group == "Exif.Image":
-            continue
-        name = _PILLOW_NAME_OVERRIDES.get(tag) or names.get(tag) or f"0x{tag:04x}"
-        text = _pillow_value(value)
-        if text is not None:
-            out[f"{group}.{name}"] = text
-
-
-def _pillow_value(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return None
-    if isinstance(value, tuple):
-        parts = [_pillow_value(v) for v in value]
-        return " ".join(p for p in parts if p is not None)
-    if hasattr(value, "numerator") and hasattr(value, "denominator") and not isinstance(value, int):
-        return f"{value.numerator}/{value.denominator}"
-    return str(value).rstrip("\x00").strip()
 
 
 # -- value parsing --------------------------------------------------------------------
@@ -307,7 +188,7 @@ def _xmp_coordinate(text: Any) -> float | None:
     return -value if ref in "SW" else value
 
 
-def _gps(exif: dict[str, Any], xmp: dict[str, Any]) -> dict[str, Any] | None:
+def _gps(exif: Mapping[str, Any], xmp: Mapping[str, Any]) -> dict[str, Any] | None:
     lat = _dms(exif.get("Exif.GPSInfo.GPSLatitude"))
     lon = _dms(exif.get("Exif.GPSInfo.GPSLongitude"))
     source = "exif"
@@ -338,12 +219,12 @@ def _gps(exif: dict[str, Any], xmp: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _first(tags: dict[str, Any], *keys: str) -> str | None:
+def _first(tags: Mapping[str, Any], *keys: str) -> str | None:
     for key in keys:
         value = tags.get(key)
-        if isinstance(value, dict):  # XMP language alternatives
+        if isinstance(value, Mapping):  # XMP language alternatives
             value = next(iter(value.values()), None)
-        if isinstance(value, list):
+        if isinstance(value, Sequence) and not isinstance(value, str):
             value = value[0] if value else None
         if isinstance(value, str):
             value = value.strip().strip("\x00").strip()
@@ -360,7 +241,7 @@ def name_editor(software: str) -> str | None:
     return None
 
 
-def _history(xmp: dict[str, Any]) -> list[dict[str, str]]:
+def _history(xmp: Mapping[str, Any]) -> list[dict[str, str]]:
     """XMP media-management history events (``xmpMM:History``), oldest first."""
     events: dict[int, dict[str, str]] = {}
     for key, value in xmp.items():
@@ -370,7 +251,7 @@ def _history(xmp: dict[str, Any]) -> list[dict[str, str]]:
     return [events[i] for i in sorted(events)]
 
 
-def _compact(tags: dict[str, Any]) -> tuple[dict[str, Any], int]:
+def _compact(tags: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """Tags with strings truncated and binary blobs (byte lists) left out; also the count left out."""
     out: dict[str, Any] = {}
     omitted = 0
@@ -383,18 +264,21 @@ def _compact(tags: dict[str, Any]) -> tuple[dict[str, Any], int]:
                 omitted += 1
                 continue
             out[key] = value[:MAX_STRING]
-        elif isinstance(value, list):
+        elif isinstance(value, Sequence):
             out[key] = [str(v)[:MAX_STRING] for v in value[:20]]
-        elif isinstance(value, dict):
+        elif isinstance(value, Mapping):
             out[key] = {str(k): str(v)[:MAX_STRING] for k, v in list(value.items())[:10]}
         else:
             omitted += 1
     return out, omitted
 
 
-def _thumbnail_size(thumbnail: bytes | None) -> tuple[int, int] | None:
+def _thumbnail_size(thumbnail: bytes | None, exif: Mapping[str, str]) -> tuple[int, int] | None:
+    """The EXIF thumbnail's size: from its JPEG, or from IFD1's tags for an uncompressed one."""
     if not thumbnail:
-        return None
+        width, height = (parse_rational(exif.get(f"Exif.Thumbnail.{tag}")) for tag in ("ImageWidth", "ImageLength"))
+        uncompressed = str(exif.get("Exif.Thumbnail.Compression", "")).strip() == "1"
+        return (int(width), int(height)) if uncompressed and width and height else None
     try:
         with Image.open(io.BytesIO(thumbnail)) as pil:
             return int(pil.width), int(pil.height)
@@ -432,7 +316,7 @@ def extract_metadata(image: DecodedImage) -> dict[str, Any]:
     ``maker_notes``, ``has_exif`` / ``has_iptc`` / ``has_xmp``, ``stripped``, ``tags``
     (compact listing), ``problems`` and ``hashes`` (md5, sha256, phash).
     """
-    raw = read_raw_metadata(image.data, image.format)
+    raw = image.metadata
     exif, xmp, iptc = raw.exif, raw.xmp, raw.iptc
     all_tags = {**exif, **iptc, **xmp}
 
@@ -462,8 +346,8 @@ def extract_metadata(image: DecodedImage) -> dict[str, Any]:
     orientation = int(orientation_raw) if orientation_raw and orientation_raw.isdigit() else None
     exif_w = parse_rational(exif.get("Exif.Photo.PixelXDimension"))
     exif_h = parse_rational(exif.get("Exif.Photo.PixelYDimension"))
-    thumb = _thumbnail_size(raw.thumbnail)
-    maker_groups = sorted({k.split(".")[1] for k in exif if k.startswith("Exif.") and k.split(".")[1] not in ("Image", "Photo", "GPSInfo", "Iop", "Thumbnail", "Image2", "Image3", "MakerNote", "SubImage1", "SubImage2", "SubThumb1", "MpfInfo")})
+    thumb = _thumbnail_size(raw.thumbnail, exif)
+    maker_groups = sorted({group for group in (k.split(".")[1] for k in exif) if not _STANDARD_GROUP.match(group)})
     tags, omitted = _compact(all_tags)
     exposure_time = parse_rational(exif.get("Exif.Photo.ExposureTime"))
     iso = _first(exif, "Exif.Photo.ISOSpeedRatings", "Exif.Photo.PhotographicSensitivity")
@@ -500,7 +384,7 @@ def extract_metadata(image: DecodedImage) -> dict[str, Any]:
         "tags_omitted": omitted,
         "problems": list(raw.problems),
         "hashes": {
-            "md5": hashlib.md5(image.data, usedforsecurity=False).hexdigest(),
+            "md5": image.md5,
             "sha256": image.sha256,
             "phash": perceptual_hash(image.luma),
         },

@@ -4,13 +4,16 @@ Order matters for safety: the byte limit, then the magic-byte format, then the h
 pixel count against the pixel limit, and only then the decode. Pillow's own
 decompression-bomb warning is turned into :class:`TooManyPixels` as a second guard.
 A :class:`DecodedImage` is immutable (its arrays are read-only): methods read it, none
-mutates it, so methods may run in parallel threads over one instance.
+mutates it, so methods may run in parallel threads over one instance. What the file says
+about itself (EXIF, IPTC, XMP) is kept raw at decode time and parsed on first use, once,
+into the :class:`~forensics.tags.FileMetadata` every method shares.
 """
 
 import hashlib
 import io
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,15 +24,20 @@ from types import MappingProxyType
 import cv2
 import jpeglib
 import numpy as np
-import pillow_heif
+import pi_heif
 from PIL import Image
 
 from forensics.container import ContainerInfo, inspect_container
 from forensics.errors import CorruptImage, FileTooLarge, ForensicsError, TooManyPixels
 from forensics.formats import SNIFF_BYTES, ImageFormat, sniff_format
+from forensics.tags import FileMetadata, MetadataBlocks, find_blocks, read_metadata
 
 DEFAULT_MAX_PIXELS = 200_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+
+#: Parsing the metadata is cheap (milliseconds), so one lock for all images is enough to
+#: make the methods that ask at the same moment, in parallel threads, parse it only once.
+_METADATA_LOCK = threading.Lock()
 
 # Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that. Our own header check
 # enforces the configured limit before any decode; aligning Pillow's threshold with the
@@ -92,10 +100,28 @@ class DecodedImage:
     container: ContainerInfo
     text: Mapping[str, str] = field(default_factory=dict)
     icc_profile: bytes | None = None
+    metadata_blocks: MetadataBlocks = field(default_factory=MetadataBlocks)
 
     @cached_property
     def sha256(self) -> str:
         return hashlib.sha256(self.data).hexdigest()
+
+    @cached_property
+    def md5(self) -> str:
+        return hashlib.md5(self.data, usedforsecurity=False).hexdigest()
+
+    @property
+    def metadata(self) -> FileMetadata:
+        """The file's EXIF, IPTC and XMP, parsed on first use and then shared (see :mod:`forensics.tags`)."""
+        parsed = self.__dict__.get("_metadata")
+        if parsed is None:
+            with _METADATA_LOCK:
+                parsed = self.__dict__.get("_metadata")
+                if parsed is None:
+                    parsed = read_metadata(self.metadata_blocks, self.data if self.format is ImageFormat.TIFF else None)
+                    # a cache, like cached_property's: it bypasses the frozen __setattr__
+                    self.__dict__["_metadata"] = parsed
+        return parsed
 
     @property
     def megapixels(self) -> float:
@@ -142,6 +168,7 @@ def load_image(
         pil.close()
         luma = luma_of(rgb)
         jpeg = coefficients.result() if coefficients is not None else None
+    blocks = find_blocks(pil, fmt, text)
     return DecodedImage(
         data=data,
         format=fmt,
@@ -157,6 +184,7 @@ def load_image(
         container=container,
         text=MappingProxyType(text),
         icc_profile=icc if isinstance(icc, bytes) else None,
+        metadata_blocks=blocks,
     )
 
 
@@ -218,9 +246,12 @@ def _decode(pil: Image.Image, fmt: ImageFormat) -> Image.Image:
 
 def _open_heif(data: bytes, max_pixels: int) -> tuple[Image.Image, int]:
     try:
-        heif = pillow_heif.open_heif(data, convert_hdr_to_8bit=True)
+        heif = pi_heif.open_heif(data, convert_hdr_to_8bit=True)
         _check_pixels(heif.size[0], heif.size[1], max_pixels)
         pil = heif.to_pillow()
+        # The copy of the EXIF that to_pillow makes says orientation 1 (libheif has applied the
+        # file's rotation to the pixels); the metadata must say what the file says.
+        pil.info.update({key: heif.info[key] for key in ("exif", "xmp") if heif.info.get(key)})
         return pil, len(heif)
     except ForensicsError:
         raise

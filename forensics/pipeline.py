@@ -1,6 +1,5 @@
 """load -> methods (in parallel threads) -> fusion: the whole analysis of one image."""
 
-import hashlib
 import os
 import time
 from collections.abc import Sequence
@@ -22,7 +21,7 @@ def file_info(image: DecodedImage) -> dict[str, Any]:
     return {
         "filename": image.filename,
         "sha256": image.sha256,
-        "md5": hashlib.md5(image.data, usedforsecurity=False).hexdigest(),
+        "md5": image.md5,
         "bytes": len(image.data),
         "format": image.format.value,
         "mime_type": image.format.mime_type,

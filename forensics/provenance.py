@@ -13,22 +13,22 @@ signature and the content hashes check out; it says nothing about who signed (no
 list is configured, so every signer is reported as untrusted). No exception escapes: a
 broken or unsupported manifest becomes a :class:`C2paReport` with ``error`` set.
 
-XMP packets are found by their ``<x:xmpmeta>`` wrapper in the raw bytes (JPEG APP1, PNG
-iTXt, WebP/TIFF/HEIF XMP items are stored uncompressed) and in decoded text chunks, and
-read with regular expressions only: no XML parser ever sees untrusted entities.
+The XMP facts are taken from the image's parsed XMP (``DecodedImage.metadata``, see
+:mod:`forensics.tags.xmp`), by property name in whatever namespace or structure they stand.
 """
 
 import io
 import json
 import logging
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import c2pa
 
 from forensics.formats import ImageFormat
+from forensics.tags import FileMetadata
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,6 @@ _MIME = {
 }
 _OFFLINE_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
 _REMOTE_URL = re.compile(r"(https?://\S+)")
-_XMP_PACKET = re.compile(rb"<x:xmpmeta[\s>].{0,2000000}?</x:xmpmeta>", re.DOTALL)
-_MAX_XMP_PACKETS = 8
 
 
 def source_type_name(value: str) -> str:
@@ -209,47 +207,19 @@ class XmpFacts:
         }
 
 
-def _xmp_field(name: str) -> re.Pattern[str]:
-    """Match ``prefix:name="v"``, ``<prefix:name>v</...>`` and ``<prefix:name rdf:resource="v"/>``."""
-    return re.compile(
-        rf"(?:\w+:){name}\s*=\s*[\"']([^\"']*)[\"']"
-        rf"|<(?:\w+:){name}\s*>\s*(?:<rdf:Alt>\s*<rdf:li[^>]*>)?([^<]*)<"
-        rf"|<(?:\w+:){name}\s+rdf:resource\s*=\s*[\"']([^\"']*)[\"']",
-    )
+#: XMP property names (in any namespace) and the fact each one gives.
+_XMP_FACTS = {"DigitalSourceType": "source_types", "AISystemUsed": "ai_systems", "CreatorTool": "creator_tools", "provenance": "provenance_urls"}
 
 
-_SOURCE_TYPE = _xmp_field("DigitalSourceType")
-_AI_SYSTEM = _xmp_field("AISystemUsed")
-_CREATOR_TOOL = _xmp_field("CreatorTool")
-_PROVENANCE = _xmp_field("provenance")
-
-
-def xmp_packets(data: bytes, texts: Iterable[str] = ()) -> list[str]:
-    """The XMP packets in the raw bytes and in decoded text chunks (e.g. PNG ``XML:com.adobe.xmp``)."""
-    packets = [m.group(0).decode("utf-8", "replace") for m in _XMP_PACKET.finditer(data)][:_MAX_XMP_PACKETS]
-    seen = set(packets)
-    for text in texts:
-        if "xmpmeta" in text and text not in seen:
-            packets.append(text)
-            seen.add(text)
-    return packets
-
-
-def read_xmp(packets: Iterable[str]) -> XmpFacts:
-    """Pull digital source types, AI systems, creator tools and provenance URLs from ``packets``."""
-    found: dict[str, list[str]] = {"src": [], "ai": [], "tool": [], "prov": []}
-    count = 0
-    for packet in packets:
-        count += 1
-        for key, pattern in (("src", _SOURCE_TYPE), ("ai", _AI_SYSTEM), ("tool", _CREATOR_TOOL), ("prov", _PROVENANCE)):
-            for match in pattern.finditer(packet):
-                value = next((g for g in match.groups() if g), "").strip()
-                if value:
-                    found[key].append(source_type_name(value) if key == "src" else value)
-    return XmpFacts(
-        packets=count,
-        source_types=tuple(dict.fromkeys(found["src"])),
-        ai_systems=tuple(dict.fromkeys(found["ai"])),
-        creator_tools=tuple(dict.fromkeys(found["tool"])),
-        provenance_urls=tuple(dict.fromkeys(found["prov"])),
-    )
+def xmp_facts(metadata: FileMetadata) -> XmpFacts:
+    """Digital source types, AI systems, creator tools and provenance URLs from the parsed XMP."""
+    found: dict[str, list[str]] = {fact: [] for fact in _XMP_FACTS.values()}
+    for key, value in metadata.xmp.items():
+        fact = _XMP_FACTS.get(re.split(r"[.:/]", key)[-1])
+        if fact is None:
+            continue
+        values = value.values() if isinstance(value, Mapping) else [value] if isinstance(value, str) else value
+        for text in (v.strip() for v in values if isinstance(v, str)):
+            if text:
+                found[fact].append(source_type_name(text) if fact == "source_types" else text)
+    return XmpFacts(packets=metadata.xmp_packets, **{fact: tuple(dict.fromkeys(texts)) for fact, texts in found.items()})

@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from forensics.errors import ForensicsError  # noqa: E402
-from forensics.exif import name_editor, read_raw_metadata  # noqa: E402
+from forensics.exif import name_editor  # noqa: E402
 from forensics.formats import ImageFormat  # noqa: E402
-from forensics.image import load_image  # noqa: E402
+from forensics.image import DecodedImage, load_image  # noqa: E402
 from forensics.methods.encoder import CAMERA, EDITOR, QTABLES_FILE, claimed_camera, ijg_match, make_key, table_key, table_set  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
@@ -65,9 +65,8 @@ def editor_of(software: str) -> str | None:
     return named or next((name for pattern, name in _EXTRA_EDITORS if pattern.search(software)), None)
 
 
-def software_of(data: bytes) -> list[str]:
-    raw = read_raw_metadata(data, ImageFormat.JPEG)
-    tags = {**raw.exif, **raw.xmp}
+def software_of(image: DecodedImage) -> list[str]:
+    tags = {**image.metadata.exif, **image.metadata.xmp}
     values = [tags.get(key) for key in _SOFTWARE_TAGS]
     return [v.strip() for v in values if isinstance(v, str) and v.strip()]
 
@@ -80,8 +79,8 @@ def observe(dataset: str, path: str, label: str, data: bytes) -> dict[str, Any] 
         return None
     if image.format is not ImageFormat.JPEG or image.jpeg is None or min(image.width, image.height) < MIN_SIDE:
         return None
-    make, model = claimed_camera(data, image.format)
-    software = software_of(data)
+    make, model = claimed_camera(image)
+    software = software_of(image)
     editors = [e for e in map(editor_of, software) if e]
     if software and editor_of(software[0]):
         family, name = EDITOR, editor_of(software[0])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import imagehash
 import numpy as np
-import pillow_heif
+import pi_heif
 import pytest
 from PIL import Image
 from PIL.TiffImagePlugin import IFDRational
@@ -132,7 +132,7 @@ def _pillow_truth(data: bytes, is_heif: bool) -> dict[str, object] | None:
     try:
         if is_heif:
             exif = Image.Exif()
-            raw = pillow_heif.open_heif(data).info.get("exif")
+            raw = pi_heif.open_heif(data).info.get("exif")
             if raw:
                 exif.load(raw)
         else:

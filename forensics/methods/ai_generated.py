@@ -30,16 +30,12 @@ The statistic is the sum of the strongest metadata evidence points and the bound
 points; every term is listed in ``details["evidence"]``.
 """
 
-import io
-import logging
 import math
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import pillow_heif
-from PIL import Image
 
 from forensics.calibration import Logistic
 from forensics.finding import Finding
@@ -52,11 +48,9 @@ from forensics.provenance import (
     C2paReport,
     XmpFacts,
     read_c2pa,
-    read_xmp,
-    xmp_packets,
+    xmp_facts,
 )
-
-logger = logging.getLogger(__name__)
+from forensics.tags import FileMetadata
 
 CENTER = 50.0
 SCALE = 10.0
@@ -96,9 +90,9 @@ _GENERATOR_NAMES = re.compile(
 #: PNG/WebP text keys written by generation front-ends (value checked where keys are generic).
 _GENERATOR_KEYS = {"parameters", "prompt", "workflow", "dream", "sd-metadata", "invokeai_metadata", "invokeai_graph"}
 _A1111_PARAMS = re.compile(r"\bSteps:\s*\d+.*\b(Sampler|CFG scale|Seed):", re.IGNORECASE | re.DOTALL)
-_EXIF_TEXT_TAGS = {0x0131: "Software", 0x010F: "Make", 0x0110: "Model", 0x013B: "Artist", 0x010E: "ImageDescription"}
-_USER_COMMENT = 0x9286
-_EXIF_IFD = 0x8769
+_EXIF_TEXT_TAGS = ("Software", "Make", "Model", "Artist", "ImageDescription")
+#: exiv2 opens a UserComment with its character code (``charset=Ascii ...``).
+_COMMENT_CHARSET = re.compile(r"^charset=\w+ ?")
 _LOSSLESS = frozenset({ImageFormat.PNG, ImageFormat.TIFF, ImageFormat.BMP})
 _TILE = 256
 _MAX_TILES_PER_SIDE = 4
@@ -113,8 +107,8 @@ class AiGenerated(Method):
 
     def examine(self, image: DecodedImage) -> Finding:
         c2pa_report = read_c2pa(image.data, image.format)
-        xmp = read_xmp(xmp_packets(image.data, image.text.values()))
-        exif = _exif_texts(image)
+        xmp = xmp_facts(image.metadata)
+        exif = _exif_texts(image.metadata)
         evidence = _c2pa_evidence(c2pa_report) + _xmp_evidence(xmp) + _text_evidence(image.text, exif)
         metadata_points = max((e["points"] for e in evidence), default=0.0)
 
@@ -214,36 +208,11 @@ def _text_evidence(text: Mapping[str, str], exif: Mapping[str, str]) -> list[dic
     return evidence
 
 
-def _exif_texts(image: DecodedImage) -> dict[str, str]:
-    """Software/Make/Model/Artist/ImageDescription and UserComment, as text; {} when unreadable."""
-    try:
-        if image.format is ImageFormat.HEIF:
-            raw = pillow_heif.open_heif(image.data).info.get("exif")
-            exif = Image.Exif()
-            if raw:
-                exif.load(raw)
-        else:
-            with Image.open(io.BytesIO(image.data)) as pil:
-                exif = pil.getexif()
-        out = {name: str(exif[tag]).strip("\x00 ") for tag, name in _EXIF_TEXT_TAGS.items() if tag in exif}
-        comment = exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT)
-    except Exception as exc:  # EXIF is optional evidence; a damaged block must not stop the method
-        logger.info("EXIF unreadable for AI indicators: %s", exc)
-        return {}
-    if isinstance(comment, bytes):
-        out["UserComment"] = _decode_user_comment(comment)
-    elif isinstance(comment, str):
-        out["UserComment"] = comment
+def _exif_texts(metadata: FileMetadata) -> dict[str, str]:
+    """Software/Make/Model/Artist/ImageDescription and UserComment, as text."""
+    out = {name: metadata.exif.get(f"Exif.Image.{name}", "").strip("\x00 ") for name in _EXIF_TEXT_TAGS}
+    out["UserComment"] = _COMMENT_CHARSET.sub("", metadata.exif.get("Exif.Photo.UserComment", "")).strip("\x00 ")
     return {k: v for k, v in out.items() if v}
-
-
-def _decode_user_comment(raw: bytes) -> str:
-    """EXIF UserComment: an 8-byte character-code prefix, then the text (UTF-16 for ``UNICODE``)."""
-    head, body = raw[:8], raw[8:]
-    if head.startswith(b"UNICODE"):
-        candidates = [body.decode("utf-16-be", "replace"), body.decode("utf-16-le", "replace")]
-        return max(candidates, key=lambda s: sum(c.isascii() and c.isprintable() for c in s)).strip("\x00 ")
-    return body.decode("utf-8", "replace").strip("\x00 ")
 
 
 def _dangling_reference(report: C2paReport, xmp: XmpFacts) -> bool:

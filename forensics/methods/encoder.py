@@ -78,7 +78,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from forensics.calibration import Logistic
-from forensics.exif import read_raw_metadata
 from forensics.finding import Finding
 from forensics.formats import ImageFormat
 from forensics.image import DecodedImage, JpegData
@@ -277,15 +276,15 @@ class EncoderMethod(Method):
         jpeg = image.jpeg
         if jpeg is None or not jpeg.quant_tables or not jpeg.table_of_component:
             return self.not_applicable("The quantization tables could not be read, so the encoder cannot be identified.")
-        details = describe(table_set(jpeg), *claimed_camera(image.data, image.format), load_collection())
+        details = describe(table_set(jpeg), *claimed_camera(image), load_collection())
         result = assess(details)
         details |= {"assessment": result.code, "family": result.family, "points": result.points}
         return self.ok(result.statistic, _label(result, details), _summary(result, details), details)
 
 
-def claimed_camera(data: bytes, fmt: ImageFormat) -> tuple[str | None, str | None]:
+def claimed_camera(image: DecodedImage) -> tuple[str | None, str | None]:
     """The EXIF Make and Model the file claims (IFD0), or None."""
-    exif = read_raw_metadata(data, fmt).exif
+    exif = image.metadata.exif
     return _tag(exif, "Exif.Image.Make"), _tag(exif, "Exif.Image.Model")
 
 
