@@ -60,7 +60,9 @@ class Settings(BaseSettings):
         default=30.0, gt=0, description="Running work not heard from for this long (its process died) is run again"
     )
     reconcile_interval: float = Field(default=15.0, gt=0)
-    visibility_timeout: int = Field(default=3600, ge=1, description="Redis: seconds before an unacked message is redelivered")
+    visibility_timeout: int = Field(
+        default=45, ge=1, description="Redis: seconds before a message taken by a worker that died is delivered again"
+    )
     broker_key_prefix: str = Field(default="", description="Redis: prefix of every key (several deployments on one Redis)")
     worker_max_tasks_per_child: int = Field(
         default=10000,
