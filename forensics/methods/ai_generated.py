@@ -101,7 +101,7 @@ _MIN_SIDE = 32
 
 class AiGenerated(Method):
     name: ClassVar[str] = "ai_generated"
-    version: ClassVar[str] = "1.0"
+    version: ClassVar[str] = "1.1"
     default_logistic: ClassVar[Logistic] = Logistic(center=CENTER, scale=SCALE)
     fit_logistic: ClassVar[bool] = False
 

@@ -62,7 +62,7 @@ _EDIT_ACTIONS = ("saved", "derived", "converted", "edited", "cropped", "filtered
 
 class MetadataMethod(Method):
     name: ClassVar[str] = "metadata"
-    version: ClassVar[str] = "1.1"
+    version: ClassVar[str] = "1.2"
     default_logistic: ClassVar[Logistic] = Logistic(center=50.0, scale=8.0)
     fit_logistic: ClassVar[bool] = False
 
