@@ -48,7 +48,14 @@ def _transport_options(settings: Settings) -> dict[str, object]:
             "control_folder": str(folder / "control"),
             "polling_interval": 0.1,
         }
-    options: dict[str, object] = {"visibility_timeout": settings.visibility_timeout, "queue_order_strategy": "priority"}
+    # A message taken by a worker that died (its process group killed, its machine gone) comes back
+    # after the visibility timeout; kombu looks for such messages every 10 s (throttle 1, not every
+    # 100 s). A copy delivered while the first still runs is harmless: the finding's lease refuses it.
+    options: dict[str, object] = {
+        "visibility_timeout": settings.visibility_timeout,
+        "unacked_restore_throttle": 1,
+        "queue_order_strategy": "priority",
+    }
     if settings.broker_key_prefix:
         options["global_keyprefix"] = settings.broker_key_prefix
     return options
@@ -63,7 +70,10 @@ def make_celery(settings: Settings) -> Celery:
         # Reliability: a message is acknowledged after its task ran, one message at a time.
         task_acks_late=True,
         worker_prefetch_multiplier=1,
-        task_reject_on_worker_lost=False,  # a task that kills its process is repaired by the reconciler
+        # A task whose pool process dies goes back to the queue: a finding not yet claimed runs at
+        # once; a claimed one is refused by its lease until the reconciler frees it, which also
+        # bounds a task that kills its process every time (FORENSICS_MAX_ATTEMPTS claims).
+        task_reject_on_worker_lost=True,
         # Recycling a pool process can leave one slot idle for 5 s: a message given to the process
         # as it exits waits for Celery's 5 s pool maintenance (celery/celery#9588). So processes
         # are recycled rarely by count, and early only when a large image left a large heap.

@@ -23,7 +23,7 @@ RELIABLE: dict[str, Any] = {
     "acks_late": True,
     "autoretry_for": TRANSIENT,
     "retry_backoff": 2,
-    "retry_backoff_max": 120,
+    "retry_backoff_max": 30,  # a retry's countdown stays under the broker's visibility timeout
     "retry_jitter": True,
     "max_retries": 5,
 }
