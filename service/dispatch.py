@@ -24,6 +24,7 @@ from sqlalchemy import Executable, update
 
 from service import queue
 from service.db import session_scope
+from service.metrics import PUBLISH_FAILURES
 from service.models import FindingRow, FindingStatus, Image, ImageStatus, utcnow
 from service.settings import get_settings
 
@@ -39,6 +40,7 @@ def send_prepares(image_ids: Iterable[uuid.UUID]) -> None:
         queue.enqueue_prepare(ids)
     except Exception:  # noqa: BLE001 - any publish failure: the rows are the outbox
         logger.exception("could not publish %d prepare tasks; the reconciler will re-send them", len(ids))
+        PUBLISH_FAILURES.labels(queue.PREPARE_IMAGE).inc(len(ids))
         _unsent(update(Image).where(Image.id.in_(ids), Image.status == ImageStatus.QUEUED, Image.attempts == 0))
 
 
@@ -51,6 +53,7 @@ def send_methods(jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
         queue.enqueue_methods(pairs)
     except Exception:  # noqa: BLE001
         logger.exception("could not publish %d method tasks; the reconciler will re-send them", len(pairs))
+        PUBLISH_FAILURES.labels(queue.RUN_METHOD).inc(len(pairs))
         for image_id in {image_id for image_id, _ in pairs}:
             methods = [method for i, method in pairs if i == image_id]
             _unsent(
@@ -69,6 +72,7 @@ def send_fuses(image_ids: Iterable[uuid.UUID]) -> None:
         queue.enqueue_fuse(ids)
     except Exception:  # noqa: BLE001
         logger.exception("could not publish %d fuse tasks; the reconciler will re-send them", len(ids))
+        PUBLISH_FAILURES.labels(queue.FUSE_IMAGE).inc(len(ids))
 
 
 def _unsent(statement: Any) -> None:

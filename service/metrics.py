@@ -53,6 +53,12 @@ WEBHOOK_ATTEMPTS = Counter(
     "forensics_webhook_attempts", "Webhook delivery attempts, by result (delivered, retrying, failed: given up)", ["event_type", "result"]
 )
 RECONCILER_REPAIRS = Counter("forensics_reconciler_repairs", "Lost or stuck work the reconciler repaired, by kind", ["kind"])
+RATE_LIMIT_FAILED_OPEN = Counter(
+    "forensics_rate_limit_failed_open", "Requests served uncounted because the rate-limit store (Redis) was unreachable"
+)
+PUBLISH_FAILURES = Counter(
+    "forensics_publish_failures", "Task messages that could not be published (left to the reconciler), by task", ["task"]
+)
 
 
 def multiprocess_folder() -> Path | None:

@@ -6,7 +6,7 @@ embedded mode's filesystem broker) the counters live in the API process, which i
 one there.
 
 When Redis cannot be reached the limits fail open: the request is served uncounted, the
-degradation is logged (once per :data:`RETRY_SECONDS`) and counted in :data:`failed_open`,
+degradation is logged (once per :data:`RETRY_SECONDS`) and counted (``forensics_rate_limit_failed_open``),
 and Redis is not tried again for :data:`RETRY_SECONDS`, so an outage costs no request more
 than one connection timeout. Refusing every tenant because a counter is unreachable would
 turn a Redis restart into a full outage of the API.
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Protocol
 
+from service.metrics import RATE_LIMIT_FAILED_OPEN
 from service.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -132,6 +133,7 @@ class _FailedOpen:
         self._lock = threading.Lock()
 
     def record(self, exc: CounterUnavailable) -> None:
+        RATE_LIMIT_FAILED_OPEN.inc()
         with self._lock:
             self.count += 1
             now = time.monotonic()
