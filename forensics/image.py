@@ -168,7 +168,7 @@ def load_image(
         pil.close()
         luma = luma_of(rgb)
         jpeg = coefficients.result() if coefficients is not None else None
-    blocks = find_blocks(pil, fmt, text)
+    blocks = find_blocks(pil, fmt, text, data)
     return DecodedImage(
         data=data,
         format=fmt,

@@ -100,6 +100,20 @@ def test_xmp_in_utf16_arrays_of_structures_and_legacy_prefixes() -> None:
     assert casia["Xmp.xmpMM.InstanceID"] == "uuid:919eb99c-8a38-11de-8baf-ab3ac7413da8"
 
 
+def test_gif_xmp_from_its_application_extension(astronaut: np.ndarray) -> None:
+    assert _reference("exiftool_test_images", "GIF.gif").metadata.xmp == {"Xmp.dc.title": {'lang="x-default"': "GIF with XMP"}}
+    buf = io.BytesIO()
+    Image.fromarray(astronaut[::4, ::4]).convert("P").save(buf, format="GIF")
+    packet = (
+        f'<x:xmpmeta xmlns:x="adobe:ns:meta/">{_RDF}<rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
+        'Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"/></rdf:RDF></x:xmpmeta>'
+    ).encode()
+    trailer = bytes([1, *range(255, -1, -1), 0])  # XMP part 3: makes the packet a chain of GIF sub-blocks
+    gif = buf.getvalue()[:-1] + b"\x21\xff\x0bXMP DataXMP" + packet + trailer + b"\x3b"
+    finding = AiGenerated().run(load_image(gif))
+    assert finding.details["xmp"]["digital_source_types"] == ["trainedAlgorithmicMedia"] and finding.score > 90
+
+
 def test_iptc_of_jpeg_and_tiff() -> None:
     iptc = _reference("exif_samples_ianare", "BlueSquare.jpg").metadata.iptc
     assert iptc["Iptc.Application2.ObjectName"] == "Blue Square Test File - .jpg"

@@ -17,9 +17,11 @@ logger = logging.getLogger(__name__)
 
 #: The header that starts a TIFF structure, little- and big-endian.
 TIFF_HEADERS = (b"II*\x00", b"MM\x00*")
-#: Formats whose decoders expose no EXIF, IPTC or XMP block (BMP has none; GIF's XMP
-#: application extension is not kept by Pillow).
-WITHOUT_METADATA = frozenset({ImageFormat.BMP, ImageFormat.GIF})
+#: GIF carries XMP only, in an application extension that Pillow does not keep (XMP
+#: Specification Part 3, 1.1.2): the packet's bytes, then a 258-byte "magic trailer" that makes
+#: them a valid chain of data sub-blocks.
+_GIF_XMP = b"\x21\xff\x0bXMP DataXMP"
+_GIF_TRAILER = b"\x01\xff\xfe\xfd"
 
 #: IIM datasets as Pillow returns them: ((record, dataset), values in file order).
 IptcDatasets = tuple[tuple[tuple[int, int], tuple[bytes, ...]], ...]
@@ -41,14 +43,16 @@ class MetadataBlocks:
     problems: tuple[str, ...] = ()
 
 
-def find_blocks(pil: Image.Image, fmt: ImageFormat, text: dict[str, str]) -> MetadataBlocks:
-    """The metadata blocks of ``pil``, an image of format ``fmt`` that has been loaded.
+def find_blocks(pil: Image.Image, fmt: ImageFormat, text: dict[str, str], data: bytes) -> MetadataBlocks:
+    """The metadata blocks of ``pil``, the loaded image of ``data`` (format ``fmt``).
 
     ``text`` is the image's text chunks: PNG files written by ImageMagick carry EXIF and XMP
     as hex "Raw profile" text, and compressed PNG XMP is only found there.
     """
-    if fmt in WITHOUT_METADATA:
+    if fmt is ImageFormat.BMP:
         return MetadataBlocks()
+    if fmt is ImageFormat.GIF:
+        return MetadataBlocks(xmp=_gif_xmp(data))
     problems: list[str] = []
     exif = None if fmt is ImageFormat.TIFF else _exif(pil.info.get("exif"), text)
     xmp = _xmp(pil.info.get("xmp"), text)
@@ -88,6 +92,15 @@ def _xmp(packet: object, text: dict[str, str]) -> tuple[bytes, ...]:
             if found:
                 return (found,)
     return ()
+
+
+def _gif_xmp(data: bytes) -> tuple[bytes, ...]:
+    start = data.find(_GIF_XMP)
+    if start < 0:
+        return ()
+    packet = data[start + len(_GIF_XMP) :]
+    end = packet.find(_GIF_TRAILER)
+    return (packet[:end],) if end > 0 else ()
 
 
 def _raw_profile(value: str | None) -> bytes | None:
