@@ -1,10 +1,16 @@
 """Response schemas, separate from the ORM models: public case, case list (cursor), image report, tools."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
+
+from service.names import TEXT_PATTERN
+
+#: Text a client sends to be stored: no control characters (Postgres refuses NUL), at most N characters.
+Text200 = Annotated[str, StringConstraints(max_length=200, pattern=TEXT_PATTERN)]
+Text2000 = Annotated[str, StringConstraints(max_length=2000, pattern=TEXT_PATTERN)]
 
 
 class Problem(BaseModel):
@@ -138,15 +144,15 @@ class Health(BaseModel):
 
 
 class WebhookEndpointCreate(BaseModel):
-    url: str = Field(max_length=2000, description="http(s) URL with a public address")
-    event_types: list[str] = Field(description="case.completed, case.failed, image.completed")
-    description: str | None = Field(None, max_length=200)
+    url: Text2000 = Field(description="http(s) URL with a public address")
+    event_types: list[Text200] = Field(description="case.completed, case.failed, image.completed")
+    description: Text200 | None = None
 
 
 class WebhookEndpointUpdate(BaseModel):
-    url: str | None = Field(None, max_length=2000)
-    event_types: list[str] | None = None
-    description: str | None = Field(None, max_length=200)
+    url: Text2000 | None = None
+    event_types: list[Text200] | None = None
+    description: Text200 | None = None
     enabled: bool | None = Field(None, description="true enables an endpoint disabled by a 410")
 
 
@@ -214,7 +220,7 @@ class UploadPart(BaseModel):
 
 class UploadPartDone(BaseModel):
     part_number: int = Field(ge=1, le=10000)
-    etag: str = Field(max_length=200)
+    etag: Text200
 
 
 class UploadComplete(BaseModel):
@@ -245,6 +251,6 @@ class CaseFromSources(BaseModel):
     """Create a case from direct uploads and/or image URLs (JSON instead of multipart)."""
 
     upload_ids: list[UUID] = []
-    urls: list[str] = []
-    label: str | None = Field(None, max_length=200)
-    callback_url: str | None = Field(None, max_length=2000)
+    urls: list[Text2000] = []
+    label: Text200 | None = None
+    callback_url: Text2000 | None = None

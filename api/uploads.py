@@ -12,7 +12,7 @@ import hashlib
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from typing import BinaryIO
 
 from fastapi import Request
@@ -23,6 +23,7 @@ from api.problems import Problem
 from forensics.errors import UnsupportedFormat
 from forensics.formats import SNIFF_BYTES, sniff_format
 from service.cases import Intake
+from service.names import safe_filename
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 100
@@ -103,8 +104,7 @@ class _Collector:
             if len(self.files) >= self.max_files:
                 raise Problem("TOO_MANY_FILES", f"more than {self.max_files} files in one request")
             path = self.folder / f"{len(self.files):05d}"
-            # some clients send the whole client-side path: keep the file's own name
-            filename = PureWindowsPath(options.get(b"filename", b"").decode("utf-8", "replace")).name
+            filename = safe_filename(options.get(b"filename", b"").decode("utf-8", "replace"))
             self._file = IncomingFile(self._name, filename, path)
             self._out = path.open("wb")
             self.files.append(self._file)

@@ -36,6 +36,7 @@ from forensics.formats import SNIFF_BYTES, sniff_format
 from service import netguard
 from service.cases import Intake
 from service.models import Upload, UploadStatus, utcnow
+from service.names import safe_filename
 from service.settings import Settings
 from service.storage import ObjectNotFound, Storage, StorageError
 
@@ -104,7 +105,7 @@ def create_slots(session: Session, storage: Storage, tenant_id: uuid.UUID, files
         upload = Upload(
             id=upload_id,
             tenant_id=tenant_id,
-            filename=PureWindowsPath(filename).name[:500],
+            filename=safe_filename(filename),
             storage_key=f"uploads/{tenant_id}/{upload_id}",
             max_bytes=size,
             status=UploadStatus.PENDING,
@@ -272,7 +273,7 @@ def expand_zip(archive: Path, folder: Path, settings: Settings) -> list[Intake]:
             if reason is not None:
                 raise ArchiveError("UNSAFE_ARCHIVE", f"the entry {info.filename!r} has {reason}")
         for index, info in enumerate(entries):
-            name = PurePosixPath(info.filename.replace("\\", "/")).name
+            name = safe_filename(info.filename.replace("\\", "/"))
             # sizes are checked on the bytes actually expanded, never on the sizes the archive declares
             ratio_cap = max(info.compress_size, 1) * settings.max_archive_ratio + 65536
             bomb_bound = ratio_cap < settings.max_file_bytes
@@ -323,7 +324,7 @@ def url_intakes(targets: list[netguard.Target]) -> list[Intake]:
 
 
 def _url_name(target: netguard.Target) -> str:
-    return (PurePosixPath(target.url.split("?", 1)[0].split("#", 1)[0]).name or target.host)[:500]
+    return safe_filename(PurePosixPath(target.url.split("?", 1)[0].split("#", 1)[0]).name or target.host)
 
 
 def fetch_one(target: netguard.Target, path: Path, settings: Settings, *, name: str) -> Intake:

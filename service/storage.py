@@ -36,7 +36,7 @@ def image_prefix(case_id: object, image_id: object) -> str:
 
 def _clean(key: str) -> str:
     path = PurePosixPath(key)
-    if path.is_absolute() or ".." in path.parts or not key:
+    if path.is_absolute() or ".." in path.parts or not key or "\x00" in key:
         raise ValueError(f"invalid storage key {key!r}")
     return str(path)
 
@@ -123,13 +123,13 @@ class LocalStorage(Storage):
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):  # a folder is not an object
             raise ObjectNotFound(key) from None
 
     def open(self, key: str) -> BinaryIO:
         try:
             return self._path(key).open("rb")
-        except FileNotFoundError:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             raise ObjectNotFound(key) from None
 
     def exists(self, key: str) -> bool:

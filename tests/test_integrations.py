@@ -504,3 +504,41 @@ def test_url_ingestion_fetches_with_limits_and_no_redirects(integ: Integrations,
                      ("failed", "FETCH_FAILED"), ("failed", "FETCH_FAILED")]
     assert case["images"][0]["sha256"] == hashlib.sha256(png).hexdigest()
     assert "redirects are not followed" in case["images"][4]["error"]["detail"]
+
+
+# ------------------------------------------------------------------------------- text Postgres cannot store
+
+
+def test_control_characters_and_long_names_never_reach_postgres_as_a_500(integ: Integrations) -> None:
+    """NUL in a file name, a ZIP entry, a label, a webhook description or a path parameter, and names
+    over 500 characters: file names are stored in a safe form, typed texts are refused with 400."""
+    long_name = "x" * 600 + ".png"
+    files = [("images", ("evil\x00name.png", _image(40), "image/png")), ("images", (long_name, _image(41), "image/png")),
+             ("images", ("gpj\u202e.exe.png", _image(42), "image/png"))]
+    body = b"".join(  # by hand: httpx would percent-encode the NUL, as a careful client does
+        b"--b0undary\r\nContent-Disposition: form-data; name=\"images\"; filename=\"" + name.encode() + b"\"\r\n"
+        b"Content-Type: image/png\r\n\r\n" + data + b"\r\n" for _, (name, data, _) in files
+    ) + b"--b0undary--\r\n"
+    created = integ.client.post("/v1/cases", headers={**integ.auth(), "Content-Type": "multipart/form-data; boundary=b0undary"},
+                                content=body)
+    assert created.status_code == 202, created.text
+    names = [i["filename"] for i in created.json()["images"]]
+    assert names[0] == "evil\ufffdname.png" and "\x00" not in "".join(names)
+    assert len(names[1]) == 255 and names[1].endswith("\u2026.png") and names[2] == "gpj\ufffd.exe.png"
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("y" * 700 + ".png", _image(43))
+    zipped = integ.client.post("/v1/cases", headers=integ.auth(), files=[("archive", ("long.zip", archive.getvalue(), "application/zip"))])
+    assert zipped.status_code == 202 and len(zipped.json()["images"][0]["filename"]) == 255
+    refusals = [
+        integ.client.post("/v1/cases", headers=integ.auth(), files=files[:1], data={"label": "night\x00desk"}),
+        integ.client.post("/v1/cases", headers=integ.auth(), json={"urls": ["https://example.org/a.png"], "label": "a\x00b"}),
+        integ.client.post("/v1/webhooks/endpoints", headers=integ.auth(),
+                          json={"url": "https://example.org/hook", "event_types": ["case.completed"], "description": "d\x00"}),
+        integ.client.get("/v1/webhooks/deliveries/msg_%00abc", headers=integ.auth()),
+    ]
+    for response in refusals:
+        assert response.status_code == 400 and response.json()["code"] == "BAD_REQUEST", response.text
+    assert "U+0000" in refusals[0].json()["detail"]
+    missing = integ.client.get(f"/v1/cases/{created.json()['id']}/files/originals/a%00b", headers=integ.auth())
+    assert missing.status_code == 404

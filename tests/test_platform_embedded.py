@@ -65,6 +65,9 @@ def test_embedded_mode_serves_api_and_worker_with_no_external_server(tmp_path: P
         assert [f["method"] for f in report["findings"]] == list(REGISTRY)
         assert report["original_url"].startswith(base)  # the local folder's files are served by the API
         assert httpx.get(report["original_url"], headers=auth).content == png
+        files = f"{base}/v1/cases/{case['id']}/files"
+        for folder in ("originals", "images", f"images/{case['images'][0]['id']}", "", "./originals", "originals/"):
+            assert httpx.get(f"{files}/{folder}", headers=auth).status_code == 404, folder  # a folder is not a file
         archive = zipfile.ZipFile(io.BytesIO(httpx.get(case["report_url"], headers=auth).content))
         assert len(json.loads(archive.read("batch_summary.json"))["images"]) == 1
         # the embedded worker also runs the webhook queue: the callback got a signed case.completed

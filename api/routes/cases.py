@@ -23,7 +23,7 @@ from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, Ima
 from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, refuse, to_intake
 from forensics.formats import ImageFormat
-from service import cases, correlation, dispatch, idempotency, ingest, netguard, ratelimit, reports, webhooks
+from service import cases, correlation, dispatch, idempotency, ingest, names, netguard, ratelimit, reports, webhooks
 from service.cases import Intake
 from service.models import Case, CaseStatus
 from service.settings import Settings
@@ -89,6 +89,8 @@ def _text_field(value: str | None, name: str, limit: int) -> str | None:
         return None
     if len(value) > limit:
         raise Problem("BAD_REQUEST", f"{name} is longer than {limit} characters")
+    if found := names.unsafe_characters(value):
+        raise Problem("BAD_REQUEST", f"{name} contains characters that are not allowed: {', '.join(found)}")
     return value.strip()
 
 

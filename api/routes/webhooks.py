@@ -4,6 +4,7 @@ from typing import Annotated
 from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import PrincipalDep, SessionDep
@@ -21,6 +22,9 @@ from api.schemas import (
 )
 from service import idempotency, netguard, webhooks
 from service.models import WebhookDelivery
+
+#: A delivery's id, as :func:`service.webhooks.new_message_id` makes it.
+DeliveryId = Annotated[str, PathParam(pattern=r"^msg_[0-9a-f]{32}$", description="msg_ and 32 hex digits")]
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
 
@@ -131,13 +135,13 @@ def list_deliveries(
 
 
 @router.get("/deliveries/{delivery_id}", response_model=WebhookDeliveryPublic)
-def get_delivery(delivery_id: str, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
+def get_delivery(delivery_id: DeliveryId, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
     """One delivery and its attempts."""
     return _delivery(webhooks.get_delivery(session, principal.tenant_id, delivery_id), with_attempts=True)
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202, response_model=WebhookDeliveryPublic)
-async def redeliver(delivery_id: str, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
+async def redeliver(delivery_id: DeliveryId, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
     """Send the same message (same webhook-id) again now, with a fresh retry schedule."""
     delivery = await run_in_threadpool(webhooks.redeliver, session, principal.tenant_id, delivery_id)
     await run_in_threadpool(webhooks.enqueue, [delivery.id])
