@@ -1,12 +1,14 @@
-"""Read an EXIF block (IFD0, Exif, GPS, interoperability, maker notes, thumbnail) into
-exiv2-style keys and value strings.
+"""Read an EXIF block (CIPA DC-008, "Exif 2.32", 2019: IFD0, Exif, GPS and interoperability
+directories, maker notes, thumbnail) into exiv2-style keys and value strings.
 
 The TIFF structure is walked by ExifRead (BSD-3-Clause), which also decodes the maker notes
 of Canon, Nikon, Olympus, Casio, Sony, Fujifilm, Apple and DJI. Keys follow the names the
 exiv2 library gives (``Exif.Image.Make``, ``Exif.Photo.DateTimeOriginal``,
 ``Exif.GPSInfo.GPSLatitude``; maker notes under ``Exif.<Make>.``), the names the API's
-reports have always used, and values keep exiv2's text forms: rationals as ``"71/10"``,
-several values space-separated, bytes as decimal numbers (``"48 50 50 49"``).
+reports have always used, and values keep exiv2's text forms: rationals as ``"71/10"`` (in
+lowest terms, as ExifRead gives them: ``3888000/876`` reads ``324000/73``), several values
+space-separated, bytes as decimal numbers (``"48 50 50 49"``), a UserComment as
+``charset=Ascii text``, Windows' XP tags as text.
 
 ExifRead gives up on a whole file when an exception escapes one directory; the usual
 culprit is a damaged maker note, so the block is read again without maker notes, and only
