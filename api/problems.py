@@ -12,6 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from forensics import ForensicsError
 from service import correlation
@@ -33,6 +34,8 @@ CODES: dict[str, tuple[int, str]] = {
     "TOO_MANY_FILES": (413, "Too many files in one request"),
     "BAD_REQUEST": (400, "The request is invalid"),
     "NOT_FOUND": (404, "Not found"),
+    "METHOD_NOT_ALLOWED": (405, "The method is not allowed here (see Allow)"),
+    "UPLOAD_STATE": (409, "The upload slot is not in a state for this"),
     "UNAUTHORIZED": (401, "A valid API key is required"),
     "RATE_LIMITED": (429, "Too many requests"),
     "QUOTA_EXCEEDED": (429, "The daily image quota is used up"),
@@ -60,7 +63,7 @@ UNAVAILABLE_RETRY_AFTER = 5
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"description": title, "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
     for status, title in ((400, "Bad request"), (401, "No valid API key"), (404, "Not found"), (429, "Rate limited"), (413, "Too large"), (415, "Not an image"),
-                          (422, "Corrupt or not analysable"), (500, "Service failure"),
+                          (409, "In progress elsewhere, or not in a state for this"), (422, "Corrupt or not analysable"), (500, "Service failure"),
                           (503, "A dependency is unavailable; retry after Retry-After seconds"))
 }
 
@@ -127,6 +130,18 @@ def install_problem_handlers(app: FastAPI) -> None:
         return problem_response("INTERNAL_ERROR", "The service failed; the error was logged.", headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = "NOT_FOUND" if exc.status_code == 404 else "BAD_REQUEST"
-        return problem_response(code, str(exc.detail), exc.status_code, headers=getattr(exc, "headers", None))
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "BAD_REQUEST")
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        return problem_response(code, str(exc.detail), exc.status_code, headers=headers or None)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method of every route matching the request's path (Starlette's 405 names only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if route.matches(request.scope)[0] is not Match.NONE:  # PARTIAL: the path matches, the method does not
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)

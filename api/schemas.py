@@ -1,16 +1,20 @@
 """Response schemas, separate from the ORM models: public case, case list (cursor), image report, tools."""
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.names import TEXT_PATTERN
 
+#: A webhook event type (service.webhooks.EVENT_TYPES).
+EventType = Literal["case.completed", "case.failed", "image.completed"]
+#: A public http(s) URL as the client sends it (whether its address is public is checked by the route).
+HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f-\x9f]+$")]
+
 #: Text a client sends to be stored: no control characters (Postgres refuses NUL), at most N characters.
 Text200 = Annotated[str, StringConstraints(max_length=200, pattern=TEXT_PATTERN)]
-Text2000 = Annotated[str, StringConstraints(max_length=2000, pattern=TEXT_PATTERN)]
 
 
 class Problem(BaseModel):
@@ -144,14 +148,14 @@ class Health(BaseModel):
 
 
 class WebhookEndpointCreate(BaseModel):
-    url: Text2000 = Field(description="http(s) URL with a public address")
-    event_types: list[Text200] = Field(description="case.completed, case.failed, image.completed")
+    url: HttpUrl = Field(description="http(s) URL with a public address")
+    event_types: list[EventType] = Field(min_length=1)
     description: Text200 | None = None
 
 
 class WebhookEndpointUpdate(BaseModel):
-    url: Text2000 | None = None
-    event_types: list[Text200] | None = None
+    url: HttpUrl | None = None
+    event_types: list[EventType] | None = Field(None, min_length=1)
     description: Text200 | None = None
     enabled: bool | None = Field(None, description="true enables an endpoint disabled by a 410")
 
@@ -250,7 +254,13 @@ class UploadSlots(BaseModel):
 class CaseFromSources(BaseModel):
     """Create a case from direct uploads and/or image URLs (JSON instead of multipart)."""
 
+    # the route answers NO_FILE when both are empty; the schema says so too
+    model_config = ConfigDict(json_schema_extra={
+        "anyOf": [{"required": ["upload_ids"], "properties": {"upload_ids": {"minItems": 1}}},
+                  {"required": ["urls"], "properties": {"urls": {"minItems": 1}}}]
+    })
+
     upload_ids: list[UUID] = []
-    urls: list[Text2000] = []
+    urls: list[HttpUrl] = []
     label: Text200 | None = None
-    callback_url: Text2000 | None = None
+    callback_url: HttpUrl | None = None

@@ -89,7 +89,11 @@ class Slot:
 
 
 class UploadError(ValueError):
-    """A multipart slot could not be completed."""
+    """A multipart slot could not be completed: ``BAD_REQUEST`` (its parts), ``UPLOAD_STATE`` (the slot)."""
+
+    def __init__(self, message: str, *, code: str = "BAD_REQUEST") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def create_slots(session: Session, storage: Storage, tenant_id: uuid.UUID, files: list[tuple[str, int]], settings: Settings) -> list[Slot]:
@@ -142,7 +146,7 @@ def complete_multipart(
     if upload is None:
         return None
     if upload.multipart_id is None:
-        raise UploadError("the slot is not a multipart upload, or it is completed already")
+        raise UploadError("the slot is not a multipart upload, or it is completed already", code="UPLOAD_STATE")
     try:
         storage.complete_multipart(upload.storage_key, upload.multipart_id, sorted(parts))
     except (StorageError, ObjectNotFound) as exc:

@@ -43,11 +43,12 @@ CREATE_CASE = {
                 "schema": {
                     "type": "object",
                     "properties": {
-                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                        "images": {"type": "array", "items": {"type": "string", "format": "binary"}, "minItems": 1},
                         "archive": {"type": "string", "format": "binary", "description": "a ZIP of images"},
-                        "label": {"type": "string", "maxLength": 200},
-                        "callback_url": {"type": "string", "format": "uri"},
+                        "label": {"type": "string", "maxLength": 200, "pattern": names.TEXT_PATTERN},
+                        "callback_url": {"type": "string", "format": "uri", "maxLength": 2000},
                     },
+                    "anyOf": [{"required": ["images"]}, {"required": ["archive"]}],
                 }
             },
             "application/json": {"schema": CaseFromSources.model_json_schema()},
@@ -246,7 +247,7 @@ def list_cases(
     principal: PrincipalDep,
     session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+    cursor: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,200}$", description="next_cursor of the previous page")] = None,
 ) -> CaseList:
     """List cases, newest first, with cursor pagination."""
     try:

@@ -56,7 +56,16 @@ async def create_upload_slots(
         await idem.close()
 
 
-@router.put("/{upload_id}", status_code=204)
+@router.put(
+    "/{upload_id}",
+    status_code=204,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary", "minLength": 1}}},
+        }
+    },
+)
 async def put_upload(upload_id: UUID, request: Request, principal: PrincipalDep, session: SessionDep, storage: StorageDep) -> Response:
     """The upload of one slot's file as the raw body, for storage without presigned POSTs (embedded mode)."""
     upload = await run_in_threadpool(ingest.pending_upload, session, principal.tenant_id, upload_id)
@@ -85,7 +94,7 @@ async def complete_upload(
     try:
         upload = await run_in_threadpool(ingest.complete_multipart, session, storage, principal.tenant_id, upload_id, parts)
     except ingest.UploadError as exc:
-        raise Problem("BAD_REQUEST", str(exc)) from None
+        raise Problem(exc.code, str(exc)) from None
     if upload is None:
         raise Problem("NOT_FOUND", f"no pending upload slot {upload_id}")
     return Response(status_code=204)
