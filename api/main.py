@@ -4,9 +4,12 @@ The schema is made by ``alembic upgrade head`` before the API starts (the compos
 ``migrate`` step, or :func:`api.embedded.serve`), never by the API itself.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import Depends, FastAPI
+from fastapi.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -15,6 +18,13 @@ from api.observability import RequestObservability, bind_path_ids
 from api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from api.routes import cases, health, metrics, tools, uploads, webhooks
 from api.schemas import Problem as ProblemSchema
+from service.warmup import warm_up
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    await run_in_threadpool(warm_up)
+    yield
 
 
 def create_app() -> FastAPI:
@@ -26,6 +36,7 @@ def create_app() -> FastAPI:
             "findings and heatmaps as they arrive. Errors are application/problem+json with a `code`."
         ),
         dependencies=[Depends(bind_path_ids)],
+        lifespan=lifespan,
     )
     install_problem_handlers(app)
     app.add_middleware(RateLimitHeaders)
