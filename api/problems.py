@@ -16,7 +16,7 @@ from starlette.routing import Match
 
 from forensics import ForensicsError
 from service import correlation
-from service.cases import NotFound
+from service.errors import NotFound
 from service.storage import StorageError
 
 logger = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from service.names import TEXT_PATTERN
 
-#: A webhook event type (service.webhooks.EVENT_TYPES).
+#: A webhook event type (service.webhooks.endpoints.EVENT_TYPES).
 EventType = Literal["case.completed", "case.failed", "image.completed"]
 #: A public http(s) URL as the client sends it (whether its address is public is checked by the route).
 HttpUrl = Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f-\x9f]+$")]

@@ -30,6 +30,8 @@ environment). Figures printed:
   each creating a case every 5 s (10 cases and 50 MB a second) and back to back (saturation:
   50 clients waiting on each other, so latency there is 50 / capacity); the load generator
   shares the machine's cores with the API;
+- opening burst: p50/p99 of ``--clients`` simultaneous ``POST /v1/cases`` (one 5 MB JPEG each)
+  sent as the very first requests of a freshly started API, then the same burst again;
 - memory: the API process's resident memory (VmRSS) before, at peak and after a single
   multipart request of ``--upload-gb`` GB (copies of the 12 MP test JPEG) streamed from a
   generator, and the time until its 202.
@@ -436,7 +438,7 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=2000)
     parser.add_argument("--creates", type=int, default=200)
     parser.add_argument("--upload-gb", type=float, default=1.0)
-    parser.add_argument("--skip", default="", help="comma list of throughput, latency, memory")
+    parser.add_argument("--skip", default="", help="comma list of burst, throughput, latency, memory")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
 
@@ -462,6 +464,12 @@ def main() -> None:
         try:
             if "throughput" not in skip:
                 bench_throughput_rounds(api, env, home, args)
+            if "burst" not in skip:
+                photo5 = _jpeg_of_size(test_jpeg(12), 5.0)
+                for when in ("opening", "second"):
+                    burst = asyncio.run(_load(args.clients, args.clients, lambda c: c.post(
+                        f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo5, "image/jpeg"))])))
+                    print(f"case creation ({len(photo5) / 1e6:.1f} MB), {args.clients} at once, {when} burst: {_percentiles(burst)}")
             photo = test_jpeg(12)
             if "latency" not in skip:
                 photo5 = _jpeg_of_size(photo, 5.0)

@@ -35,7 +35,7 @@ from forensics.methods.metadata import extract_metadata
 from forensics.methods.metadata import extraction as metadata_extraction
 from forensics.pipeline import file_info
 from forensics.render import encode_jpeg, from_gray_png, gray_png, overlay_jpeg
-from service import ingest, metrics, netguard, webhooks
+from service import ingest, metrics, netguard
 from service.cases import Intake
 from service.db import session_scope
 from service.decoded import decoded as decoded_image
@@ -54,6 +54,7 @@ from service.models import (
 )
 from service.settings import Settings, get_settings
 from service.storage import ObjectNotFound, Storage, get_storage, image_prefix, original_key
+from service.webhooks import outbox
 
 logger = logging.getLogger(__name__)
 
@@ -188,9 +189,9 @@ def fail_image(session: Session, image_id: uuid.UUID, code: str, detail: str) ->
         .where(Image.id == image_id, Image.status.not_in(IMAGE_DONE))
         .values(status=ImageStatus.FAILED, error_code=code, error_detail=detail, completed_at=utcnow())
     ).rowcount
-    events = webhooks.add_image_event(session, image_id) if won else []
+    events = outbox.add_image_event(session, image_id) if won else []
     session.commit()
-    webhooks.enqueue(events)
+    outbox.enqueue(events)
 
 
 # ---------------------------------------------------------------------------------------- methods
@@ -417,10 +418,10 @@ def _fuse(session: Session, image: Image) -> None:
             seconds=(_aware(now) - _aware(started)).total_seconds(),
         )
     ).rowcount
-    events = webhooks.add_image_event(session, image_id) if won else []
+    events = outbox.add_image_event(session, image_id) if won else []
     session.commit()
     release(image)
-    webhooks.enqueue(events)
+    outbox.enqueue(events)
     complete_case_if_done(session, image.case_id)
 
 
@@ -478,9 +479,9 @@ def complete_case_if_done(session: Session, case_id: uuid.UUID) -> bool:
             completed_at=utcnow(),
         )
     ).rowcount
-    events = webhooks.add_case_event(session, case_id) if won else []
+    events = outbox.add_case_event(session, case_id) if won else []
     session.commit()
-    webhooks.enqueue(events)
+    outbox.enqueue(events)
     return won == 1
 
 

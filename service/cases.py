@@ -18,19 +18,13 @@ from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from forensics.formats import ImageFormat
-from service import webhooks
+from service.errors import NotFound
 from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
 from service.storage import Storage, original_key
+from service.webhooks import outbox
 
 #: Originals stored at once when a case is created.
 UPLOAD_THREADS = 8
-
-
-class NotFound(LookupError):
-    """The case or image does not exist, or belongs to another tenant."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else "not found"
 
 
 @dataclass(frozen=True)
@@ -104,9 +98,9 @@ def create_case(
     events = []
     if not queued:
         session.flush()
-        events = webhooks.add_case_event(session, case.id)
+        events = outbox.add_case_event(session, case.id)
     session.commit()
-    webhooks.enqueue(events)
+    outbox.enqueue(events)
     return case, queued
 
 

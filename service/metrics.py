@@ -8,7 +8,7 @@ empty when the service starts (see :func:`empty_folder`) and belongs to one mach
 the variable each process counts for itself (the tests' in-process API).
 
 Counters and histograms are recorded where things happen (``api.observability``,
-``worker.observability``, :mod:`service.analysis`, :mod:`service.webhooks`); the state of
+``worker.observability``, :mod:`service.analysis`, :mod:`service.webhooks.delivery`); the state of
 the service (cases and images in flight, queue depths) is read from the database and the
 broker at scrape time by :class:`ServiceCollector`, in the API only.
 """

@@ -310,10 +310,12 @@ def test_refused_addresses_are_refused_at_registration(integ: Integrations, url:
 def test_delivery_rechecks_the_address_and_never_connects_to_a_refused_one(integ: Integrations, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
-    from service import analysis, cases, webhooks
+    from service import analysis, cases
     from service.db import session_scope
     from service.models import WebhookDelivery, utcnow
     from service.storage import get_storage
+    from service.webhooks.delivery import deliver
+    from service.webhooks.outbox import new_message_id
 
     connects: list[Any] = []
     real_connect = socket.socket.connect
@@ -323,13 +325,13 @@ def test_delivery_rechecks_the_address_and_never_connects_to_a_refused_one(integ
     # message is already on its way, so the worker's dispatcher leaves them to this test's own attempts
     with session_scope() as session:
         for url in REFUSED:
-            delivery = WebhookDelivery(id=webhooks.new_message_id(), tenant_id=integ.tenant_id, url=url, event_type="case.completed",
+            delivery = WebhookDelivery(id=new_message_id(), tenant_id=integ.tenant_id, url=url, event_type="case.completed",
                                        payload={"type": "case.completed"}, status="pending", attempts=0, next_attempt_at=utcnow(),
                                        claimed_at=utcnow())
             session.add(delivery)
             ids.append(delivery.id)
         session.commit()
-    assert [webhooks.deliver(delivery_id) for delivery_id in ids] == ["pending"] * len(ids)
+    assert [deliver(delivery_id) for delivery_id in ids] == ["pending"] * len(ids)
     assert not [a for a in connects if a[0] not in ("127.0.0.1",) or a[1] in (9, 80)]  # only the database's own connections
     with session_scope() as session:
         for delivery_id in ids:

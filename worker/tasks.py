@@ -10,9 +10,10 @@ from uuid import UUID
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from service import analysis, queue, webhooks
+from service import analysis, queue
 from service.settings import get_settings
 from service.storage import StorageError
+from service.webhooks import delivery, outbox
 from worker.celery_app import app
 
 settings = get_settings()
@@ -66,10 +67,10 @@ def reconcile() -> None:
 @app.task(name=queue.DELIVER_WEBHOOK, time_limit=int(settings.webhook_timeout * 2) + 30, **RELIABLE)
 def deliver_webhook(delivery_id: str) -> None:
     """One attempt of a webhook delivery (its retries are scheduled in the outbox, not here)."""
-    webhooks.deliver(delivery_id)
+    delivery.deliver(delivery_id)
 
 
 @app.task(name=queue.DISPATCH_WEBHOOKS, time_limit=120, **RELIABLE)
 def dispatch_webhooks() -> None:
     """Send the webhook deliveries that are due (retries, and messages lost after their commit)."""
-    webhooks.dispatch_due()
+    outbox.dispatch_due()

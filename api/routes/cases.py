@@ -23,12 +23,13 @@ from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, Ima
 from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, refuse, to_intake
 from forensics.formats import ImageFormat
-from service import cases, correlation, dispatch, idempotency, ingest, names, netguard, ratelimit, reports, webhooks
+from service import cases, correlation, dispatch, idempotency, ingest, names, netguard, ratelimit, reports
 from service.cases import Intake
 from service.models import Case, CaseStatus
 from service.settings import Settings
 from service.storage import Storage
 from service.tenants import Principal
+from service.webhooks import endpoints
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
@@ -99,7 +100,7 @@ def _check_callback(callback_url: str | None) -> None:
     """SSRF rules at registration (resolves the name: call in a thread)."""
     if callback_url:
         try:
-            webhooks.check_destination(callback_url)
+            endpoints.check_destination(callback_url)
         except netguard.UnsafeURL as exc:
             raise Problem("UNSAFE_URL", f"callback_url: {exc}") from None
 

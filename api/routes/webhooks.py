@@ -12,7 +12,6 @@ from api.idempotency import Idempotent
 from api.problems import Problem
 from api.schemas import (
     CallbackSecret,
-    WebhookAttemptPublic,
     WebhookDeliveryList,
     WebhookDeliveryPublic,
     WebhookEndpointCreate,
@@ -20,32 +19,13 @@ from api.schemas import (
     WebhookEndpointPublic,
     WebhookEndpointUpdate,
 )
-from service import idempotency, netguard, webhooks
-from service.models import WebhookDelivery
+from service import idempotency, netguard
+from service.webhooks import endpoints, outbox
 
-#: A delivery's id, as :func:`service.webhooks.new_message_id` makes it.
+#: A delivery's id, as :func:`service.webhooks.outbox.new_message_id` makes it.
 DeliveryId = Annotated[str, PathParam(pattern=r"^msg_[0-9a-f]{32}$", description="msg_ and 32 hex digits")]
 
 router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
-
-
-def _delivery(d: WebhookDelivery, *, with_attempts: bool) -> WebhookDeliveryPublic:
-    return WebhookDeliveryPublic(
-        id=d.id,
-        event_type=d.event_type,
-        endpoint_id=d.endpoint_id,
-        case_id=d.case_id,
-        url=d.url,
-        status=d.status,
-        attempts=d.attempts,
-        next_attempt_at=d.next_attempt_at,
-        last_status_code=d.last_status_code,
-        last_error=d.last_error,
-        created_at=d.created_at,
-        delivered_at=d.delivered_at,
-        payload=d.payload,
-        attempt_log=[WebhookAttemptPublic.model_validate(a, from_attributes=True) for a in d.attempt_log] if with_attempts else [],
-    )
 
 
 @router.post("/endpoints", status_code=201, response_model=WebhookEndpointPublic)
@@ -60,7 +40,7 @@ async def create_endpoint(
             return replay
         try:
             endpoint = await run_in_threadpool(
-                webhooks.create_endpoint,
+                endpoints.create_endpoint,
                 session,
                 principal.tenant_id,
                 url=body.url,
@@ -69,7 +49,7 @@ async def create_endpoint(
             )
         except netguard.UnsafeURL as exc:
             raise Problem("UNSAFE_URL", str(exc)) from None
-        except webhooks.WebhookError as exc:
+        except endpoints.WebhookError as exc:
             raise Problem("BAD_REQUEST", str(exc)) from None
         public = WebhookEndpointPublic.model_validate(endpoint, from_attributes=True)
         response = Response(public.model_dump_json(), status_code=201, media_type="application/json")
@@ -85,11 +65,11 @@ async def update_endpoint(
     """Change an endpoint's URL (checked again), event types or description, or enable it again after a 410."""
     try:
         endpoint = await run_in_threadpool(
-            webhooks.update_endpoint, session, principal.tenant_id, endpoint_id, **body.model_dump(exclude_unset=True)
+            endpoints.update_endpoint, session, principal.tenant_id, endpoint_id, **body.model_dump(exclude_unset=True)
         )
     except netguard.UnsafeURL as exc:
         raise Problem("UNSAFE_URL", str(exc)) from None
-    except webhooks.WebhookError as exc:
+    except endpoints.WebhookError as exc:
         raise Problem("BAD_REQUEST", str(exc)) from None
     return WebhookEndpointPublic.model_validate(endpoint, from_attributes=True)
 
@@ -98,27 +78,27 @@ async def update_endpoint(
 def list_endpoints(principal: PrincipalDep, session: SessionDep) -> WebhookEndpointList:
     """The tenant's webhook endpoints."""
     return WebhookEndpointList(
-        data=[WebhookEndpointPublic.model_validate(e, from_attributes=True) for e in webhooks.list_endpoints(session, principal.tenant_id)]
+        data=[WebhookEndpointPublic.model_validate(e, from_attributes=True) for e in endpoints.list_endpoints(session, principal.tenant_id)]
     )
 
 
 @router.get("/endpoints/{endpoint_id}", response_model=WebhookEndpointPublic)
 def get_endpoint(endpoint_id: UUID, principal: PrincipalDep, session: SessionDep) -> WebhookEndpointPublic:
     """One endpoint, with its secret and whether it is enabled (410 Gone from the receiver disables it)."""
-    return WebhookEndpointPublic.model_validate(webhooks.get_endpoint(session, principal.tenant_id, endpoint_id), from_attributes=True)
+    return WebhookEndpointPublic.model_validate(endpoints.get_endpoint(session, principal.tenant_id, endpoint_id), from_attributes=True)
 
 
 @router.delete("/endpoints/{endpoint_id}", status_code=204)
 def delete_endpoint(endpoint_id: UUID, principal: PrincipalDep, session: SessionDep) -> Response:
     """Remove an endpoint and its pending deliveries."""
-    webhooks.delete_endpoint(session, principal.tenant_id, endpoint_id)
+    endpoints.delete_endpoint(session, principal.tenant_id, endpoint_id)
     return Response(status_code=204)
 
 
 @router.get("/callback-secret", response_model=CallbackSecret)
 def get_callback_secret(principal: PrincipalDep, session: SessionDep) -> CallbackSecret:
     """The whsec_ secret that signs deliveries to the cases' callback_url."""
-    return CallbackSecret(secret=webhooks.callback_secret(session, principal.tenant_id))
+    return CallbackSecret(secret=endpoints.callback_secret(session, principal.tenant_id))
 
 
 @router.get("/deliveries", response_model=WebhookDeliveryList)
@@ -130,19 +110,19 @@ def list_deliveries(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> WebhookDeliveryList:
     """The delivery log, newest first, with every attempt (filter by case or status)."""
-    rows = webhooks.list_deliveries(session, principal.tenant_id, case_id=case_id, status=status, limit=limit)
-    return WebhookDeliveryList(data=[_delivery(d, with_attempts=True) for d in rows])
+    rows = outbox.list_deliveries(session, principal.tenant_id, case_id=case_id, status=status, limit=limit)
+    return WebhookDeliveryList(data=[WebhookDeliveryPublic.model_validate(d, from_attributes=True) for d in rows])
 
 
 @router.get("/deliveries/{delivery_id}", response_model=WebhookDeliveryPublic)
 def get_delivery(delivery_id: DeliveryId, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
     """One delivery and its attempts."""
-    return _delivery(webhooks.get_delivery(session, principal.tenant_id, delivery_id), with_attempts=True)
+    return WebhookDeliveryPublic.model_validate(outbox.get_delivery(session, principal.tenant_id, delivery_id), from_attributes=True)
 
 
 @router.post("/deliveries/{delivery_id}/redeliver", status_code=202, response_model=WebhookDeliveryPublic)
-async def redeliver(delivery_id: DeliveryId, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
+def redeliver(delivery_id: DeliveryId, principal: PrincipalDep, session: SessionDep) -> WebhookDeliveryPublic:
     """Send the same message (same webhook-id) again now, with a fresh retry schedule."""
-    delivery = await run_in_threadpool(webhooks.redeliver, session, principal.tenant_id, delivery_id)
-    await run_in_threadpool(webhooks.enqueue, [delivery.id])
-    return _delivery(delivery, with_attempts=False)
+    delivery = outbox.redeliver(session, principal.tenant_id, delivery_id)
+    outbox.enqueue([delivery.id])
+    return WebhookDeliveryPublic.model_validate(delivery, from_attributes=True)
