@@ -32,18 +32,29 @@ from forensics.errors import CorruptImage, FileTooLarge, ForensicsError, TooMany
 from forensics.formats import SNIFF_BYTES, ImageFormat, sniff_format
 from forensics.tags import FileMetadata, MetadataBlocks, find_blocks, read_metadata
 
-DEFAULT_MAX_PIXELS = 200_000_000
+#: The default pixel limit: the engine, and a worker process, analyse any file of this size
+#: within 1.5 GB (``bench/bench_limits.py``; the costliest, a JPEG without chroma subsampling,
+#: whose DCT coefficients are kept beside its pixels, peaked at 1.41 GB). 50 MP covers 48-50
+#: MP phone cameras and 45 MP system cameras; larger images need a raised limit and more memory.
+DEFAULT_MAX_PIXELS = 50_000_000
+#: The most pixels any configured limit may allow: Pillow's own guard refuses the rest.
+PILLOW_MAX_PIXELS = 200_000_000
+#: Above this many pixels the work on one image runs one step at a time instead of in
+#: parallel threads (here the DCT coefficients, then the pixels; the methods in
+#: :mod:`forensics.pipeline`): the buffers of steps side by side would add up, past 1.5 GB
+#: at the pixel limit.
+PARALLEL_MAX_PIXELS = 24_000_000
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 
 #: Parsing the metadata is cheap (milliseconds), so one lock for all images is enough to
 #: make the methods that ask at the same moment, in parallel threads, parse it only once.
 _METADATA_LOCK = threading.Lock()
 
-# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that. Our own header check
-# enforces the configured limit before any decode; aligning Pillow's threshold with the
-# default keeps its guard from refusing images our limit allows (it would otherwise warn
-# at 89 MP, below our 200 MP default).
-Image.MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice that; the warning is an
+# error here. Our own header check enforces the configured limit before any decode; Pillow's
+# threshold sits above the default so that its guard does not refuse what a limit raised by
+# the operator allows (it would otherwise warn at 89 MP), and still stops the rest.
+Image.MAX_IMAGE_PIXELS = PILLOW_MAX_PIXELS
 
 _PIL_FORMATS = {
     "JPEG": ImageFormat.JPEG,
@@ -155,9 +166,15 @@ def load_image(
     else:
         pil, frames = _open_pillow(data, fmt, max_pixels)
     # libjpeg (through ctypes) and Pillow's decoder both release the GIL: read the DCT
-    # coefficients in a second thread while the pixels are decoded.
+    # coefficients in a second thread while the pixels are decoded. A large image's come
+    # first, in this thread: libjpeg holds them twice while it reads them (up to 12 bytes a
+    # pixel), and what another thread frees stays in that thread's malloc arena, on top of
+    # the heap that a worker keeping freed memory holds (forensics.allocator; three 50 MP
+    # decodes in a row in such a process: 1.39 GB with the thread, 1.02 GB without).
+    large_jpeg = fmt is ImageFormat.JPEG and pil.width * pil.height > PARALLEL_MAX_PIXELS
+    jpeg = _read_jpeg_coefficients(data) if large_jpeg else None
     with ThreadPoolExecutor(max_workers=1) as pool:
-        coefficients = pool.submit(_read_jpeg_coefficients, data) if fmt is ImageFormat.JPEG else None
+        coefficients = pool.submit(_read_jpeg_coefficients, data) if fmt is ImageFormat.JPEG and not large_jpeg else None
         pil = _decode(pil, fmt)
         rgb, alpha = _to_rgb8(pil)
         width, height, mode = pil.width, pil.height, pil.mode
@@ -167,7 +184,8 @@ def load_image(
         # at the pixel limit it is the largest buffer of the decode.
         pil.close()
         luma = luma_of(rgb)
-        jpeg = coefficients.result() if coefficients is not None else None
+        if coefficients is not None:
+            jpeg = coefficients.result()
     blocks = find_blocks(pil, fmt, text, data)
     return DecodedImage(
         data=data,

@@ -41,6 +41,13 @@ _PLANES = ("rgb", "alpha")
 FREE_MARGIN = 64 * 1024**2
 #: An entry this old belongs to an analysis that died (a fused image removes its own at once).
 MAX_AGE_SECONDS = 3600
+#: Bytes of decoded planes a process keeps, the image it is working on included (that one
+#: whatever its size): two 24 MP images fit, an image near the 50 MP pixel limit stays alone,
+#: so that a pool process holds at most one such image beside one method's working memory.
+CACHE_BYTES = 640_000_000
+#: The most a decoded image takes a pixel: RGB 3, luma 4, and alpha 1 or the coefficients of
+#: a JPEG without chroma subsampling 6.
+MAX_BYTES_PER_PIXEL = 13
 _EMPTY = np.zeros((0, 0), np.uint8)
 
 
@@ -56,6 +63,11 @@ def _arrays(decoded: DecodedImage) -> dict[str, np.ndarray]:
     for i, coefficients in enumerate(decoded.jpeg.coefficients if decoded.jpeg else ()):
         arrays[f"coefficients_{i}"] = coefficients
     return arrays
+
+
+def _nbytes(decoded: DecodedImage) -> int:
+    """Bytes of the planes ``decoded`` holds in this process: its arrays and its luma."""
+    return sum(a.nbytes for a in _arrays(decoded).values()) + decoded.luma.nbytes
 
 
 def _private(folder: Path) -> bool:
@@ -156,6 +168,9 @@ class DecodeCache:
     """Decoded images for this process: its last few, then the machine's shared ones, then a decode.
 
     The per-method tasks of one image thus decode it once per machine, not once per process.
+    The process keeps its last ``decode_cache_size`` images while they fit in
+    :data:`CACHE_BYTES`; older ones go *before* a new one is mapped or decoded, so that a large
+    image never meets another in memory.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -166,7 +181,10 @@ class DecodeCache:
 
     def get(self, image: Image, storage: Storage) -> DecodedImage:
         assert image.sha256 is not None and image.storage_key is not None
-        decoded = self._items.get(image.sha256) or self.shared.load(image.sha256)
+        decoded = self._items.get(image.sha256)
+        if decoded is None:
+            self._make_room(image)
+            decoded = self.shared.load(image.sha256)
         if decoded is not None and decoded.filename != image.filename:
             # keyed by content: the same bytes uploaded under another name keep their own name
             # (integrity compares the name's extension with the real format)
@@ -181,9 +199,17 @@ class DecodeCache:
             self.shared.save(decoded)
         self._items[image.sha256] = decoded
         self._items.move_to_end(image.sha256)
-        while len(self._items) > self.size:
-            self._items.popitem(last=False)
         return decoded
+
+    def _make_room(self, image: Image) -> None:
+        """Drop the oldest decodes until ``image`` (at most :data:`MAX_BYTES_PER_PIXEL` a pixel)
+        fits beside the rest; all of them when its size is not known yet (before its prepare)."""
+        if image.width and image.height:
+            needed = image.width * image.height * MAX_BYTES_PER_PIXEL
+        else:
+            needed = CACHE_BYTES + 1
+        while self._items and (len(self._items) >= self.size or sum(map(_nbytes, self._items.values())) + needed > CACHE_BYTES):
+            self._items.popitem(last=False)
 
     def discard(self, sha256: str) -> None:
         self._items.pop(sha256, None)

@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_request_bytes: int = Field(default=5 * 1024**3, ge=1)
     max_files_per_case: int = Field(default=1000, ge=1)
-    max_pixels: int = Field(default=200_000_000, ge=1)
+    max_pixels: int = Field(
+        default=50_000_000, ge=1, le=200_000_000, description="Pixels of one image; the default keeps a worker within 1.5 GB"
+    )
 
     methods: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma list of methods to run; empty = every registered method"

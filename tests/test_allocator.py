@@ -33,3 +33,28 @@ def test_freed_planes_are_reused_instead_of_faulted_in_again() -> None:
     assert default > 20 * 100
     # retained, only the first plane's pages are faulted in and the other 19 reuse them (411 here)
     assert retained < default / 5
+
+
+TRIM_PROBE = """
+import os
+import numpy as np
+from forensics.allocator import retain_freed_memory, trim_freed_memory
+
+def resident():
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+retain_freed_memory()
+planes = [np.ones((3000, 4000), np.float32) for _ in range(8)]  # 384 MB, kept in the heap once freed
+del planes
+held = resident()
+print(trim_freed_memory(above=2 * held), trim_freed_memory(above=0), held, resident())
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="malloc_trim is glibc's")
+def test_a_process_over_the_trim_size_gives_its_free_memory_back() -> None:
+    out = subprocess.run([sys.executable, "-c", TRIM_PROBE], check=True, capture_output=True, text=True).stdout.split()
+    kept, trimmed, held, after = out[0], out[1], int(out[2]), int(out[3])
+    assert (kept, trimmed) == ("False", "True")
+    assert held - after > 300 * 1024**2, "the freed planes were given back"

@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image as PILImage
 
 from forensics import load_image
+from forensics.image import DEFAULT_MAX_PIXELS
 from forensics.methods import REGISTRY
 from forensics.methods.integrity import IntegrityMethod
-from service.decoded import MAX_AGE_SECONDS, DecodeCache, SharedDecodes
+from service.decoded import CACHE_BYTES, MAX_AGE_SECONDS, MAX_BYTES_PER_PIXEL, DecodeCache, SharedDecodes
 from service.models import Image
 from service.settings import Settings
 from service.storage import LocalStorage
@@ -115,3 +117,34 @@ def test_the_same_bytes_under_another_name_keep_their_own_name(tmp_path: Path, a
     assert (first.filename, again.filename) == ("photo.jpg", "photo.png")
     assert again.rgb is first.rgb, "the pixels are not decoded again"
     assert IntegrityMethod().run(again).score > IntegrityMethod().run(first).score
+
+
+def test_a_process_keeps_older_decodes_only_within_its_byte_budget(
+    tmp_path: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two small images stay cached; when a new one would not fit beside the old within
+    CACHE_BYTES, or its size is not known yet (its prepare), the old go before it is decoded, so
+    a pool process never holds two images near the pixel limit beside a method's work."""
+    storage = LocalStorage(tmp_path / "storage")
+    images = []
+    for quality in (80, 90):
+        data = jpeg_bytes(astronaut, quality=quality)
+        storage.put_bytes(f"q{quality}", data, "image/jpeg")
+        images.append(Image(sha256=hashlib.sha256(data).hexdigest(), storage_key=f"q{quality}", filename=f"q{quality}.jpg"))
+    settings = Settings(home=tmp_path, decode_share_bytes=0)
+
+    def first_kept_after_second(width: int | None) -> bool:
+        cache = DecodeCache(settings)
+        first = cache.get(images[0], storage)
+        images[1].width, images[1].height = (width, 512) if width else (None, None)
+        cache.get(images[1], storage)
+        return cache.get(images[0], storage) is first
+
+    assert first_kept_after_second(512), "two small decodes fit together"
+    assert not first_kept_after_second(None), "a prepare (size unknown) starts alone"
+    monkeypatch.setattr("service.decoded.CACHE_BYTES", 20 * 512 * 512)
+    assert not first_kept_after_second(512), "the older one goes: it would not fit beside the new one"
+
+
+def test_the_budget_keeps_two_24_mp_images_and_one_at_the_pixel_limit_alone() -> None:
+    assert 2 * 24_000_000 * MAX_BYTES_PER_PIXEL <= CACHE_BYTES < DEFAULT_MAX_PIXELS * MAX_BYTES_PER_PIXEL

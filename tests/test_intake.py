@@ -13,7 +13,9 @@ from PIL import Image, features
 
 import forensics
 from forensics import CorruptImage, ForensicsError, ImageFormat, TooManyPixels, UnsupportedFormat, load_image
+from forensics.image import DEFAULT_MAX_PIXELS
 from forensics.methods.integrity import IntegrityMethod
+from service.settings import Settings
 from tests.conftest import SHARED_DATA, jpeg_bytes, png_bytes
 
 FUZZ = SHARED_DATA / "metadata_fuzz_corpus"
@@ -79,6 +81,42 @@ def test_compressed_zero_png_refused_with_lower_limit() -> None:
     with pytest.raises(TooManyPixels, match="4,000,000"):
         load_image(data, max_pixels=1_000_000)
     assert load_image(data).width == 2000
+
+
+def _zeros_png(width: int, height: int) -> bytes:
+    """A gray PNG of zeros, written without an image in memory (one zlib stream of its rows)."""
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    idat = zlib.compress(bytes(width + 1) * height, 1)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def test_default_pixel_limit_accepts_its_size_and_refuses_one_row_more() -> None:
+    """The default limit is the largest image analysed within 1.5 GB (bench/bench_limits.py):
+    a file of exactly that many pixels decodes; one row more is refused before decoding, with
+    an error that names the size and the limit."""
+    width = 10_000
+    height = DEFAULT_MAX_PIXELS // width
+    assert width * height == DEFAULT_MAX_PIXELS == Settings().max_pixels
+    start = time.perf_counter()
+    with pytest.raises(TooManyPixels, match=f"{width}x{height + 1} = {width * (height + 1):,} pixels, more than the limit of {DEFAULT_MAX_PIXELS:,}"):
+        load_image(_zeros_png(width, height + 1))
+    assert time.perf_counter() - start < 2
+    image = load_image(_zeros_png(width, height))
+    assert (image.width, image.height) == (width, height) and not image.rgb.any()
+
+
+def test_a_raised_limit_is_not_refused_by_pillows_guard() -> None:
+    """An operator may raise the limit past the default: Pillow's own bomb guard stops only what
+    no limit may allow, so a 60 MP header under a 64 MP limit reaches the decoder (here a
+    truncated one) and is not called a bomb."""
+    with pytest.raises(CorruptImage):
+        load_image(_png_header_only(10_000, 6_000), max_pixels=64_000_000)
+    with pytest.raises(TooManyPixels):
+        load_image(_png_header_only(10_000, 6_000))
 
 
 def test_byte_limit() -> None:

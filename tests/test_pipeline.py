@@ -2,6 +2,7 @@
 
 import threading
 import time
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from forensics import Finding, Status, analyze, load_image
 from forensics.calibration import Logistic
 from forensics.fusion import Verdict, fuse, fused_logit
-from forensics.image import DecodedImage
+from forensics.image import PARALLEL_MAX_PIXELS, DecodedImage
 from forensics.methods.base import Method
 from forensics.pipeline import run_methods
 
@@ -71,6 +72,31 @@ def test_a_hanging_method_times_out_as_an_error(image: DecodedImage) -> None:
     assert time.perf_counter() - start < 5
     assert findings[0].status is Status.ERROR and "did not finish within" in findings[0].summary
     assert findings[1].status is Status.OK
+
+
+class ThreadRecorder(Constant):
+    """Counts how many methods of its kind run at once."""
+
+    running = 0
+    most = 0
+    lock = threading.Lock()
+
+    def examine(self, image: DecodedImage) -> Finding:
+        with self.lock:
+            ThreadRecorder.running += 1
+            ThreadRecorder.most = max(ThreadRecorder.most, ThreadRecorder.running)
+        time.sleep(0.05)
+        with self.lock:
+            ThreadRecorder.running -= 1
+        return super().examine(image)
+
+
+def test_methods_of_an_image_over_the_parallel_size_run_one_at_a_time(image: DecodedImage) -> None:
+    """Past PARALLEL_MAX_PIXELS each method's working memory must come once, not once per thread."""
+    large = replace(image, width=8000, height=PARALLEL_MAX_PIXELS // 8000 + 1)
+    ThreadRecorder.most = 0
+    findings = run_methods(large, [ThreadRecorder(0.0) for _ in range(4)])
+    assert ThreadRecorder.most == 1 and all(f.status is Status.OK for f in findings)
 
 
 def test_method_not_applying_to_format_says_so(astronaut) -> None:

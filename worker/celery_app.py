@@ -5,10 +5,10 @@ from typing import Any
 
 import cv2
 from billiard.process import current_process
-from celery.signals import worker_process_init
+from celery.signals import task_postrun, worker_process_init
 from threadpoolctl import threadpool_limits
 
-from forensics.allocator import retain_freed_memory
+from forensics.allocator import retain_freed_memory, trim_freed_memory
 from service.db import get_autocommit_engine, get_engine
 from service.queue import get_celery
 from service.settings import get_settings
@@ -36,3 +36,11 @@ def _init_pool_process(**_: Any) -> None:
         # pinned engine processes do about 9 % more than two free ones on this 2-core machine).
         cpus = sorted(os.sched_getaffinity(0))
         os.sched_setaffinity(0, {cpus[getattr(current_process(), "index", 0) % len(cpus)]})
+
+
+@task_postrun.connect
+def _trim_after_task(**_: Any) -> None:
+    """A process that keeps freed memory gives it back after a task that left it large (a
+    large image's), so that the next large image starts from what is in use."""
+    if get_settings().worker_retain_memory:
+        trim_freed_memory()
