@@ -18,7 +18,7 @@ from PIL.TiffImagePlugin import IFDRational
 from forensics import DecodedImage, load_image
 from forensics.errors import ForensicsError
 from forensics.exif import extract_metadata
-from forensics.finding import Status
+from forensics.finding import Finding, Status
 from forensics.methods.metadata import MetadataMethod, extraction
 from forensics.methods.noise import NoiseInconsistency
 from tests.conftest import SHARED_DATA, dataset, jpeg_bytes
@@ -200,7 +200,7 @@ def test_named_editor_and_later_modify_date_cross_the_line(astronaut: np.ndarray
     codes = {r["code"] for r in finding.details["reasons"]}
     assert {"editing_software", "modified_after_capture"} <= codes
     assert "Adobe Photoshop 24.1" in finding.summary and "2019-06-01T08:30:00" in finding.summary and "2021-03-04T10:00:00" in finding.summary
-    assert finding.details["exposure"] == {
+    assert extraction(finding)["exposure"] == {
         "exposure_time_s": 0.005,
         "exposure_time": "1/200",
         "f_number": 5.6,
@@ -232,7 +232,7 @@ def test_camera_files_without_editor_stay_below_the_line() -> None:
         if image is None:
             continue
         finding = METHOD.run(image)
-        if finding.status is not Status.OK or any(s["editor"] for s in finding.details["software"]):
+        if finding.status is not Status.OK or any(s["editor"] for s in extraction(finding)["software"]):
             continue
         checked += 1
         if finding.score >= 50:
@@ -250,12 +250,12 @@ def test_injected_fake_exif_is_reported_as_seen() -> None:
         finding = METHOD.run(image)
         with Image.open(io.BytesIO(image.data)) as pil:
             seen_make = pil.getexif().get(0x010F)
-        assert finding.details["make"] == seen_make and finding.details["make"] in finding.summary
+        assert extraction(finding)["make"] == seen_make and extraction(finding)["make"] in finding.summary
         assert "camera_without_capture_data" in {r["code"] for r in finding.details["reasons"]}
         edited_stats.append(finding.details["statistic"])
     for sample in authentic:
         finding = METHOD.run(_load(sample.path))
-        assert finding.details["stripped"] and finding.label == "metadata stripped"
+        assert extraction(finding)["stripped"] and finding.label == "metadata stripped"
         authentic_stats.append(finding.details["statistic"])
     # Every injected-EXIF copy outranks every stripped original (AUC 1.0 measured).
     assert min(edited_stats) > max(authentic_stats)
@@ -268,7 +268,7 @@ def test_gps_flags_and_decimal_degrees(astronaut: np.ndarray) -> None:
     assert gps["altitude_m"] == pytest.approx(-12.5) and gps["flags"] == []
     impossible = _exif_jpeg(astronaut, ifd0={0x010F: "X"}, gps={1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (10.0, 0.0, 0.0)})
     finding = METHOD.run(load_image(impossible))
-    assert "impossible coordinates" in finding.details["gps"]["flags"]
+    assert "impossible coordinates" in extraction(finding)["gps"]["flags"]
     assert "gps_impossible" in {r["code"] for r in finding.details["reasons"]}
     zero = _exif_jpeg(astronaut, ifd0={0x010F: "X"}, gps={1: "N", 2: (0.0, 0.0, 0.0), 3: "E", 4: (0.0, 0.0, 0.0)})
     assert "zero coordinates (0, 0)" in extract_metadata(load_image(zero))["gps"]["flags"]
@@ -291,10 +291,14 @@ def test_the_finding_carries_the_whole_extraction(astronaut: np.ndarray) -> None
     # a report takes the file's metadata from this finding instead of reading the file again
     image = load_image(jpeg_bytes(astronaut, 92))
     finding = MetadataMethod().run(image)
-    assert finding.status is Status.OK and "statistic" in finding.details and finding.details["reasons"]
-    assert extraction(finding) == extract_metadata(image)
+    assert finding.status is Status.OK and finding.details["reasons"]
+    assert set(finding.details) == {"metadata", "reasons", "statistic", "calibration"}
+    assert extraction(finding) == extract_metadata(image) == finding.details["metadata"]
     assert extraction(NoiseInconsistency().run(image)) is None
     assert extraction(MetadataMethod().error("failed")) is None
+    # a finding stored by version 1.2 mixed the extraction into its details: none is guessed from them
+    stored = {**extract_metadata(image), "reasons": finding.details["reasons"], "statistic": 10.0}
+    assert extraction(Finding("metadata", "1.2", Status.OK, 0.1, "", "", stored)) is None
 
 
 def test_real_metadata_is_json_ready_and_truncated() -> None:

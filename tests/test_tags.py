@@ -16,7 +16,7 @@ from forensics.finding import Status
 from forensics.image import DecodedImage, load_image
 from forensics.methods.ai_generated import AiGenerated
 from forensics.methods.encoder import EncoderMethod
-from forensics.methods.metadata import MetadataMethod
+from forensics.methods.metadata import MetadataMethod, extraction
 from forensics.pipeline import file_info, run_methods
 from forensics.tags import FileMetadata, MetadataBlocks, read_metadata
 from forensics.tags.xmp import XmpError, parse_xmp
@@ -148,7 +148,7 @@ def test_a_damaged_exif_directory_falls_back_to_pillow_for_the_readable_tags() -
     assert damaged.reader == "pillow"
     assert any("ExifRead could not read" in p for p in damaged.problems) and any(p.startswith("Pillow:") for p in damaged.problems)
     assert (damaged.exif["Exif.Image.Make"], damaged.exif["Exif.Image.Software"]) == ("Canon", "GIMP 2.4.5")
-    assert MetadataMethod().run(_corrupted(image, entry + 4, struct.pack("<I", 70_000))).details["make"] == "Canon"
+    assert extraction(MetadataMethod().run(_corrupted(image, entry + 4, struct.pack("<I", 70_000))))["make"] == "Canon"
 
 
 def test_hostile_and_broken_xmp_is_refused_without_harm() -> None:

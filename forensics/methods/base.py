@@ -24,9 +24,6 @@ from forensics.image import DecodedImage
 logger = logging.getLogger(__name__)
 
 ALL_FORMATS: frozenset[ImageFormat] = frozenset(ImageFormat)
-#: Keys :meth:`Method.ok` adds to every scored finding's details: the raw statistic and the
-#: logistic that turned it into the score.
-SCORE_DETAILS: frozenset[str] = frozenset({"statistic", "calibration"})
 
 
 class Method(ABC):
@@ -90,7 +87,7 @@ class Method(ABC):
             score=logistic.score(statistic),
             label=label,
             summary=summary,
-            details={**details, "statistic": float(statistic), "calibration": logistic.to_dict()},  # the keys of SCORE_DETAILS
+            details={**details, "statistic": float(statistic), "calibration": logistic.to_dict()},
             heatmap=heatmap,
             views=MappingProxyType(dict(views or {})),
         )

@@ -15,7 +15,8 @@ a camera writes with every exposure. The cues follow:
   Imaging 2010 (the EXIF thumbnail keeps the camera's geometry after a crop).
 
 The statistic is a sum of evidence points, each listed with its reason in
-``details["reasons"]``; an editing program named in the metadata of a format cameras
+``details["reasons"]``; ``details["metadata"]`` holds the file's metadata as read (see
+:func:`extraction`); an editing program named in the metadata of a format cameras
 write alone crosses the decision line. Stripped metadata is weak evidence: many platforms
 strip it on upload.
 
@@ -33,10 +34,10 @@ from typing import Any, ClassVar
 
 from forensics.calibration import Logistic
 from forensics.exif import extract_metadata
-from forensics.finding import Finding, Status
+from forensics.finding import Finding
 from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
-from forensics.methods.base import SCORE_DETAILS, Method
+from forensics.methods.base import Method
 
 # Evidence points per cue (the statistic is their sum).
 POINTS_EDITOR = 60.0
@@ -57,12 +58,14 @@ SOFTWARE_FORMATS = frozenset({ImageFormat.PNG, ImageFormat.GIF, ImageFormat.BMP}
 MODIFY_TOLERANCE_S = 10.0
 #: Relative aspect-ratio difference between thumbnail and image that counts as a mismatch.
 THUMBNAIL_ASPECT_TOLERANCE = 0.10
+#: The key of ``details`` that holds the file's metadata as :func:`extract_metadata` read it.
+EXTRACTION = "metadata"
 _EDIT_ACTIONS = ("saved", "derived", "converted", "edited", "cropped", "filtered", "resized", "produced")
 
 
 class MetadataMethod(Method):
     name: ClassVar[str] = "metadata"
-    version: ClassVar[str] = "1.2"
+    version: ClassVar[str] = "1.3"
     default_logistic: ClassVar[Logistic] = Logistic(center=50.0, scale=8.0)
     fit_logistic: ClassVar[bool] = False
 
@@ -70,7 +73,7 @@ class MetadataMethod(Method):
         meta = extract_metadata(image)
         reasons = _reasons(meta, image)
         statistic = sum(r["points"] for r in reasons)
-        details: dict[str, Any] = {**meta, "reasons": reasons}
+        details: dict[str, Any] = {EXTRACTION: meta, "reasons": reasons}
         has_any = meta["has_exif"] or meta["has_iptc"] or meta["has_xmp"] or bool(meta["software"])
         if not has_any and image.format is not ImageFormat.JPEG:
             return self.not_applicable(
@@ -81,13 +84,13 @@ class MetadataMethod(Method):
 
 
 def extraction(finding: Finding) -> dict[str, Any] | None:
-    """The file's metadata as :func:`extract_metadata` read it, from this method's finding (its
-    details hold the extraction beside the reasons and the score's statistic and calibration),
-    so that a report need not read the file twice; None when the finding has none (another
-    method's, or an error)."""
-    if finding.method != MetadataMethod.name or finding.status is Status.ERROR:
+    """The file's metadata as :func:`extract_metadata` read it, from this method's finding, so
+    that a report need not read the file twice; None when the finding has none (another
+    method's, an error, or one stored by version 1.2 or older, whose details mixed the
+    extraction with the reasons)."""
+    if finding.method != MetadataMethod.name:
         return None
-    return {key: value for key, value in finding.details.items() if key != "reasons" and key not in SCORE_DETAILS}
+    return finding.details.get(EXTRACTION)
 
 
 def _reasons(meta: dict[str, Any], image: DecodedImage) -> list[dict[str, Any]]:
