@@ -13,8 +13,8 @@ environment). Figures printed:
   processes, from the POST to the case's completion, in images per minute; next to the
   engine's own single-process throughput on the same files (``forensics.analyze`` in one
   process, methods in threads, and with one thread) and as many pinned engine processes as
-  workers, bare (methods and fusion) and writing the evidence files a worker stores (gray
-  heatmaps, JPEG views, fused map, overlay, report JSON; what the platform adds is then
+  workers, bare (methods and fusion) and writing the evidence files a worker stores (float
+  and gray heatmaps, JPEG views, fused map, overlay, report JSON; what the platform adds is then
   queue, database, storage calls and the fan-out). The service and the engine writing the
   files alternate, ``--rounds`` times, each service batch between two engine runs (engine,
   service, engine, service, ..., engine), and each round's ratio is taken against the mean of
@@ -227,13 +227,15 @@ def _engine_single(count: int, megapixels: float, seed: int, outputs: bool) -> t
 
 def _write_evidence(folder: Path, image: DecodedImage, findings: Sequence[Finding], fused: Fused) -> None:
     """The files a worker stores per image besides its rows, made by the same encoders as in
-    ``service/analysis.py`` (gray heatmaps, JPEG views, the fused map and the overlay), and the
-    report's JSON, written to a local folder as the benchmark's storage is."""
+    ``service/analysis.py`` (float and gray heatmaps, JPEG views, the fused map and the overlay),
+    and the report's JSON, written to a local folder as the benchmark's storage is."""
     from forensics.methods.metadata import extraction
     from forensics.pipeline import file_info
     from forensics.render import encode_jpeg, gray_png, overlay_jpeg
+    from service.heatmaps import float_map
 
-    files = {f"{f.method}.png": gray_png(f.heatmap) for f in findings if f.heatmap is not None}
+    maps = [f for f in findings if f.heatmap is not None]
+    files = {f"{f.method}.png": gray_png(f.heatmap) for f in maps} | {f"{f.method}.npy": float_map(f.heatmap) for f in maps}
     files |= {f"{f.method}_{view}.jpg": encode_jpeg(pixels) for f in findings for view, pixels in f.views.items()}
     if fused.heatmap is not None:
         files |= {"fused.png": gray_png(fused.heatmap), "overlay.jpg": overlay_jpeg(image.rgb, fused.heatmap)}

@@ -34,13 +34,14 @@ from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
 from forensics.methods.metadata import extraction as metadata_extraction
 from forensics.pipeline import file_info
-from forensics.render import encode_jpeg, from_gray_png, gray_png, overlay_jpeg
+from forensics.render import encode_jpeg, gray_png, overlay_jpeg
 from service import ingest, metrics, netguard
 from service.cases import Intake
 from service.db import session_scope
 from service.decoded import decoded as decoded_image
 from service.decoded import release
 from service.dispatch import heartbeat, send_fuses, send_methods, send_prepares
+from service.heatmaps import load_heatmap, store_heatmap
 from service.models import (
     FINDING_DONE,
     IMAGE_DONE,
@@ -304,7 +305,7 @@ def _store_finding(session: Session, storage: Storage, row: FindingRow, finding:
     heatmap_key = None
     if finding.heatmap is not None:
         heatmap_key = f"{prefix}/heatmaps/{row.method}.png"
-        storage.put_bytes(heatmap_key, gray_png(finding.heatmap), "image/png")
+        store_heatmap(storage, heatmap_key, finding.heatmap)
     view_keys = {}
     for view, pixels in finding.views.items():
         view_keys[view] = f"{prefix}/views/{row.method}_{view}.jpg"
@@ -448,7 +449,7 @@ def _as_finding(row: FindingRow, storage: Storage) -> Finding:
     heatmap = None
     if row.heatmap_key:
         try:
-            heatmap = from_gray_png(storage.get_bytes(row.heatmap_key))
+            heatmap = load_heatmap(storage, row.heatmap_key)
         except ObjectNotFound:  # fuse without the lost map rather than retry the join forever
             logger.warning("heatmap %s is missing; fusing %s without it", row.heatmap_key, row.method)
     return Finding(

@@ -12,14 +12,19 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from sqlalchemy import event, func, select, text, update
 
 from forensics import analyze, load_image
 from forensics.exif import extract_metadata
+from forensics.fusion import Fused, fuse
 from forensics.methods import REGISTRY
+from forensics.render import to_gray
 from service import analysis, cases, dispatch, queue
 from service.db import get_autocommit_engine, get_engine, session_scope
+from service.heatmaps import load_heatmap
 from service.models import FINDING_DONE, Case, FindingRow, FindingStatus, Image, ImageStatus, utcnow
 from service.settings import Settings
 from service.storage import get_storage
@@ -53,10 +58,10 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
     return messages
 
 
-def _new_case(names: list[str]) -> tuple[uuid.UUID, list[uuid.UUID]]:
+def _new_case(names: list[str], folder: str = "comofod_subset") -> tuple[uuid.UUID, list[uuid.UUID]]:
     intakes = []
     for name in names:
-        path = data_file("comofod_subset", name)
+        path = data_file(folder, name)
         data = path.read_bytes()
         intakes.append(cases.Intake(path.name, path, len(data), hashlib.sha256(data).hexdigest()))
     with session_scope() as session:
@@ -98,6 +103,57 @@ def test_fan_out_join_and_case_completion_happen_once(database: None, sent: list
     storage = get_storage()
     if image.heatmap_key:
         assert storage.get_bytes(image.heatmap_key).startswith(b"\x89PNG")
+
+
+#: Forgeries whose maps the fused map combines: copy-move (PNG), spliced JPEGs (jpeg, ela, resave maps).
+_SAME_AS_ENGINE = [
+    ("comofod_subset", "tampered/034_F.png"),
+    ("comofod_subset", "tampered/005_F.png"),
+    ("casia2_samples", "tampered/Tp_S_NNN_S_O_pla00077_pla00077_11212.jpg"),
+    ("casia2_samples", "tampered/Tp_D_CRN_S_N_nat00033_cha00086_11502.jpg"),
+]
+
+
+@pytest.mark.parametrize(("folder", "name"), _SAME_AS_ENGINE)
+def test_the_service_fuses_what_the_engine_fuses(
+    database: None, sent: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch, folder: str, name: str
+) -> None:
+    """Prepare, one task per method and the join, on Postgres, give the score and map of
+    ``forensics.analyze`` for the same bytes: each method's stored float map is the engine's
+    rounded to float16, so the fused map is within float16 rounding (2^-12 on [0, 1]) of the
+    engine's, and the score, which fusion takes from the methods' scores, is the engine's."""
+    fused_by_service: list[Fused] = []
+    monkeypatch.setattr(analysis, "fuse", lambda *args: fused_by_service.append(fuse(*args)) or fused_by_service[-1])
+    _, (image_id,) = _new_case([name], folder)
+    analysis.prepare_image(image_id)
+    for image, method in _messages(sent, queue.RUN_METHOD):
+        analysis.run_method(uuid.UUID(image), method)
+    analysis.fuse_image(image_id)
+    engine = analyze(data_file(folder, name).read_bytes())
+    (service,) = fused_by_service
+    assert engine.fused.score is not None and engine.fused.heatmap is not None and service.heatmap is not None
+    assert service.score == pytest.approx(engine.fused.score, abs=1e-6)
+    assert service.heatmap.shape == engine.fused.heatmap.shape
+    np.testing.assert_allclose(service.heatmap, engine.fused.heatmap, rtol=0, atol=2**-12 + 1e-6)
+    storage = get_storage()
+    by_method = {f.method: f for f in engine.findings}
+    with session_scope() as session:
+        image = session.get_one(Image, image_id)
+        assert image.tamper_score == pytest.approx(engine.fused.score, abs=1e-6)
+        assert image.fused == json.loads(json.dumps(engine.fused.to_dict()))  # verdict, summary, contributions
+        maps = 0
+        for row in image.findings:
+            expected = by_method[row.method].heatmap
+            assert (row.heatmap_key is None) == (expected is None), row.method
+            if expected is not None:
+                assert row.heatmap_key is not None and row.heatmap_key.endswith(".png")
+                assert storage.get_bytes(row.heatmap_key).startswith(b"\x89PNG")  # for clients, as before
+                np.testing.assert_array_equal(load_heatmap(storage, row.heatmap_key), expected.astype(np.float16).astype(np.float32))
+                maps += 1
+        assert maps >= 2, "the fused map should combine more than one method's map"
+        assert image.heatmap_key is not None
+        stored = cv2.imdecode(np.frombuffer(storage.get_bytes(image.heatmap_key), np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert np.abs(stored.astype(int) - to_gray(engine.fused.heatmap).astype(int)).max() <= 1
 
 
 def test_a_method_task_checks_out_one_autocommit_connection_for_its_three_commits(
