@@ -1,10 +1,9 @@
 """A finding's heatmap in storage: a float map for the join, an 8-bit gray PNG for clients.
 
-The join fuses the float maps, so that the service's fused score and map are the engine's
-(``forensics analyze``) for the same file; fusing the PNGs read back would quantise every map
-to steps of 1/255 first and move the fused map, and any score computed from it, away from the
-engine's. The float map is float16 ``.npy``: rounding to it moves a value in [0, 1] by at most
-2^-12 (0.00024), against 1/510 for the PNG, at half the bytes of float32.
+The join fuses the float maps, so that the service's fused map is the engine's (``forensics
+analyze``) for the same file; fusing the PNGs read back would quantise every map to steps of
+1/255 first. The float map is float16 ``.npy``: rounding to it moves a value in [0, 1] by at
+most 2^-12 (0.00024), against 1/510 for the PNG, at half the bytes of float32.
 
 The float map lies under the PNG's key with ``.npy`` for ``.png``, so a finding's row keeps one
 key, the PNG's, which the API links to. Maps stored by a version before the float maps have no
