@@ -1,4 +1,8 @@
-"""``Idempotency-Key`` in routes: reserve, replay or store (see :mod:`service.idempotency`)."""
+"""``Idempotency-Key`` in routes: read the header; reserve, replay or store (see :mod:`service.idempotency`).
+
+:class:`~service.idempotency.InFlight` and :class:`~service.idempotency.Mismatch` become
+problems in :mod:`api.problems`.
+"""
 
 from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -8,6 +12,24 @@ from service import idempotency
 from service.tenants import Principal
 
 HEADER = "idempotency-key"
+
+
+def idempotency_key(request: Request) -> str | None:
+    """The request's key (surrounding quotes and spaces removed), None without the header."""
+    key = request.headers.get(HEADER)
+    if key is None:
+        return None
+    key = key.strip().strip('"')
+    if not key or len(key) > idempotency.MAX_KEY_LENGTH:
+        raise Problem("BAD_REQUEST", f"Idempotency-Key must have 1 to {idempotency.MAX_KEY_LENGTH} characters")
+    return key
+
+
+def json_answer(status: int, body: str, headers: dict[str, str], *, replayed: bool) -> Response:
+    """A creating call's JSON response; one stored for its key and given again says so (``Idempotent-Replayed``)."""
+    if replayed:
+        headers = {**headers, "Idempotent-Replayed": "true"}
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
 
 
 class Idempotent:
@@ -23,20 +45,9 @@ class Idempotent:
 
     @classmethod
     async def start(cls, request: Request, principal: Principal, route: str) -> "Idempotent":
-        key = request.headers.get(HEADER)
-        if key is not None:
-            key = key.strip().strip('"')
-            if not key or len(key) > idempotency.MAX_KEY_LENGTH:
-                raise Problem("BAD_REQUEST", f"Idempotency-Key must have 1 to {idempotency.MAX_KEY_LENGTH} characters")
-        self = cls(principal, key, route)
-        if key is not None:
-            try:
-                self.stored = await run_in_threadpool(idempotency.begin, principal.tenant_id, key, route)
-            except idempotency.InFlight:
-                raise Problem("IDEMPOTENCY_IN_FLIGHT", "a request with this Idempotency-Key is still in progress; retry later",
-                              headers={"Retry-After": "1"}) from None
-            except idempotency.Mismatch as exc:
-                raise Problem("IDEMPOTENCY_MISMATCH", f"this Idempotency-Key was used for another call ({exc})") from None
+        self = cls(principal, idempotency_key(request), route)
+        if self.key is not None:
+            self.stored = await run_in_threadpool(idempotency.begin, principal.tenant_id, self.key, route)
         return self
 
     def replay(self, fingerprint: str) -> Response | None:
@@ -44,10 +55,8 @@ class Idempotent:
         self.fingerprint = fingerprint
         if self.stored is None:
             return None
-        if self.stored.fingerprint != fingerprint:
-            raise Problem("IDEMPOTENCY_MISMATCH", "this Idempotency-Key was used with a different payload")
-        headers = {**self.stored.headers, "Idempotent-Replayed": "true"}
-        return Response(self.stored.body, status_code=self.stored.status, media_type="application/json", headers=headers)
+        idempotency.check_payload(self.stored, fingerprint)
+        return json_answer(self.stored.status, self.stored.body, self.stored.headers, replayed=True)
 
     async def store(self, response: Response, headers: dict[str, str]) -> Response:
         if self.key is not None and self.stored is None:

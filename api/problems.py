@@ -15,8 +15,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from forensics import ForensicsError
-from service import correlation
-from service.errors import NotFound
+from service import correlation, idempotency
+from service.errors import NotFound, Refused
 from service.storage import StorageError
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotFound)
     async def _not_found(_: Request, exc: NotFound) -> JSONResponse:
         return problem_response("NOT_FOUND", str(exc))
+
+    @app.exception_handler(Refused)
+    async def _refused(_: Request, exc: Refused) -> JSONResponse:
+        headers = None if exc.retry_after is None else {"Retry-After": str(exc.retry_after)}
+        return problem_response(exc.code, exc.detail, exc.status, headers=headers)
+
+    @app.exception_handler(idempotency.InFlight)
+    async def _in_flight(_: Request, exc: idempotency.InFlight) -> JSONResponse:
+        return problem_response("IDEMPOTENCY_IN_FLIGHT", str(exc), headers={"Retry-After": "1"})
+
+    @app.exception_handler(idempotency.Mismatch)
+    async def _mismatch(_: Request, exc: idempotency.Mismatch) -> JSONResponse:
+        return problem_response("IDEMPOTENCY_MISMATCH", str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -185,9 +185,3 @@ def to_intake(part: IncomingFile, max_file_bytes: int) -> Intake:
     except UnsupportedFormat as exc:
         return Intake(part.filename, None, part.size, part.sha256, error_code=exc.code, error_detail=str(exc))
     return Intake(part.filename, part.path, part.size, part.sha256, format=fmt)
-
-
-def refuse(intake: Intake) -> Problem:
-    """The problem of a refused file, for a request none of whose files was accepted."""
-    assert intake.error_code is not None
-    return Problem(intake.error_code, f"{intake.filename or '(no name)'}: {intake.error_detail}")

@@ -11,3 +11,16 @@ class NotFound(LookupError):
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else "not found"
+
+
+class Refused(ValueError):
+    """The request cannot be served as asked; ``code`` is the dossier's problem code (``NO_FILE``,
+    ``QUOTA_EXCEEDED``, ...), ``status`` overrides the code's usual HTTP status, ``retry_after``
+    (seconds) says when asking again may succeed."""
+
+    def __init__(self, code: str, detail: str, *, status: int | None = None, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.status = status
+        self.retry_after = retry_after

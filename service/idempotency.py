@@ -29,6 +29,9 @@ MAX_KEY_LENGTH = 255
 class InFlight(Exception):
     """A request with this key is still being processed."""
 
+    def __init__(self) -> None:
+        super().__init__("a request with this Idempotency-Key is still in progress; retry later")
+
 
 class Mismatch(Exception):
     """The key was used with another payload (or another route)."""
@@ -64,10 +67,10 @@ def begin(tenant_id: uuid.UUID, key: str, route: str) -> Stored | None:
             record = None
         if record is not None:
             if record.route != route:
-                raise Mismatch(f"the key was used for {record.route}")
+                raise Mismatch(f"this Idempotency-Key was used for another call (the key was used for {record.route})")
             if record.response_status is None:
                 if _aware(record.created_at) >= now - timedelta(seconds=STALE_SECONDS):
-                    raise InFlight(key)
+                    raise InFlight()
                 taken = session.execute(
                     update(IdempotencyRecord)
                     .where(IdempotencyRecord.tenant_id == tenant_id, IdempotencyRecord.key == key,
@@ -76,15 +79,21 @@ def begin(tenant_id: uuid.UUID, key: str, route: str) -> Stored | None:
                 ).rowcount
                 session.commit()
                 if not taken:
-                    raise InFlight(key)
+                    raise InFlight()
                 return None
             return Stored(record.fingerprint, record.response_status, record.response_body or "", record.response_headers or {})
         session.add(IdempotencyRecord(tenant_id=tenant_id, key=key, route=route, created_at=now))
         try:
             session.commit()
         except IntegrityError:  # another request reserved it between our read and insert
-            raise InFlight(key) from None
+            raise InFlight() from None
     return None
+
+
+def check_payload(stored: Stored, fingerprint: str) -> None:
+    """Raise :class:`Mismatch` unless the key's stored response was made for this payload."""
+    if stored.fingerprint != fingerprint:
+        raise Mismatch("this Idempotency-Key was used with a different payload")
 
 
 def finish(tenant_id: uuid.UUID, key: str, fingerprint: str, status: int, body: str, headers: dict[str, str]) -> None:

@@ -3,7 +3,7 @@
 import mimetypes
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Annotated, BinaryIO
 from urllib.parse import quote
@@ -13,23 +13,18 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
 from pydantic import ValidationError
-from sqlalchemy.orm import Session
 from starlette.background import BackgroundTask
 
 from api.deps import LinkDep, PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, StorageDep
-from api.idempotency import Idempotent
+from api.idempotency import idempotency_key, json_answer
 from api.problems import Problem
 from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, ImageError, ImageReport, ImageSummary, Progress
 from api.status_cache import make_body, status_bodies
-from api.uploads import UploadForm, read_multipart, refuse, to_intake
+from api.uploads import UploadForm, read_multipart, to_intake
 from forensics.formats import ImageFormat
-from service import cases, correlation, dispatch, idempotency, ingest, names, netguard, ratelimit, reports
-from service.cases import Intake
+from service import cases, idempotency, intake, names, reports
+from service.intake import Answer, Archive, CaseRequest
 from service.models import Case, CaseStatus
-from service.settings import Settings
-from service.storage import Storage
-from service.tenants import Principal
-from service.webhooks import endpoints
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
@@ -96,57 +91,20 @@ def _text_field(value: str | None, name: str, limit: int) -> str | None:
     return value.strip()
 
 
-def _check_callback(callback_url: str | None) -> None:
-    """SSRF rules at registration (resolves the name: call in a thread)."""
-    if callback_url:
-        try:
-            endpoints.check_destination(callback_url)
-        except netguard.UnsafeURL as exc:
-            raise Problem("UNSAFE_URL", f"callback_url: {exc}") from None
-
-
-@dataclass
-class _Sources:
-    """What a creation request brings: the intakes and where their bytes are."""
-
-    intakes: list[Intake] = field(default_factory=list)
-    stored: dict[str, str] = field(default_factory=dict)
-    claimed: list[UUID] = field(default_factory=list)
-    label: str | None = None
-    callback_url: str | None = None
-
-
-async def _from_multipart(idem: Idempotent, settings: Settings, form: UploadForm) -> _Sources | Response:
+def _from_multipart(form: UploadForm, max_file_bytes: int) -> CaseRequest:
     fingerprint = idempotency.fingerprint(
         {"fields": form.fields, "files": [(f.field, f.filename, f.size, None if f.too_large else f.sha256) for f in form.files]}
     )
-    if (replay := idem.replay(fingerprint)) is not None:
-        return replay
-    files = [f for f in form.files if f.field == "images"]
-    archives = [f for f in form.files if f.field == "archive"]
-    if not files and not archives:
-        raise Problem("NO_FILE", 'no file in the "images" (or "archive") field')
-    sources = _Sources(
+    return CaseRequest(
+        fingerprint=fingerprint,
         label=_text_field(form.fields.get("label"), "label", 200),
         callback_url=_text_field(form.fields.get("callback_url"), "callback_url", 2000),
+        files=tuple(to_intake(f, max_file_bytes) for f in form.files if f.field == "images"),
+        archives=tuple(Archive(f.filename, f.path, f.too_large) for f in form.files if f.field == "archive"),
     )
-    await run_in_threadpool(_check_callback, sources.callback_url)
-    sources.intakes = [to_intake(f, settings.max_file_bytes) for f in files]
-    for archive in archives:
-        if archive.too_large:
-            raise Problem("FILE_TOO_LARGE", f"the archive is larger than {settings.max_file_bytes:,} bytes")
-        try:
-            sources.intakes += await run_in_threadpool(ingest.expand_zip, archive.path, form.folder, settings)
-        except ingest.ArchiveError as exc:
-            raise Problem(exc.code, f"{archive.filename or 'archive'}: {exc}") from None
-    if len(sources.intakes) > settings.max_files_per_case:
-        raise Problem("TOO_MANY_FILES", f"more than {settings.max_files_per_case} files in one case")
-    return sources
 
 
-async def _from_json(
-    request: Request, idem: Idempotent, principal: Principal, session: Session, storage: Storage, settings: Settings
-) -> _Sources | Response:
+async def _from_json(request: Request) -> CaseRequest:
     raw = await request.body()
     if len(raw) > MAX_JSON_BYTES:
         raise Problem("FILE_TOO_LARGE", f"the JSON body is larger than {MAX_JSON_BYTES:,} bytes")
@@ -154,29 +112,19 @@ async def _from_json(
         body = CaseFromSources.model_validate_json(raw)
     except ValidationError as exc:
         raise Problem("BAD_REQUEST", "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
-    if (replay := idem.replay(idempotency.fingerprint(body.model_dump(mode="json")))) is not None:
-        return replay
-    if not body.upload_ids and not body.urls:
-        raise Problem("NO_FILE", "name at least one of upload_ids or urls")
-    if len(body.upload_ids) + len(body.urls) > settings.max_files_per_case:
-        raise Problem("TOO_MANY_FILES", f"more than {settings.max_files_per_case} files in one case")
-    if len(body.urls) > settings.max_urls_per_case:
-        raise Problem("TOO_MANY_FILES", f"more than {settings.max_urls_per_case} URLs in one case")
-    sources = _Sources(label=_text_field(body.label, "label", 200), callback_url=_text_field(body.callback_url, "callback_url", 2000))
-    await run_in_threadpool(_check_callback, sources.callback_url)
-    try:
-        targets = await run_in_threadpool(ingest.check_urls, body.urls, settings)
-    except netguard.UnsafeURL as exc:
-        raise Problem("UNSAFE_URL", str(exc)) from None
-    if body.upload_ids:
-        try:
-            sources.intakes, sources.stored, sources.claimed = await run_in_threadpool(
-                ingest.claim_uploads, session, storage, principal.tenant_id, body.upload_ids, settings
-            )
-        except ingest.ArchiveError as exc:
-            raise Problem(exc.code, str(exc), status=409) from None
-    sources.intakes += ingest.url_intakes(targets)
-    return sources
+    return CaseRequest(
+        fingerprint=idempotency.fingerprint(body.model_dump(mode="json")),
+        label=_text_field(body.label, "label", 200),
+        callback_url=_text_field(body.callback_url, "callback_url", 2000),
+        upload_ids=tuple(body.upload_ids),
+        urls=tuple(body.urls),
+    )
+
+
+def _created(request: Request, case: Case) -> Answer:
+    """The 202 of a new case, as stored for its Idempotency-Key."""
+    headers = {"Location": str(request.url_for("get_case", case_id=case.id)), "Retry-After": RETRY_AFTER_SECONDS}
+    return Answer(202, _case_public(request, case).model_dump_json(), headers)
 
 
 @router.post("", status_code=202, response_model=CasePublic, openapi_extra=CREATE_CASE)
@@ -186,12 +134,11 @@ async def create_case(
     """Create a case and return it at once (analysis runs in the background). Multipart: files in `images`
     and/or ZIP archives in `archive`. JSON: `upload_ids` of direct uploads and/or image `urls`.
     Honours `Idempotency-Key`."""
-    idem = await Idempotent.start(request, principal, "POST /v1/cases")
+    key = idempotency_key(request)
     form: UploadForm | None = None
-    sources: _Sources | None = None
     try:
         if request.headers.get("content-type", "").lower().startswith("application/json"):
-            result = await _from_json(request, idem, principal, session, storage, settings)
+            case_request = await _from_json(request)
         else:
             form = await read_multipart(
                 request,
@@ -199,47 +146,14 @@ async def create_case(
                 max_request_bytes=settings.max_request_bytes,
                 max_files=settings.max_files_per_case,
             )
-            result = await _from_multipart(idem, settings, form)
-        if isinstance(result, Response):
-            return result
-        sources = result
-        if all(i.error_code for i in sources.intakes):
-            raise refuse(sources.intakes[0])
-        accepted = sum(1 for i in sources.intakes if i.error_code is None)
-        limit = settings.image_quota_per_day if principal.images_per_day is None else principal.images_per_day
-        decision = await run_in_threadpool(ratelimit.take_images, principal.tenant_id, accepted, limit)
-        if not decision.allowed:
-            raise Problem("QUOTA_EXCEEDED", f"{accepted} images exceed the day's quota of {limit} (left: {decision.remaining})",
-                          headers={"Retry-After": str(decision.reset)})
-        case, queued = await run_in_threadpool(
-            cases.create_case,
-            session,
-            storage,
-            tenant_id=principal.tenant_id,
-            label=sources.label,
-            callback_url=sources.callback_url,
-            intakes=sources.intakes,
-            stored=sources.stored,
+            case_request = _from_multipart(form, settings.max_file_bytes)
+        answer = await run_in_threadpool(
+            intake.create_case, session, storage, settings, principal, case_request, key=key, render=partial(_created, request)
         )
-        correlation.bind(case_id=case.id)  # in this task, so the prepare messages sent from a thread carry it
-    except BaseException:
-        if sources is not None and sources.claimed:
-            await run_in_threadpool(ingest.release_uploads, session, sources.claimed)
-        await idem.close()
-        raise
     finally:
         if form is not None:
             form.cleanup()
-    try:
-        if sources.claimed:
-            await run_in_threadpool(ingest.delete_uploaded, storage, session, sources.claimed)
-        await run_in_threadpool(dispatch.send_prepares, queued)
-        body = _case_public(request, case)
-        headers = {"Location": str(request.url_for("get_case", case_id=case.id)), "Retry-After": RETRY_AFTER_SECONDS}
-        response = Response(body.model_dump_json(), status_code=202, media_type="application/json", headers=headers)
-        return await idem.store(response, headers)
-    finally:
-        await idem.close()
+    return json_answer(answer.status, answer.body, answer.headers, replayed=answer.replayed)
 
 
 @router.get("", response_model=CaseList)

@@ -8,11 +8,12 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import PrincipalDep, SettingsDep
 from api.problems import Problem
 from api.schemas import CompareResult, MetadataResult
-from api.uploads import IncomingFile, UploadForm, read_multipart, refuse, to_intake
+from api.uploads import IncomingFile, UploadForm, read_multipart, to_intake
 from forensics import DecodedImage, load_image
 from forensics.methods.metadata import extract_metadata
 from forensics.pipeline import file_info
 from service.compare import compare_images
+from service.intake import refusal
 from service.settings import Settings
 
 router = APIRouter(prefix="/v1", tags=["tools"])
@@ -34,7 +35,7 @@ def _pick(form: UploadForm, field: str) -> IncomingFile:
 def _decode(part: IncomingFile, settings: Settings) -> DecodedImage:
     intake = to_intake(part, settings.max_file_bytes)
     if intake.error_code is not None or intake.path is None:
-        raise refuse(intake)
+        raise refusal(intake)
     data = intake.path.read_bytes()
     return load_image(data, filename=part.filename, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes)
 
