@@ -34,16 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from forensics.dct import block_dct
 from forensics.image import DecodedImage
 from forensics.jpeg_tables import ZIGZAG, closest_ijg_quality
-
-#: Orthonormal 8-point DCT-II matrix; the JPEG forward DCT of a block ``B`` is ``C @ B @ C.T``.
-_DCT8: np.ndarray = np.array(
-    [[np.sqrt((1 if k == 0 else 2) / 8) * np.cos((2 * n + 1) * k * np.pi / 16) for n in range(8)] for k in range(8)],
-    dtype=np.float32,
-)
-#: ``vec(C @ B @ C.T) = vec(B) @ _DCT8_KRON_T`` for row-major 8x8 blocks.
-_DCT8_KRON_T: np.ndarray = np.ascontiguousarray(np.kron(_DCT8, _DCT8).T)
 
 #: AC frequencies analysed for double quantization (zig-zag positions 1..15).
 _ADQ_FREQUENCIES: tuple[tuple[int, int], ...] = ZIGZAG[1:16]
@@ -71,17 +64,6 @@ _LATTICE_CONTROLS: tuple[tuple[int, int], ...] = ((4, 4), (4, 0), (0, 4), (2, 6)
 NADQ_RATIO = 4.0
 #: Below this peak-to-median ratio no blocking grid is called present.
 _GRID_PRESENT = 1.03
-
-
-def block_dct(blocks: np.ndarray) -> np.ndarray:
-    """Orthonormal 2-D DCT of (N, 8, 8) pixel blocks (level-shifted by 128 as JPEG does).
-
-    One (N, 64) x (64, 64) product with the Kronecker form of the separable transform,
-    which BLAS runs far faster than N small batched products.
-    """
-    n = blocks.shape[0]
-    flat = blocks.reshape(n, 64).astype(np.float32) - 128.0
-    return (flat @ _DCT8_KRON_T).reshape(n, 8, 8)
 
 
 def sample_blocks(pixels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -42,6 +42,7 @@ import cv2
 import numpy as np
 
 from forensics.calibration import Logistic
+from forensics.dct import block_dct
 from forensics.finding import Finding
 from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
@@ -73,14 +74,6 @@ MAX_BLOCKS = 65536
 #: Smallest image side (pixels) the method works on.
 MIN_SIDE = 64
 
-def _dct_matrix() -> np.ndarray:
-    n = np.arange(8)
-    m = np.sqrt(2 / 8) * np.cos(np.pi * (2 * n[None, :] + 1) * n[:, None] / 16)
-    m[0] /= np.sqrt(2)
-    return m
-
-
-_DCT_LOW = _dct_matrix()[:LOW].astype(np.float32)
 _AC_MASK = np.ones((LOW, LOW), dtype=bool)
 _AC_MASK[0, 0] = False
 
@@ -107,8 +100,7 @@ def low_coefficients(image: DecodedImage, stride: int) -> tuple[np.ndarray, np.n
         quantized = jpeg.coefficients[0][:rows:stride, :cols:stride, :LOW, :LOW]
         return quantized[:, :, _AC_MASK].astype(np.float32) * own[_AC_MASK], own[_AC_MASK]
     luma = image.luma[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8)[::stride, :, ::stride, :]
-    blocks = (luma - np.float32(128)).transpose(0, 2, 1, 3)
-    coef = _DCT_LOW @ blocks @ _DCT_LOW.T
+    coef = block_dct(luma.transpose(0, 2, 1, 3), size=LOW)
     rgb = image.rgb[: rows * 8, : cols * 8].reshape(rows, 8, cols, 8, 3)[::stride, :, ::stride, :]
     clipped = (rgb.min(axis=(1, 3, 4)) == 0) | (rgb.max(axis=(1, 3, 4)) == 255)
     coef = coef[:, :, _AC_MASK]

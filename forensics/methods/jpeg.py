@@ -44,10 +44,11 @@ import numpy as np
 from scipy.special import i0e
 
 from forensics.calibration import Logistic
+from forensics.dct import block_dct
 from forensics.finding import Finding
 from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
-from forensics.jpeg_history import NADQ_RATIO, aligned_double_quantization, block_dct, blocking_grid, box3, lattice_scores, map_contrast
+from forensics.jpeg_history import NADQ_RATIO, aligned_double_quantization, blocking_grid, box3, lattice_scores, map_contrast
 from forensics.jpeg_tables import ZIGZAG, estimate_quality
 from forensics.methods.base import Method
 
