@@ -48,6 +48,7 @@ from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
 from forensics.jpeg_tables import ijg_table
 from forensics.methods.base import Method
+from forensics.robust import robust_z
 
 #: IJG qualities the image is "re-saved" at.
 QUALITIES: tuple[int, ...] = (60, 65, 70, 75, 80, 85, 90, 95)
@@ -238,10 +239,7 @@ def _inconsistency(
     if np.count_nonzero(valid) < 16:
         return entry, None
     log_ratio = np.log((err_s + 1.0) / (exp_s + 1.0))
-    values = log_ratio[valid]
-    center = float(np.median(values))
-    spread = max(1.4826 * float(np.median(np.abs(values - center))), MIN_SPREAD)
-    z = np.where(valid, (log_ratio - center) / spread, 0.0)
+    z, center, spread = robust_z(log_ratio, valid, min_spread=MIN_SPREAD)
     fraction = float(np.count_nonzero(np.abs(z) > Z_THRESHOLD)) / float(np.count_nonzero(valid))
     entry.update(outlier_fraction=round(fraction, 4), median_log_ratio=round(center, 4), spread=round(spread, 4))
     return entry, z

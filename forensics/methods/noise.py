@@ -30,6 +30,7 @@ from forensics.calibration import Logistic
 from forensics.finding import Finding
 from forensics.image import DecodedImage
 from forensics.methods.base import Method
+from forensics.robust import MAD_TO_SIGMA, robust_z
 
 #: Smallest image side (pixels) the method works on.
 MIN_SIDE = 64
@@ -102,7 +103,7 @@ def explained_residual(sigma: np.ndarray, texture: np.ndarray, brightness: np.nd
     for _ in range(3):
         beta, *_ = np.linalg.lstsq(x[keep], target[keep], rcond=None)
         error = target - x @ beta
-        keep = np.abs(error) <= 2.5 * 1.4826 * float(np.median(np.abs(error))) + 1e-6
+        keep = np.abs(error) <= 2.5 * MAD_TO_SIGMA * float(np.median(np.abs(error))) + 1e-6
     return (y - features @ beta).astype(np.float32), [float(v) for v in beta]
 
 
@@ -140,10 +141,7 @@ class NoiseInconsistency(Method):
         pooled_sum = cv2.boxFilter(residual * weight, -1, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT)
         pooled_count = cv2.boxFilter(weight, -1, (3, 3), normalize=False, borderType=cv2.BORDER_REFLECT)
         pooled = pooled_sum / np.maximum(pooled_count, 1.0)
-        values = pooled[valid]
-        center = float(np.median(values))
-        spread = max(1.4826 * float(np.median(np.abs(values - center))), MIN_SPREAD)
-        z = np.where(valid, (pooled - center) / spread, 0.0)
+        z, _, spread = robust_z(pooled, valid, min_spread=MIN_SPREAD)
         fraction = float(np.count_nonzero(np.abs(z) > Z_THRESHOLD)) / count
         higher = float(np.count_nonzero(z > Z_THRESHOLD)) / count
         details.update(
