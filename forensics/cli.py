@@ -18,7 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from forensics.errors import ForensicsError
-from forensics.formats import SNIFF_BYTES, sniff_format
+from forensics.formats import IMAGE_EXTENSIONS, SNIFF_BYTES, sniff_format
 from forensics.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from forensics.methods import REGISTRY, get_method
 from forensics.methods.base import Method
@@ -28,13 +28,8 @@ EXIT_OK = 0
 EXIT_USAGE = 1
 EXIT_UNREADABLE = 2
 
-_IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".mpo", ".png", ".tif", ".tiff", ".webp", ".bmp", ".dib", ".gif", ".heic", ".heif", ".hif", ".avif"}
-)
-
-
 def _looks_like_image(path: Path) -> bool:
-    if path.suffix.lower() in _IMAGE_SUFFIXES:
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
         return True
     try:
         with path.open("rb") as fh:

@@ -36,6 +36,9 @@ _EXTENSIONS: dict[ImageFormat, frozenset[str]] = {
     ImageFormat.AVIF: frozenset({".avif"}),
 }
 
+#: Every file-name extension that honestly names a supported format.
+IMAGE_EXTENSIONS: frozenset[str] = frozenset().union(*_EXTENSIONS.values())
+
 _MIME: dict[ImageFormat, str] = {
     ImageFormat.JPEG: "image/jpeg",
     ImageFormat.PNG: "image/png",

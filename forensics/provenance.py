@@ -38,15 +38,8 @@ AI_GENERATED_SOURCE_TYPES = frozenset({"trainedAlgorithmicMedia"})
 #: Digital source types that mean a generative model made part of the image.
 AI_COMPOSITE_SOURCE_TYPES = frozenset({"compositeWithTrainedAlgorithmicMedia"})
 
-_MIME = {
-    ImageFormat.JPEG: "image/jpeg",
-    ImageFormat.PNG: "image/png",
-    ImageFormat.TIFF: "image/tiff",
-    ImageFormat.WEBP: "image/webp",
-    ImageFormat.GIF: "image/gif",
-    ImageFormat.HEIF: "image/heif",
-    ImageFormat.AVIF: "image/avif",
-}
+#: The formats whose embedded manifest store c2pa reads (every one but BMP).
+_C2PA_FORMATS = frozenset(ImageFormat) - {ImageFormat.BMP}
 _OFFLINE_SETTINGS = {"verify": {"remote_manifest_fetch": False, "ocsp_fetch": False}}
 _REMOTE_URL = re.compile(r"(https?://\S+)")
 
@@ -109,12 +102,11 @@ class C2paReport:
 
 def read_c2pa(data: bytes, fmt: ImageFormat) -> C2paReport:
     """Read and validate the C2PA manifest store embedded in ``data``, offline; never raises."""
-    mime = _MIME.get(fmt)
-    if mime is None:
+    if fmt not in _C2PA_FORMATS:
         return C2paReport(present=False, error=f"C2PA reading is not supported for {fmt.value.upper()}")
     try:
         context = c2pa.Context(c2pa.Settings.from_dict(_OFFLINE_SETTINGS))
-        reader = c2pa.Reader.try_create(mime, io.BytesIO(data), context=context)
+        reader = c2pa.Reader.try_create(fmt.mime_type, io.BytesIO(data), context=context)
         if reader is None:
             return C2paReport(present=False)
         with reader:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from forensics.calibration import Logistic
 from forensics.finding import Finding
-from forensics.formats import ImageFormat
+from forensics.formats import IMAGE_EXTENSIONS, ImageFormat
 from forensics.image import DecodedImage
 from forensics.methods.base import Method
 
@@ -55,7 +55,7 @@ _ARCHIVES = (
     (b"<?php", "PHP script"),
     (b"<script", "script"),
 )
-_IMAGE_EXTENSIONS = frozenset().union(*(f.extensions for f in ImageFormat)) | {".jxl", ".psd", ".svg", ".ico", ".jp2", ".raw"}
+_IMAGE_EXTENSIONS = IMAGE_EXTENSIONS | {".jxl", ".psd", ".svg", ".ico", ".jp2", ".raw"}
 
 
 class IntegrityMethod(Method):
