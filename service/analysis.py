@@ -17,7 +17,7 @@ import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -416,7 +416,7 @@ def _fuse(session: Session, image: Image) -> None:
             overlay_key=overlay_key,
             image_metadata=metadata,
             completed_at=now,
-            seconds=(_aware(now) - _aware(started)).total_seconds(),
+            seconds=(now - started).total_seconds(),
         )
     ).rowcount
     events = outbox.add_image_event(session, image_id) if won else []
@@ -440,9 +440,6 @@ def _metadata_section(image: Image, findings: list[Finding]) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def _aware(value: datetime) -> datetime:
-    """SQLite returns naive datetimes (stored in UTC); Postgres returns aware ones."""
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _as_finding(row: FindingRow, storage: Storage) -> Finding:

@@ -12,7 +12,7 @@ import hashlib
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, update
@@ -50,10 +50,6 @@ def fingerprint(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def begin(tenant_id: uuid.UUID, key: str, route: str) -> Stored | None:
     """Reserve ``key``; returns the stored response when the key was used before (the caller
     compares fingerprints); raises :class:`InFlight` or :class:`Mismatch`."""
@@ -61,7 +57,7 @@ def begin(tenant_id: uuid.UUID, key: str, route: str) -> Stored | None:
     retention = timedelta(seconds=get_settings().idempotency_seconds)
     with session_scope() as session:
         record = session.get(IdempotencyRecord, (tenant_id, key))
-        if record is not None and _aware(record.created_at) < now - retention:
+        if record is not None and record.created_at < now - retention:
             session.delete(record)
             session.commit()
             record = None
@@ -69,7 +65,7 @@ def begin(tenant_id: uuid.UUID, key: str, route: str) -> Stored | None:
             if record.route != route:
                 raise Mismatch(f"this Idempotency-Key was used for another call (the key was used for {record.route})")
             if record.response_status is None:
-                if _aware(record.created_at) >= now - timedelta(seconds=STALE_SECONDS):
+                if record.created_at >= now - timedelta(seconds=STALE_SECONDS):
                     raise InFlight()
                 taken = session.execute(
                     update(IdempotencyRecord)

@@ -24,7 +24,7 @@ import zipfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, BinaryIO
 
@@ -133,7 +133,7 @@ def create_slots(session: Session, storage: Storage, tenant_id: uuid.UUID, files
 
 def pending_upload(session: Session, tenant_id: uuid.UUID, upload_id: uuid.UUID) -> Upload | None:
     upload = session.scalar(select(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id))
-    if upload is None or upload.status != UploadStatus.PENDING or _aware(upload.expires_at) < utcnow():
+    if upload is None or upload.status != UploadStatus.PENDING or upload.expires_at < utcnow():
         return None
     return upload
 
@@ -156,10 +156,6 @@ def complete_multipart(
     return upload
 
 
-def _aware(value: Any) -> Any:
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
-
-
 def claim_uploads(
     session: Session, storage: Storage, tenant_id: uuid.UUID, upload_ids: list[uuid.UUID], settings: Settings
 ) -> tuple[list[Intake], dict[str, str], list[uuid.UUID]]:
@@ -176,7 +172,7 @@ def claim_uploads(
         for u in session.scalars(
             select(Upload).where(Upload.id.in_(unique), Upload.tenant_id == tenant_id, Upload.status == UploadStatus.PENDING)
         )
-        if _aware(u.expires_at) >= now
+        if u.expires_at >= now
     }
     claimed = list(rows)
     if claimed:

@@ -8,7 +8,7 @@ import json
 import re
 import zipfile
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import IO, Any
 
@@ -22,9 +22,7 @@ Link = Callable[[str], str | None]
 
 
 def _iso(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return None if value is None else value.isoformat()
 
 
 def image_error(image: Image) -> dict[str, str | None] | None:
