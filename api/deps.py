@@ -1,6 +1,6 @@
 """Dependencies as ``Annotated`` aliases: the caller (tenant), the database session, settings, storage, URL making."""
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from api.problems import Problem
 from service import ratelimit
 from service.db import get_autocommit_engine, get_sessionmaker
+from service.reports import Link
 from service.settings import Settings, get_settings
 from service.storage import Storage, get_storage
 from service.tenants import Principal, authenticate
@@ -38,8 +39,6 @@ SessionDep = Annotated[Session, Depends(get_session)]
 ReadSessionDep = Annotated[Session, Depends(get_read_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StorageDep = Annotated[Storage, Depends(get_storage)]
-
-Link = Callable[[str], str | None]
 
 
 def get_linker(request: Request, storage: StorageDep) -> Link:

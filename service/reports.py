@@ -18,6 +18,7 @@ from service.cases import progress
 from service.models import Case, Image
 from service.storage import Storage
 
+#: Storage key -> where the reader finds that file (a URL for the API, a name inside the dossier zip); None when nowhere.
 Link = Callable[[str], str | None]
 
 
