@@ -79,6 +79,9 @@ def make_celery(settings: Settings) -> Celery:
         # are recycled rarely by count, and early only when a large image left a large heap.
         worker_max_tasks_per_child=settings.worker_max_tasks_per_child,
         worker_max_memory_per_child=settings.worker_max_memory_mb * 1024 or None,
+        # A cold shutdown lets running tasks finish for a few seconds, then stops them; being
+        # acknowledged only once done, they go back to the queue (forensics serve: api/embedded.py).
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_seconds,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         # Task events stay off (Celery's default) unless a monitor such as Flower enables them.

@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         default=3072, ge=0, description="Pool processes are recycled after a task leaves them above this resident size (0 = never)"
     )
     decode_cache_size: int = Field(default=2, ge=1, description="Decoded images kept per worker process")
+    worker_soft_shutdown_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        description="On a cold shutdown (SIGQUIT; SIGTERM to forensics serve) running tasks get this long to finish, then go back to the queue",
+    )
     worker_retain_memory: bool = Field(
         default=True,
         description="Pool processes keep freed memory for the next image instead of giving it back (glibc; see forensics/allocator.py)",

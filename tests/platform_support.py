@@ -251,3 +251,29 @@ def data_file(folder: str, name: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data {path} is absent")
     return path
+
+
+def descendants(pid: int) -> list[int]:
+    """The ids of every process below ``pid`` (children, theirs, ...), read from ``/proc``."""
+    found = []
+    try:
+        threads = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # gone
+        return []
+    for thread in threads:
+        try:
+            children = [int(c) for c in (thread / "children").read_text().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` is a process that has not exited (a zombie has)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
