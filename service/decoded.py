@@ -13,6 +13,8 @@ source of truth. An entry is published by an atomic rename of a complete folder,
 when its image is fused, and the oldest entries are evicted past ``decode_share_bytes``.
 """
 
+import dataclasses
+import hashlib
 import logging
 import os
 import pickle
@@ -29,7 +31,7 @@ from types import MappingProxyType
 import numpy as np
 
 from forensics import DecodedImage, load_image
-from forensics.image import luma_of
+from forensics.image import JpegData, luma_of
 from service.models import Image
 from service.settings import Settings, get_settings
 from service.storage import Storage, get_storage
@@ -55,6 +57,17 @@ def default_folder() -> Path:
     """A private folder on ``/dev/shm`` (Linux) or in the temporary folder elsewhere."""
     base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
     return base / f"forensics-decoded-{os.getuid()}"
+
+
+def _layout_version() -> str:
+    """A digest of the decoded image's structure (its classes' fields), part of every entry's name:
+    a worker of another version, sharing the folder during a rolling upgrade or finding entries
+    an earlier version left, never unpickles an entry whose shape it does not know."""
+    shapes = [(cls.__name__, [(f.name, str(f.type)) for f in dataclasses.fields(cls)]) for cls in (DecodedImage, JpegData)]
+    return hashlib.sha1(repr(shapes).encode(), usedforsecurity=False).hexdigest()[:10]
+
+
+LAYOUT = _layout_version()
 
 
 def _arrays(decoded: DecodedImage) -> dict[str, np.ndarray]:
@@ -97,7 +110,7 @@ class SharedDecodes:
 
     def load(self, sha256: str) -> DecodedImage | None:
         """The shared decode of ``sha256``, or None (not shared, evicted, or being removed)."""
-        entry = self.folder / sha256
+        entry = self.folder / f"{sha256}-{LAYOUT}"
         if not self.max_bytes or not entry.is_dir():
             return None
         try:
@@ -119,7 +132,7 @@ class SharedDecodes:
         """Publish ``decoded`` (a complete folder appears at once, or nothing)."""
         arrays = _arrays(decoded)
         size = sum(a.nbytes for a in arrays.values()) + len(decoded.data)
-        if not self.max_bytes or size > self.max_bytes or (self.folder / decoded.sha256).is_dir():
+        if not self.max_bytes or size > self.max_bytes or (self.folder / f"{decoded.sha256}-{LAYOUT}").is_dir():
             return
         self._evict(self.max_bytes - size)
         if shutil.disk_usage(self.folder).free < size + FREE_MARGIN:
@@ -133,7 +146,7 @@ class SharedDecodes:
             (staging / "data").write_bytes(decoded.data)
             shell = replace(decoded, data=b"", rgb=_EMPTY, luma=_EMPTY, alpha=None, jpeg=jpeg, text=dict(decoded.text))
             (staging / "image.pickle").write_bytes(pickle.dumps(shell, protocol=pickle.HIGHEST_PROTOCOL))
-            staging.rename(self.folder / decoded.sha256)
+            staging.rename(self.folder / f"{decoded.sha256}-{LAYOUT}")
         except OSError as exc:  # full, or another process published it first: the share is only a cache
             logger.debug("decoded image %s not shared: %s", decoded.sha256[:12], exc)
         finally:
@@ -141,7 +154,7 @@ class SharedDecodes:
 
     def discard(self, sha256: str) -> None:
         """Remove an entry (its image is fused); processes that mapped it keep their mapping."""
-        shutil.rmtree(self.folder / sha256, ignore_errors=True)
+        shutil.rmtree(self.folder / f"{sha256}-{LAYOUT}", ignore_errors=True)
 
     def _evict(self, budget: int) -> None:
         """Remove entries older than MAX_AGE_SECONDS (their image's analysis died), then the oldest

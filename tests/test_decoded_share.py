@@ -16,7 +16,7 @@ from forensics import load_image
 from forensics.image import DEFAULT_MAX_PIXELS
 from forensics.methods import REGISTRY
 from forensics.methods.integrity import IntegrityMethod
-from service.decoded import CACHE_BYTES, MAX_AGE_SECONDS, MAX_BYTES_PER_PIXEL, DecodeCache, SharedDecodes
+from service.decoded import CACHE_BYTES, LAYOUT, MAX_AGE_SECONDS, MAX_BYTES_PER_PIXEL, DecodeCache, SharedDecodes
 from service.models import Image
 from service.settings import Settings
 from service.storage import LocalStorage
@@ -79,7 +79,7 @@ def test_entries_left_by_a_dead_analysis_expire(tmp_path: Path, astronaut: np.nd
     stale = load_image(jpeg_bytes(astronaut[:200, :200]), filename="stale.jpg")
     share.save(stale)
     old = time.time() - MAX_AGE_SECONDS - 60
-    os.utime(tmp_path / stale.sha256, (old, old))
+    os.utime(tmp_path / f"{stale.sha256}-{LAYOUT}", (old, old))
     fresh = load_image(jpeg_bytes(astronaut[:300, :300]), filename="fresh.jpg")
     share.save(fresh)
     assert share.load(stale.sha256) is None and share.load(fresh.sha256) is not None
@@ -148,3 +148,15 @@ def test_a_process_keeps_older_decodes_only_within_its_byte_budget(
 
 def test_the_budget_keeps_two_24_mp_images_and_one_at_the_pixel_limit_alone() -> None:
     assert 2 * 24_000_000 * MAX_BYTES_PER_PIXEL <= CACHE_BYTES < DEFAULT_MAX_PIXELS * MAX_BYTES_PER_PIXEL
+
+
+def test_an_entry_of_another_layout_is_never_read(tmp_path: Path, astronaut: np.ndarray) -> None:
+    """Entries are named with the decoded image's layout: one written by a version whose classes had
+    other fields (here: named as before layouts existed) is ignored, not unpickled into a broken object."""
+    share = SharedDecodes(tmp_path, 1 << 30)
+    decoded = load_image(jpeg_bytes(astronaut, 90))
+    share.save(decoded)
+    (entry,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert entry.name == f"{decoded.sha256}-{LAYOUT}" and share.load(decoded.sha256) is not None
+    entry.rename(tmp_path / decoded.sha256)
+    assert share.load(decoded.sha256) is None
