@@ -1,6 +1,6 @@
-"""Peak memory of the whole engine on the largest files the limits accept.
+"""Peak memory of the whole engine, or of a worker, on the largest files the limits accept.
 
-    .venv/bin/python bench/bench_limits.py [--pixels N] [--cases png-zeros jpeg-photo ...]
+    .venv/bin/python bench/bench_limits.py [--pixels N] [--cases png-zeros jpeg-photo ...] [--worker]
 
 Each case is a file of exactly ``--pixels`` pixels (default: the engine's pixel limit) and
 at most the byte limit, written to a temporary folder and analysed by ``forensics analyze
@@ -12,12 +12,17 @@ at ``fork`` in a child's ``ru_maxrss``, so the parent must stay small. The cases
 lets through at that size: RGB where it fits, else gray), a 16-bit PNG, an RGBA PNG, a
 camera-like JPEG (its DCT coefficients are kept beside the pixels), JPEG noise with and
 without chroma subsampling, a CMYK JPEG and a deflated TIFF; and a file one row of pixels over the limit, which must be refused.
+
+``--worker`` sends the same files, one case each and in that order, to ``forensics serve``
+(embedded, on a temporary home, one pool process per core) and prints, after each, the highest peak
+resident memory (``VmHWM``, sampled while the case runs) of any process of the worker so far.
 """
 
 import argparse
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -129,6 +134,77 @@ def analyse(path: Path, max_pixels: int) -> dict:
     }
 
 
+class EmbeddedService:
+    """``forensics serve`` on a temporary home and a free port, with ``max_pixels`` as its limit."""
+
+    KEY = "fsk_bench_limits_0123456789abcdef0123"
+
+    def __init__(self, home: Path, max_pixels: int) -> None:
+        sys.path.insert(0, str(REPO))
+        from tests.platform_support import free_port, poll
+
+        self.base = f"http://127.0.0.1:{free_port()}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("FORENSICS_", "DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_"))}
+        env.update(FORENSICS_HOME=str(home), FORENSICS_API_KEY=self.KEY, FORENSICS_MAX_PIXELS=str(max_pixels))
+        with (home.parent / "serve.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "forensics.cli", "serve", "--port", self.base.rsplit(":", 1)[1]],
+                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.peaks: dict[int, int] = {}
+        poll(self._health, bool, 90, "a healthy embedded service")
+
+    def _health(self) -> bool:
+        import httpx
+
+        try:
+            return httpx.get(f"{self.base}/health", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            time.sleep(0.5)
+            return False
+
+    def _sample(self) -> None:
+        from tests.platform_support import descendants
+
+        for pid in descendants(self.process.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peaks[pid] = max(self.peaks.get(pid, 0), int(line.split()[1]) // 1024)
+
+    def analyse(self, path: Path) -> dict:
+        """One case of ``path``; its image's status, seconds, and the worker's highest peak so far."""
+        import httpx
+
+        from tests.platform_support import poll
+
+        auth = {"Authorization": f"Bearer {self.KEY}"}
+        start = time.perf_counter()
+        created = httpx.post(f"{self.base}/v1/cases", headers=auth, files=[("images", (path.name, path.read_bytes()))], timeout=120)
+        created.raise_for_status()
+
+        def case() -> dict:
+            self._sample()
+            return httpx.get(created.headers["location"], headers=auth, timeout=10).json()
+
+        done = poll(case, lambda c: c["status"] in ("completed", "failed"), 600, f"{path.name} analysed")
+        self._sample()
+        image = done["images"][0]
+        return {
+            "seconds": time.perf_counter() - start,
+            "peak_mb": max(self.peaks.values()),
+            "error": image.get("error") and f"{image['error']['code']}: {image['error']['detail']}",
+            "score": image.get("tamper_score"),
+        }
+
+    def stop(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+
 def make(name: str, pixels: int, path: Path) -> None:
     from forensics.image import DEFAULT_MAX_BYTES
 
@@ -141,6 +217,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pixels", type=int, default=DEFAULT_MAX_PIXELS, help="pixels of each file and the limit (default %(default)s)")
     parser.add_argument("--cases", nargs="+", choices=list(CASES), default=list(CASES))
+    parser.add_argument("--worker", action="store_true", help="through forensics serve: the worker's peak, not the engine's")
     parser.add_argument("--make", nargs=2, metavar=("CASE", "PATH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.make:
@@ -150,15 +227,23 @@ def main() -> int:
     print(f"pixel limit {args.pixels:,}; files of {width}x{height} = {width * height:,} pixels; byte limit {DEFAULT_MAX_BYTES:,}")
     print(f"{'case':<12} {'file MB':>8} {'seconds':>8} {'peak MB':>8}  result")
     with tempfile.TemporaryDirectory() as folder:
-        for name in args.cases:
-            path = Path(folder) / f"{name}.{name.split('-')[0].replace('jpeg', 'jpg').replace('over', 'png')}"
-            subprocess.run([sys.executable, __file__, "--pixels", str(args.pixels), "--make", name, str(path)], check=True)
-            result = analyse(path, args.pixels)
-            size = path.stat().st_size
-            path.unlink()
-            outcome = result["error"] or f"analysed, score {result['score']}"
-            print(f"{name:<12} {size / 1e6:>8.2f} {result['seconds']:>8.1f} {result['peak_mb']:>8.0f}  {outcome}", flush=True)
-    print("peak MB: resident memory of the analysing process at its highest, interpreter included")
+        service = EmbeddedService(Path(folder) / "home", args.pixels) if args.worker else None
+        try:
+            for name in args.cases:
+                path = Path(folder) / f"{name}.{name.split('-')[0].replace('jpeg', 'jpg').replace('over', 'png')}"
+                subprocess.run([sys.executable, __file__, "--pixels", str(args.pixels), "--make", name, str(path)], check=True)
+                result = service.analyse(path) if service else analyse(path, args.pixels)
+                size = path.stat().st_size
+                path.unlink()
+                outcome = result["error"] or f"analysed, score {result['score']}"
+                print(f"{name:<12} {size / 1e6:>8.2f} {result['seconds']:>8.1f} {result['peak_mb']:>8.0f}  {outcome}", flush=True)
+        finally:
+            if service:
+                service.stop()
+    if args.worker:
+        print("peak MB: the highest peak resident memory of any worker process so far (VmHWM, sampled), its mapped decodes included")
+    else:
+        print("peak MB: resident memory of the analysing process at its highest, interpreter included")
     return 0
 
 
