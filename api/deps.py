@@ -1,6 +1,7 @@
 """Dependencies as ``Annotated`` aliases: the caller (tenant), the database session, settings, storage, URL making."""
 
 from collections.abc import AsyncIterator
+from hmac import compare_digest
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -8,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from api.problems import Problem
-from service import ratelimit
+from service import ratelimit, web_sessions
 from service.db import get_autocommit_engine, get_sessionmaker
 from service.reports import Link
 from service.settings import Settings, get_settings
@@ -17,6 +18,10 @@ from service.tenants import Principal, authenticate
 
 #: Request state key under which the rate-limit headers wait for the response (see api.main).
 RATE_HEADERS = "rate_limit_headers"
+#: The web page's session cookie (see service.web_sessions) and the header its scripts echo the CSRF token in.
+SESSION_COOKIE = "forensics_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 async def get_session() -> AsyncIterator[Session]:
@@ -57,23 +62,41 @@ def get_linker(request: Request, storage: StorageDep) -> Link:
 LinkDep = Annotated[Link, Depends(get_linker)]
 
 
-def _authenticate_and_count(token: str, settings: Settings) -> tuple[Principal | None, ratelimit.Decision | None]:
+def caller(key: str | None, cookie: str | None) -> tuple[Principal | None, str | None]:
+    """The tenant of an API key, or else of a web session cookie with that session's CSRF token."""
     with get_sessionmaker()() as session:
-        principal = authenticate(session, token)
+        if key is not None:
+            return authenticate(session, key), None
+        if cookie:
+            return web_sessions.signed_in(session, cookie) or (None, None)
+    return None, None
+
+
+def _authenticate_and_count(
+    key: str | None, cookie: str | None, settings: Settings
+) -> tuple[Principal | None, str | None, ratelimit.Decision | None]:
+    principal, csrf = caller(key, cookie)
     if principal is None:
-        return None, None
+        return None, None, None
     limit = settings.rate_limit_per_minute if principal.requests_per_minute is None else principal.requests_per_minute
-    return principal, ratelimit.hit_request(principal.tenant_id, limit)
+    return principal, csrf, ratelimit.hit_request(principal.tenant_id, limit)
 
 
 async def get_principal(request: Request, settings: SettingsDep) -> Principal:
-    """The tenant of the ``Authorization: Bearer`` key; 401 without a valid key, 429 over the rate limit."""
+    """The tenant of the ``Authorization: Bearer`` key, or of the web page's session cookie (then a
+    state-changing request must echo the session's CSRF token in ``X-CSRF-Token``); 401 without a
+    valid credential, 403 without the CSRF token, 429 over the rate limit."""
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    key = token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if key is None and not cookie:
         raise Problem("UNAUTHORIZED", "send an API key as 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"})
-    principal, decision = await run_in_threadpool(_authenticate_and_count, token.strip(), settings)
+    principal, csrf, decision = await run_in_threadpool(_authenticate_and_count, key, cookie, settings)
     if principal is None:
-        raise Problem("UNAUTHORIZED", "the API key is unknown or revoked", headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+        detail = "the API key is unknown or revoked" if key is not None else "the web session has ended; sign in again"
+        raise Problem("UNAUTHORIZED", detail, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    if csrf is not None and request.method not in SAFE_METHODS and not compare_digest(request.headers.get(CSRF_HEADER, "").encode(), csrf.encode()):
+        raise Problem("CSRF_MISMATCH", f"a request made with the web session must carry its CSRF token in {CSRF_HEADER}")
     if decision is not None and decision.limit:
         request.state.rate_limit_headers = decision.headers()
         if not decision.allowed:

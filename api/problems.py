@@ -37,6 +37,7 @@ CODES: dict[str, tuple[int, str]] = {
     "METHOD_NOT_ALLOWED": (405, "The method is not allowed here (see Allow)"),
     "UPLOAD_STATE": (409, "The upload slot is not in a state for this"),
     "UNAUTHORIZED": (401, "A valid API key is required"),
+    "CSRF_MISMATCH": (403, "The web session's CSRF token is missing or wrong"),
     "RATE_LIMITED": (429, "Too many requests"),
     "QUOTA_EXCEEDED": (429, "The daily image quota is used up"),
     "IDEMPOTENCY_IN_FLIGHT": (409, "A request with this Idempotency-Key is in progress"),

@@ -1,5 +1,5 @@
 """The schema: tenants and their API keys; cases, their images, and one finding per (image, method);
-webhook endpoints and the webhook outbox; idempotency records; direct-upload slots.
+webhook endpoints and the webhook outbox; idempotency records; direct-upload slots; web page sessions.
 
 Storage *keys* are stored, never URLs (URLs are made per request: presigned or served).
 Status columns are plain strings with CHECK constraints so that SQLite and Postgres agree.
@@ -332,3 +332,20 @@ class Upload(Base):
     status: Mapped[str] = mapped_column(String(16), default=UploadStatus.PENDING)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class WebSession(Base):
+    """A browser signed in to the web page with an API key. The cookie holds a random token and
+    the row only its SHA-256 (like keys); ``csrf_token`` must come back with every form and
+    state-changing request. Signing out revokes the session, not the key; revoking the key ends
+    its sessions, since a session is valid only while its key is."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    api_key_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    revoked_at: Mapped[datetime | None]

@@ -117,6 +117,7 @@ class Settings(BaseSettings):
     max_archive_entries: int = Field(default=1000, ge=1, description="Entries in one ZIP archive")
     max_archive_ratio: int = Field(default=200, ge=1, description="Largest compression ratio of a ZIP entry (zip-bomb guard)")
     idempotency_seconds: int = Field(default=86400, ge=60, description="How long an Idempotency-Key is remembered")
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="Lifetime of a web page sign-in, in hours")
 
     # Operations: logs and metrics (docs/operations.md)
     log_format: Literal["json", "text"] = Field(default="text", description="Log lines as JSON objects or as text for people")
