@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from forensics.formats import ImageFormat
+from forensics.fusion import DECISION_LINE
 from service.errors import NotFound
 from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
 from service.storage import Storage, original_key
@@ -194,10 +195,16 @@ def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 
 def list_cases(
-    session: Session, tenant_id: uuid.UUID, *, limit: int, cursor: str | None = None
+    session: Session, tenant_id: uuid.UUID, *, limit: int, cursor: str | None = None, label: str | None = None
 ) -> tuple[list[Case], str | None]:
-    """The tenant's cases, newest first, keyset-paginated on (created_at, id); returns the page and the next cursor."""
+    """The tenant's cases, newest first, keyset-paginated on (created_at, id); returns the page and the next cursor.
+
+    ``label``: only cases whose label contains it, ignoring case (``%`` and ``_`` match themselves).
+    """
     query = select(Case).where(Case.tenant_id == tenant_id).order_by(Case.created_at.desc(), Case.id.desc()).limit(limit + 1)
+    if label:
+        pattern = label.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        query = query.where(Case.label.ilike(f"%{pattern}%", escape="\\"))
     if cursor:
         created, case_id = _decode_cursor(cursor)
         query = query.where(or_(Case.created_at < created, and_(Case.created_at == created, Case.id < case_id)))
@@ -205,3 +212,30 @@ def list_cases(
     next_cursor = _encode_cursor(cases[limit - 1]) if len(cases) > limit else None
     return cases[:limit], next_cursor
 
+
+
+@dataclass(frozen=True)
+class Tally:
+    """A case's images by outcome: analysed, failed, and analysed with a score over the decision line."""
+
+    completed: int
+    failed: int
+    flagged: int
+
+
+def tallies(session: Session, case_ids: list[uuid.UUID]) -> dict[uuid.UUID, Tally]:
+    """:class:`Tally` of each case in ``case_ids`` (the caller has checked they are the tenant's), in one query."""
+    if not case_ids:
+        return {}
+    rows = session.execute(
+        select(
+            Image.case_id,
+            func.count(Image.id).filter(Image.status == ImageStatus.COMPLETED),
+            func.count(Image.id).filter(Image.status == ImageStatus.FAILED),
+            func.count(Image.id).filter(Image.status == ImageStatus.COMPLETED, Image.tamper_score >= DECISION_LINE),
+        )
+        .where(Image.case_id.in_(case_ids))
+        .group_by(Image.case_id)
+    )
+    found = {case_id: Tally(completed, failed, flagged) for case_id, completed, failed, flagged in rows}
+    return {case_id: found.get(case_id, Tally(0, 0, 0)) for case_id in case_ids}
