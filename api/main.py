@@ -18,6 +18,7 @@ from api.observability import RequestObservability, bind_path_ids
 from api.problems import PROBLEM_RESPONSES, install_problem_handlers
 from api.routes import cases, health, metrics, tools, uploads, webhooks
 from api.schemas import Problem as ProblemSchema
+from api.web.site import install as install_web_page
 from service.warmup import warm_up
 
 
@@ -47,6 +48,7 @@ def create_app() -> FastAPI:
     app.include_router(tools.router, responses=PROBLEM_RESPONSES)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    install_web_page(app)
     _register_problem_schema(app)
     return app
 
