@@ -464,14 +464,14 @@ def main() -> None:
             AUTH.update(bearer(make_tenant("bench")[1]))
         api = ApiServer(env, home / "api.log", args.api_workers)
         try:
-            if "throughput" not in skip:
-                bench_throughput_rounds(api, env, home, args)
             if "burst" not in skip:
                 photo5 = _jpeg_of_size(test_jpeg(12), 5.0)
                 for when in ("opening", "second"):
                     burst = asyncio.run(_load(args.clients, args.clients, lambda c: c.post(
                         f"{api.base}/v1/cases", files=[("images", ("a.jpg", photo5, "image/jpeg"))])))
                     print(f"case creation ({len(photo5) / 1e6:.1f} MB), {args.clients} at once, {when} burst: {_percentiles(burst)}")
+            if "throughput" not in skip:
+                bench_throughput_rounds(api, env, home, args)
             photo = test_jpeg(12)
             if "latency" not in skip:
                 photo5 = _jpeg_of_size(photo, 5.0)
