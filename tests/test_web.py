@@ -79,8 +79,8 @@ def desk(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Des
     with postgres_database() as db_url, moto_s3() as endpoint:
         env = service_env(db_url, endpoint, home, "web", FORENSICS_METHODS=METHODS)
         with environment(env):
-            _, key = make_tenant()
-            _, other_key = make_tenant()
+            _, key = make_tenant("Daily Courier")
+            _, other_key = make_tenant("Another Newsroom")
         worker = Worker(env, home / "worker.log", "web")
         api = ApiServer(env, home / "api.log")
         try:

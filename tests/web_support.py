@@ -78,11 +78,11 @@ def next_frame(page: Any, action: Any) -> None:
 
 
 def screenshot(page: Any, folder: Path, name: str) -> Path:
-    """A PNG of the viewport, reduced to 256 colours so the committed copies stay small."""
+    """A PNG of the viewport, reduced to 128 colours so the committed copies stay small."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}.png"
     picture = Image.open(io.BytesIO(page.screenshot(full_page=False))).convert("RGB")
-    picture.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    picture.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
     return path
 
 
