@@ -53,6 +53,7 @@ from service.models import (
     ImageStatus,
     utcnow,
 )
+from service.renditions import store_display
 from service.settings import Settings, get_settings
 from service.storage import ObjectNotFound, Storage, get_storage, image_prefix, original_key
 from service.webhooks import outbox
@@ -402,6 +403,7 @@ def _fuse(session: Session, image: Image) -> None:
         heatmap_key, overlay_key = f"{prefix}/fused.png", f"{prefix}/overlay.jpg"
         storage.put_bytes(heatmap_key, gray_png(fused.heatmap), "image/png")
         storage.put_bytes(overlay_key, overlay_jpeg(decoded_image(image).rgb, fused.heatmap), "image/jpeg")
+    store_display(storage, image, decoded_image(image).rgb)
     now = utcnow()
     started = image.started_at or now
     won = session.execute(

@@ -1,5 +1,7 @@
-"""Pictures of an image for the web page: a display-size JPEG and a thumbnail, made from the
-stored original on first request and kept in storage beside the image's maps.
+"""Pictures of an image for the web page: a display-size JPEG and a thumbnail, kept in storage
+beside the image's maps. The worker's join stores the display rendition from the pixels it has
+decoded; one missing (an image analysed by an earlier version) is made from the stored original
+on first request, and the thumbnail from the display rendition.
 
 The page never ships the original for display: a 24 MP JPEG is 5-15 MB and costs a browser
 hundreds of milliseconds to decode, while the display rendition, at the size of the overlay
@@ -59,6 +61,12 @@ def rendition(storage: Storage, image: Image, kind: Kind, settings: Settings) ->
     return data
 
 
+def store_display(storage: Storage, image: Image, rgb: np.ndarray) -> None:
+    """Store the display rendition of pixels already decoded: the worker's join has them, so the
+    first view of the image page need not decode the original again (about 0.2-0.6 s at 24 MP)."""
+    storage.put_bytes(rendition_key(image, "display"), encode_jpeg(_reduced(rgb), QUALITY), "image/jpeg")
+
+
 def _display_pixels(original: bytes, settings: Settings) -> np.ndarray:
     """RGB pixels of ``original`` at display size."""
     if original[:3] == JPEG_MAGIC:
@@ -66,7 +74,10 @@ def _display_pixels(original: bytes, settings: Settings) -> np.ndarray:
             return _decode_jpeg(original, DISPLAY_SIDE, settings.max_pixels)
         except CorruptImage:  # a truncated or odd JPEG: the worker's decoder copes with more of them
             pass
-    rgb = load_image(original, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes).rgb
+    return _reduced(load_image(original, max_pixels=settings.max_pixels, max_bytes=settings.max_file_bytes).rgb)
+
+
+def _reduced(rgb: np.ndarray) -> np.ndarray:
     return shrink(rgb, display_size(rgb.shape[1], rgb.shape[0]))
 
 

@@ -9,6 +9,7 @@ tenant's ids give 404. The embedded setup (``forensics serve``) serves the same 
 uploads through the API instead of presigned POSTs.
 """
 
+import base64
 import io
 import json
 import os
@@ -119,10 +120,23 @@ def _row(page: Any, name: str) -> Any:
     return page.locator("tr", has=page.get_by_text(name, exact=True))
 
 
-def _upload(page: Any, base: str, label: str, files: list[dict[str, Any]]) -> None:
+def _upload(page: Any, base: str, label: str, files: list[dict[str, Any]] | Path, how: str = "choose") -> None:
+    """A new case from ``files`` (payloads, or a folder): chosen, chosen as a folder, or dropped on the page."""
     page.goto(f"{base}/cases/new")
     page.get_by_label("Label").fill(label)
-    page.set_input_files("#files", files)
+    if how == "drop":
+        payloads = [{"name": f["name"], "type": f["mimeType"], "data": base64.b64encode(f["buffer"]).decode()} for f in files]  # type: ignore[index,union-attr]
+        dropped = page.evaluate_handle(
+            """(files) => {
+                const transfer = new DataTransfer();
+                for (const f of files) transfer.items.add(new File([Uint8Array.from(atob(f.data), c => c.charCodeAt(0))], f.name, {type: f.type}));
+                return transfer;
+            }""",
+            payloads,
+        )
+        page.dispatch_event("#drop-zone", "drop", {"dataTransfer": dropped})
+    else:
+        page.set_input_files("#folder" if how == "folder" else "#files", files)
     page.get_by_role("button", name="Upload and analyse").click()
     page.wait_for_selector("#done:not([hidden])", timeout=60_000)
 
@@ -257,7 +271,7 @@ def test_markup_in_names_and_metadata_is_shown_as_text_and_never_runs(desk: Desk
     page = watched.page
     sign_in(page, desk.base, desk.key)
     label = "<script>window.__xss=6</script>"
-    _upload(page, desk.base, label, [{"name": MARKUP_NAME, "mimeType": "image/jpeg", "buffer": poisoned}])
+    _upload(page, desk.base, label, [{"name": MARKUP_NAME, "mimeType": "image/jpeg", "buffer": poisoned}], how="drop")
     assert _row(page, MARKUP_NAME).count() == 1  # shown literally in the upload list
     page.get_by_role("link", name="Open the case").click()
     page.wait_for_selector('.case-status[data-running="0"]', timeout=CASE_TIMEOUT_MS)
@@ -304,7 +318,9 @@ def test_embedded_mode_serves_the_page_with_uploads_through_the_api(browser: Any
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORENSICS_", "DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_"))}
     env |= {"FORENSICS_HOME": str(tmp_path / "home"), "FORENSICS_API_KEY": (key := "fsk_embedded_web_key_0123456789abcdef"),
             "FORENSICS_METHODS": "metadata,ela"}
-    photo = data_file("casia2_samples", "authentic/Au_ani_00003.jpg").read_bytes()
+    folder = tmp_path / "desk" / "wire"
+    folder.mkdir(parents=True)
+    (folder / "photo.jpg").write_bytes(data_file("casia2_samples", "authentic/Au_ani_00003.jpg").read_bytes())
     with (tmp_path / "serve.log").open("wb") as out:
         server = subprocess.Popen([sys.executable, "-c", f"from api.embedded import serve; serve('127.0.0.1', {port})"],
                                   cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -315,7 +331,8 @@ def test_embedded_mode_serves_the_page_with_uploads_through_the_api(browser: Any
         watched = Watched(context)
         page = watched.page
         sign_in(page, base, key)
-        _upload(page, base, "embedded", [{"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": photo}])
+        _upload(page, base, "embedded", folder, how="folder")
+        assert page.locator("#file-list").get_by_text("wire/photo.jpg").count() == 1
         page.get_by_role("link", name="Open the case").click()
         page.wait_for_selector('.case-status[data-running="0"]', timeout=CASE_TIMEOUT_MS)
         page.get_by_role("link", name="photo.jpg").click()

@@ -1,6 +1,7 @@
 """The web page's sessions on a real Postgres database: what the cookie is, what CSRF refuses,
-and what ends a session (signing out, revoking the key, expiry). The browser journeys are in
-tests/test_web.py; these are the rules a browser does not show."""
+and what ends a session (signing out, revoking the key, expiry); and that every problem the
+API can answer has plain words on the page. The browser journeys are in tests/test_web.py;
+these are the rules a browser does not show."""
 
 import re
 from collections.abc import Iterator
@@ -95,3 +96,10 @@ def test_signing_out_revoking_the_key_and_expiry_end_a_session(app: object) -> N
         token, _ = web_sessions.sign_in(session, key, timedelta(seconds=-1)) or ("", "")
         assert token and web_sessions.signed_in(session, token) is None
         assert web_sessions.sign_in(session, "fsk_unknown_key_0000000000000000", timedelta(hours=1)) is None
+
+
+def test_every_problem_code_has_plain_words_on_the_page() -> None:
+    from api.problems import CODES
+    from api.web.words import PROBLEMS
+
+    assert set(CODES) - {"NOT_MODIFIED"} <= set(PROBLEMS)
