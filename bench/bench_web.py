@@ -11,8 +11,9 @@ browser context each time (no cached pictures), signed in, and timed from the na
 start to the viewer's first complete drawing of the picture with the fused map over it
 (``document.body.dataset.ready``, set by image.js), as the browser's clock measures it:
 
-- first view: the display rendition is made from the original on this request;
-- later views: median and slowest of ``--views``, the rendition read from storage.
+- first view: the page's first request since the case completed (the worker's join stored the
+  display rendition; the API renders the image page's template for the first time);
+- later views: median and slowest of ``--views``.
 
 Also printed: what the page fetched for it (HTML, display rendition, fused map) against the
 original's size, which the page never fetches unless asked. Target: <= 1 s.
@@ -117,7 +118,7 @@ def main() -> None:
                 first, fetched = time_to_interactive(browser, state, url)
                 later = sorted(time_to_interactive(browser, state, url)[0] for _ in range(args.views))
                 browser.close()
-            print(f"time to interactive image page, first view (display rendition made): {first:.2f} s")
+            print(f"time to interactive image page, first view: {first:.2f} s")
             print(f"time to interactive image page, later views: median {statistics.median(later):.2f} s, "
                   f"slowest {later[-1]:.2f} s of {args.views}")
             page_bytes = {name: size for name, size in fetched.items() if name in (image["id"], "display.jpg", "fused.png")}
