@@ -130,7 +130,7 @@ def _prepare(session: Session, image: Image) -> list[str]:
     _insert_ignore(
         session,
         [
-            {"id": uuid.uuid4(), "image_id": image_id, "method": m.name, "position": i, "enqueued_at": now}
+            {"id": uuid.uuid4(), "image_id": image_id, "method": m.name, "position": i, "enqueued_at": None}
             for i, m in enumerate(methods)
         ],
     )
@@ -507,8 +507,10 @@ def reconcile(now: datetime | None = None) -> Repairs:
     """Repair lost work; safe to run anywhere, any time.
 
     Work is lost when its process died (its heartbeat is older than the lease), when its
-    message could not be published (``enqueued_at`` cleared by :mod:`service.dispatch`), or
-    when its message vanished with the broker (queued for ``FORENSICS_REQUEUE_AFTER``)."""
+    message was never published (``enqueued_at`` still unset a lease after its row was written:
+    the publish failed, or the process died between the commit and the publish; see
+    :mod:`service.dispatch`), or when its message vanished with the broker (queued for
+    ``FORENSICS_REQUEUE_AFTER``)."""
     settings = get_settings()
     now = now or utcnow()
     stale = now - timedelta(seconds=settings.lease_seconds)
@@ -537,7 +539,7 @@ def reconcile(now: datetime | None = None) -> Repairs:
             .where(
                 Image.status == ImageStatus.RUNNING,
                 FindingRow.status == FindingStatus.PENDING,
-                FindingRow.enqueued_at.is_(None) | (FindingRow.enqueued_at < lost_cutoff),
+                (FindingRow.enqueued_at.is_(None) & (Image.updated_at < stale)) | (FindingRow.enqueued_at < lost_cutoff),
             )
         ).all()
         for finding_id, image_id, method in lost:
@@ -547,7 +549,10 @@ def reconcile(now: datetime | None = None) -> Repairs:
         for image_id, attempts in session.execute(
             select(Image.id, Image.attempts).where(
                 Image.status == ImageStatus.QUEUED,
-                ((Image.attempts == 0) & (Image.enqueued_at.is_(None) | (Image.enqueued_at < lost_cutoff)))
+                (
+                    (Image.attempts == 0)
+                    & ((Image.enqueued_at.is_(None) & (Image.created_at < stale)) | (Image.enqueued_at < lost_cutoff))
+                )
                 | ((Image.attempts > 0) & (Image.updated_at < stale)),
             )
         ).all():

@@ -69,8 +69,7 @@ def create_case(
         image = Image(id=uuid.uuid4(), position=position, filename=intake.filename, size_bytes=intake.size, sha256=intake.sha256)
         if intake.source_url is not None and intake.error_code is None:
             image.source_url = intake.source_url
-            image.enqueued_at = now
-            queued.append(image.id)
+            queued.append(image.id)  # enqueued_at stays None until the publish succeeds (service.dispatch)
         elif intake.error_code is not None or intake.sha256 is None or (intake.path is None and intake.sha256 not in stored):
             image.status = ImageStatus.FAILED
             image.error_code = intake.error_code or "ANALYSIS_ERROR"
@@ -84,7 +83,6 @@ def create_case(
                 copies.setdefault(key, stored[intake.sha256])
             image.storage_key = key
             image.format = intake.format.value if intake.format else None
-            image.enqueued_at = now
             queued.append(image.id)
         case.images.append(image)
     # Originals go to storage before the rows exist (a crash leaves an orphan object, never a row

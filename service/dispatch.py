@@ -2,10 +2,12 @@
 
 Both exist so that lost work is found in seconds rather than after a time limit:
 
-- A publish that fails (the broker is down) clears the rows' ``enqueued_at``; the
-  reconciler re-sends such rows at its next pass, where it would otherwise wait
-  ``FORENSICS_REQUEUE_AFTER`` to tell a lost message from a long queue. The row is the
-  outbox; Celery's own publish retry covers the shortest blips first.
+- The rows are the outbox: a new image or finding is written with ``enqueued_at`` unset, and
+  only a publish that succeeded sets it. A row still unset a lease after it was written
+  was never sent (the broker refused it, or the process died between the commit and the
+  publish), and the reconciler sends it, where it would otherwise wait
+  ``FORENSICS_REQUEUE_AFTER`` to tell a lost message from a long queue. A failed re-send
+  clears ``enqueued_at`` again. Celery's own publish retry covers the shortest blips first.
 - A running task beats every third of ``FORENSICS_LEASE_SECONDS`` (a finding's
   ``alive_at``, an image's ``updated_at``). When its process dies (killed, out of memory,
   the machine gone) the beats stop, and once the lease has passed the reconciler hands the
@@ -18,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Executable, update
@@ -36,12 +39,15 @@ def send_prepares(image_ids: Iterable[uuid.UUID]) -> None:
     ids = list(image_ids)
     if not ids:
         return
+    waiting = update(Image).where(Image.id.in_(ids), Image.status == ImageStatus.QUEUED, Image.attempts == 0)
     try:
         queue.enqueue_prepare(ids)
     except Exception:  # noqa: BLE001 - any publish failure: the rows are the outbox
         logger.exception("could not publish %d prepare tasks; the reconciler will re-send them", len(ids))
         PUBLISH_FAILURES.labels(queue.PREPARE_IMAGE).inc(len(ids))
-        _unsent(update(Image).where(Image.id.in_(ids), Image.status == ImageStatus.QUEUED, Image.attempts == 0))
+        _mark(waiting, None)
+    else:
+        _mark(waiting.where(Image.enqueued_at.is_(None)), utcnow())
 
 
 def send_methods(jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
@@ -54,13 +60,18 @@ def send_methods(jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
     except Exception:  # noqa: BLE001
         logger.exception("could not publish %d method tasks; the reconciler will re-send them", len(pairs))
         PUBLISH_FAILURES.labels(queue.RUN_METHOD).inc(len(pairs))
-        for image_id in {image_id for image_id, _ in pairs}:
-            methods = [method for i, method in pairs if i == image_id]
-            _unsent(
-                update(FindingRow).where(
-                    FindingRow.image_id == image_id, FindingRow.method.in_(methods), FindingRow.status == FindingStatus.PENDING
-                )
-            )
+        sent = False
+    else:
+        sent = True
+    for image_id in {image_id for image_id, _ in pairs}:
+        methods = [method for i, method in pairs if i == image_id]
+        waiting = update(FindingRow).where(
+            FindingRow.image_id == image_id, FindingRow.method.in_(methods), FindingRow.status == FindingStatus.PENDING
+        )
+        if sent:
+            _mark(waiting.where(FindingRow.enqueued_at.is_(None)), utcnow())
+        else:
+            _mark(waiting, None)
 
 
 def send_fuses(image_ids: Iterable[uuid.UUID]) -> None:
@@ -75,12 +86,15 @@ def send_fuses(image_ids: Iterable[uuid.UUID]) -> None:
         PUBLISH_FAILURES.labels(queue.FUSE_IMAGE).inc(len(ids))
 
 
-def _unsent(statement: Any) -> None:
+def _mark(statement: Any, enqueued_at: datetime | None) -> None:
+    """Record a publish (its time) or its failure (None); best effort: a row left unset is re-sent
+    after a lease (a duplicate message is refused by the claim), one left set after
+    ``FORENSICS_REQUEUE_AFTER``."""
     try:
         with session_scope(autocommit=True) as session:
-            session.execute(statement.values(enqueued_at=None).execution_options(synchronize_session=False))
-    except Exception:  # noqa: BLE001 - with the database down too, FORENSICS_REQUEUE_AFTER applies
-        logger.exception("could not mark unsent work; it is re-sent after FORENSICS_REQUEUE_AFTER")
+            session.execute(statement.values(enqueued_at=enqueued_at).execution_options(synchronize_session=False))
+    except Exception:  # noqa: BLE001
+        logger.exception("could not record the publish of queued work")
 
 
 @contextmanager

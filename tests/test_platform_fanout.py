@@ -313,11 +313,11 @@ def test_work_whose_process_died_is_found_after_the_lease(database: None, sent: 
     assert [str(preparing)] in _messages(sent, queue.PREPARE_IMAGE) and [str(fusing)] in _messages(sent, queue.FUSE_IMAGE)
 
 
-def test_work_that_could_not_be_published_is_sent_at_the_next_pass(
+def test_work_that_could_not_be_published_is_sent_a_lease_later(
     database: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With the broker down the publish fails; the rows are the outbox, so the reconciler's next
-    pass sends them, not FORENSICS_REQUEUE_AFTER (600 s here) later."""
+    """With the broker down the publish fails; the rows are the outbox, so the reconciler sends them
+    once a lease (1.5 s here) has passed, not FORENSICS_REQUEUE_AFTER (600 s here) later."""
     from kombu.exceptions import OperationalError
 
     def down(name: str, args: object) -> None:
@@ -330,7 +330,8 @@ def test_work_that_could_not_be_published_is_sent_at_the_next_pass(
         assert session.get_one(Image, queued[0]).enqueued_at is None
     messages: list[tuple[str, list[str]]] = []
     monkeypatch.setattr(queue, "_send", lambda name, args: messages.extend((name, a) for a in args))
-    assert queued[0] in analysis.reconcile().requeued_prepares
+    assert queued[0] not in analysis.reconcile().requeued_prepares  # its publish may still be under way
+    assert queued[0] in analysis.reconcile(utcnow() + timedelta(seconds=2)).requeued_prepares
     analysis.prepare_image(queued[0])
     methods = [m for n, m in messages if n == queue.RUN_METHOD]
     assert len(methods) == len(REGISTRY)
@@ -338,13 +339,33 @@ def test_work_that_could_not_be_published_is_sent_at_the_next_pass(
     dispatch.send_methods([(queued[0], name) for _, name in methods])
     messages.clear()
     monkeypatch.setattr(queue, "_send", lambda name, args: messages.extend((name, a) for a in args))
-    assert {(queued[0], name) for _, name in methods} <= set(analysis.reconcile().requeued_methods)
-    assert all(image != queued[0] for image, _ in analysis.reconcile().requeued_methods)  # sent once
+    later = utcnow() + timedelta(seconds=2)
+    assert {(queued[0], name) for _, name in methods} <= set(analysis.reconcile(later).requeued_methods)
+    assert all(image != queued[0] for image, _ in analysis.reconcile(later).requeued_methods)  # sent once
+
+
+def test_a_prepare_that_died_between_its_commit_and_its_publish_loses_nothing(
+    database: None, sent: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The findings are written unsent; only a publish that succeeded marks them. A process killed
+    right after the commit leaves them unsent, and a lease later the reconciler sends them."""
+    _, (image_id,) = _new_case(["tampered/048_F.png"])
+    with monkeypatch.context() as dying:
+        dying.setattr(analysis, "send_methods", lambda jobs: None)  # the process dies here
+        analysis.prepare_image(image_id)
+    assert _messages(sent, queue.RUN_METHOD) == []
+    repairs = analysis.reconcile(utcnow() + timedelta(seconds=2))
+    assert sorted(m for i, m in repairs.requeued_methods if i == image_id) == sorted(REGISTRY)
+    assert sorted(m for i, m in _messages(sent, queue.RUN_METHOD) if i == str(image_id)) == sorted(REGISTRY)
 
 
 def test_reconciler_resends_lost_messages(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    """A message that was published and then vanished (with the broker's data) is sent again after
+    FORENSICS_REQUEUE_AFTER (600 s here): the row cannot tell it from one waiting in a long queue."""
     _, (image_id,) = _new_case(["tampered/040_F.png"])
-    assert image_id not in analysis.reconcile().requeued_prepares  # fresh work is left alone
+    dispatch.send_prepares([image_id])
+    sent.clear()
+    assert image_id not in analysis.reconcile(utcnow() + timedelta(seconds=2)).requeued_prepares  # sent, waiting
     later = utcnow() + timedelta(seconds=601)
     assert image_id in analysis.reconcile(later).requeued_prepares
     assert _messages(sent, queue.PREPARE_IMAGE).count([str(image_id)]) == 1
