@@ -34,6 +34,10 @@ def image_prefix(case_id: object, image_id: object) -> str:
     return f"cases/{case_id}/images/{image_id}"
 
 
+#: Files smaller than this go in one PUT; larger ones in parts (s3transfer's multipart threshold).
+SINGLE_PUT_BYTES = 8 * 1024 * 1024
+
+
 def _clean(key: str) -> str:
     path = PurePosixPath(key)
     if path.is_absolute() or ".." in path.parts or not key or "\x00" in key:
@@ -212,7 +216,13 @@ class S3Storage(Storage):
             raise StorageError(str(exc)) from exc
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
-        # upload_file streams from disk and switches to multipart uploads for large files.
+        if path.stat().st_size < SINGLE_PUT_BYTES:
+            # one PUT: upload_file's transfer manager starts threads and futures for every call,
+            # which cost more CPU than the request itself for the photos most cases hold
+            with path.open("rb") as body:
+                self._call(self.client.put_object, Bucket=self.bucket, Key=self._key(key), Body=body, ContentType=content_type)
+            return
+        # upload_file streams from disk in parts, several at once, for large files.
         self._call(
             self.client.upload_file, str(path), self.bucket, self._key(key), ExtraArgs={"ContentType": content_type}
         )
