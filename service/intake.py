@@ -118,10 +118,13 @@ def create_case(
         except BaseException:
             ingest.release_uploads(session, claimed)
             raise
-        correlation.bind(case_id=case.id)  # the prepare messages carry it
         if claimed:
             ingest.delete_uploaded(storage, session, claimed)
-        dispatch.send_prepares(queued)
+        token = correlation.bind(case_id=case.id)  # the prepare messages carry it
+        try:
+            dispatch.send_prepares(queued)
+        finally:
+            correlation.reset(token)  # a caller's thread keeps no case of ours in its context
         answer = render(case)
         if key is not None:
             idempotency.finish(tenant_id, key, request.fingerprint, answer.status, answer.body, answer.headers)
