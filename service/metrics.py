@@ -54,7 +54,9 @@ WEBHOOK_ATTEMPTS = Counter(
 )
 RECONCILER_REPAIRS = Counter("forensics_reconciler_repairs", "Lost or stuck work the reconciler repaired, by kind", ["kind"])
 RATE_LIMIT_FAILED_OPEN = Counter(
-    "forensics_rate_limit_failed_open", "Requests served uncounted because the rate-limit store (Redis) was unreachable"
+    "forensics_rate_limit_failed_open",
+    "Requests served uncounted because the rate-limit store (Redis) was unreachable, by limit (requests, images)",
+    ["limit"],
 )
 PUBLISH_FAILURES = Counter(
     "forensics_publish_failures", "Task messages that could not be published (left to the reconciler), by task", ["task"]

@@ -132,8 +132,8 @@ class _FailedOpen:
         self._logged_at = float("-inf")
         self._lock = threading.Lock()
 
-    def record(self, exc: CounterUnavailable) -> None:
-        RATE_LIMIT_FAILED_OPEN.inc()
+    def record(self, exc: CounterUnavailable, limit: str) -> None:
+        RATE_LIMIT_FAILED_OPEN.labels(limit).inc()
         with self._lock:
             self.count += 1
             now = time.monotonic()
@@ -146,7 +146,7 @@ class _FailedOpen:
 failed_open = _FailedOpen()
 
 
-def _window(amount: int, limit: int, window: int, key: str) -> Decision:
+def _window(amount: int, limit: int, window: int, key: str, kind: str) -> Decision:
     now = time.time()
     start = int(now // window) * window
     reset = max(1, int(start + window - now))
@@ -159,16 +159,16 @@ def _window(amount: int, limit: int, window: int, key: str) -> Decision:
             counter.sub(f"{key}:{start}", amount)  # a refused call does not use the quota
             return Decision(False, limit, max(0, limit - used + amount), reset, window)
     except CounterUnavailable as exc:
-        failed_open.record(exc)
+        failed_open.record(exc, kind)
         return Decision(True, 0, 0, reset, window)
     return Decision(True, limit, limit - used, reset, window)
 
 
 def hit_request(tenant_id: object, limit: int) -> Decision:
     """Count one request of the tenant in the current minute."""
-    return _window(1, limit, 60, f"req:{tenant_id}")
+    return _window(1, limit, 60, f"req:{tenant_id}", "requests")
 
 
 def take_images(tenant_id: object, count: int, limit: int) -> Decision:
     """Take ``count`` images from the tenant's quota of the current UTC day (0 = unlimited)."""
-    return _window(count, limit, 86400, f"img:{tenant_id}")
+    return _window(count, limit, 86400, f"img:{tenant_id}", "images")
