@@ -213,6 +213,18 @@ class Worker:
         self._out.close()
 
 
+def drop_redis_keys(prefix: str) -> None:
+    """Remove what a test module's run left in Redis under its key prefix (queued duplicates, the reconciler's last messages)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
 def make_tenant(name: str | None = None) -> tuple[uuid.UUID, str]:
     """A new tenant with one API key on the configured database: (tenant id, key)."""
     from service.db import session_scope

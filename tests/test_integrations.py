@@ -18,7 +18,17 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import jpeg_bytes, png_bytes
 from tests.integration_support import HOST, Receiver
-from tests.platform_support import REDIS_URL, Worker, bearer, environment, make_tenant, moto_s3, poll, postgres_database, service_env
+from tests.platform_support import (
+    Worker,
+    bearer,
+    drop_redis_keys,
+    environment,
+    make_tenant,
+    moto_s3,
+    poll,
+    postgres_database,
+    service_env,
+)
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -84,18 +94,7 @@ def integ(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Integrations]:
                     yield Integrations(client, env, key, tenant_id)
             finally:
                 worker.stop()
-                _drop_keys(env["FORENSICS_BROKER_KEY_PREFIX"])
-
-
-def _drop_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
-    finally:
-        client.close()
+                drop_redis_keys(env["FORENSICS_BROKER_KEY_PREFIX"])
 
 
 def _image(seed: int, fmt: str = "png", size: int = 48) -> bytes:

@@ -22,10 +22,10 @@ from fastapi.testclient import TestClient
 from forensics.methods import REGISTRY
 from tests.conftest import jpeg_bytes
 from tests.platform_support import (
-    REDIS_URL,
     Worker,
     bearer,
     data_file,
+    drop_redis_keys,
     environment,
     fetch_url,
     make_tenant,
@@ -88,19 +88,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                     workers.append(platform.worker)
             finally:
                 workers[-1].stop()
-                _drop_keys(REDIS_URL, env["FORENSICS_BROKER_KEY_PREFIX"])
-
-
-def _drop_keys(url: str, prefix: str) -> None:
-    """Remove what the run left in Redis (queued duplicates, the reconciler's last messages)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
-    finally:
-        client.close()
+                drop_redis_keys(env["FORENSICS_BROKER_KEY_PREFIX"])
 
 
 def _read(folder: str, name: str) -> bytes:

@@ -28,6 +28,7 @@ from tests.platform_support import (
     ApiServer,
     Worker,
     bearer,
+    drop_redis_keys,
     environment,
     free_port,
     make_tenant,
@@ -84,18 +85,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
                 if worker is not None:
                     worker.stop()
                 api.stop()
-                _drop_keys(env["FORENSICS_BROKER_KEY_PREFIX"])
-
-
-def _drop_keys(prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
-    finally:
-        client.close()
+                drop_redis_keys(env["FORENSICS_BROKER_KEY_PREFIX"])
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -198,8 +188,13 @@ def test_worker_metrics_count_tasks_methods_webhooks_and_repairs(service: Servic
                       if name == "forensics_method_seconds_count" and dict(labels)["method"] == method)
         assert counted >= 1, method
     assert (_value(samples, "forensics_webhook_attempts_total", event_type="case.completed", result="delivered") or 0) >= 1
-    repairs = {dict(labels)["kind"] for name, labels in samples if name == "forensics_reconciler_repairs_total"}
-    assert "requeued_methods" in repairs and "closed_cases" in repairs, "the beat's reconciler ran and counted its kinds"
+    def repair_kinds() -> set[str]:
+        scraped = _samples(httpx.get(service.worker_metrics, timeout=10).text)
+        return {dict(labels)["kind"] for name, labels in scraped if name == "forensics_reconciler_repairs_total"}
+
+    # the beat's first pass may come after the case completed: wait for it (every 2 s here)
+    repairs = poll(repair_kinds, lambda kinds: "requeued_methods" in kinds, 30, "a reconciler pass")
+    assert "closed_cases" in repairs, "the beat's reconciler ran and counted every kind"
     assert _value(samples, "forensics_tasks_running", task="forensics.run_method") == 0
 
 
@@ -238,4 +233,4 @@ def test_queue_depth_counts_waiting_messages_per_queue(broker: str, tmp_path: Pa
             assert {s.labels["queue"]: s.value for s in family.samples} == {"control": 0, "webhooks": 0, "analysis": 1, "intake": 3}
         finally:
             if broker == "redis":
-                _drop_keys(prefix)
+                drop_redis_keys(prefix)
