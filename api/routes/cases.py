@@ -44,7 +44,6 @@ CREATE_CASE = {
                         "label": {"type": "string", "maxLength": 200, "pattern": names.TEXT_PATTERN},
                         "callback_url": {"type": "string", "format": "uri", "maxLength": 2000},
                     },
-                    "anyOf": [{"required": ["images"]}, {"required": ["archive"]}],
                 }
             },
             "application/json": {"schema": CaseFromSources.model_json_schema()},
