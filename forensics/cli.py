@@ -22,6 +22,7 @@ from forensics.formats import IMAGE_EXTENSIONS, SNIFF_BYTES, sniff_format
 from forensics.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from forensics.methods import REGISTRY, get_method
 from forensics.methods.base import Method
+from forensics.options import AnalysisOptions, Sensitivity
 from forensics.pipeline import Report, analyze
 
 EXIT_OK = 0
@@ -103,7 +104,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         data = None
         try:
             data = path.read_bytes()
-            report = analyze(data, filename=path.name, methods=methods, max_pixels=args.max_pixels, max_bytes=args.max_bytes)
+            report = analyze(
+                data,
+                filename=path.name,
+                methods=methods,
+                max_pixels=args.max_pixels,
+                max_bytes=args.max_bytes,
+                options=AnalysisOptions(Sensitivity(args.sensitivity)),
+            )
             record = {**report.to_dict(), "file": name}
             _write_outputs(report, path.stem, args.maps, args.out)
         except ForensicsError as exc:
@@ -177,6 +185,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--methods", help=methods_help)
     a.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="refuse images with more pixels (default %(default)s)")
     a.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="refuse larger files (default %(default)s)")
+    a.add_argument(
+        "--sensitivity",
+        choices=[s.value for s in Sensitivity],
+        default=Sensitivity.DEFAULT.value,
+        help="deep scan: fast, default or thorough (more passes, more time; default %(default)s)",
+    )
     a.set_defaults(handler=cmd_analyze)
 
     e = sub.add_parser("evaluate", help="measure the engine on folders with an index.csv (ROC AUC, TPR, FPR, pixel F1)")

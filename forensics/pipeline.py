@@ -12,6 +12,7 @@ from forensics.fusion import Fused, fuse
 from forensics.image import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, PARALLEL_MAX_PIXELS, DecodedImage, load_image
 from forensics.methods import REGISTRY
 from forensics.methods.base import Method
+from forensics.options import DEFAULT_OPTIONS, AnalysisOptions
 
 DEFAULT_METHOD_TIMEOUT = 120.0
 
@@ -38,6 +39,7 @@ class Report:
     findings: tuple[Finding, ...]
     fused: Fused
     seconds: float
+    options: AnalysisOptions = DEFAULT_OPTIONS
 
     def file_info(self) -> dict[str, Any]:
         return file_info(self.image)
@@ -50,6 +52,7 @@ class Report:
             **self.fused.to_dict(),
             "image": self.file_info(),
             "findings": [f.to_dict() for f in self.findings],
+            "options": self.options.to_dict(),
             "seconds": round(self.seconds, 3),
         }
 
@@ -60,6 +63,7 @@ def run_methods(
     *,
     timeout: float = DEFAULT_METHOD_TIMEOUT,
     workers: int | None = None,
+    options: AnalysisOptions = DEFAULT_OPTIONS,
 ) -> tuple[Finding, ...]:
     """Run ``methods`` (default: all registered) on ``image`` in parallel threads, one per
     core; one at a time for an image over :data:`~forensics.image.PARALLEL_MAX_PIXELS`, since
@@ -74,7 +78,7 @@ def run_methods(
         workers = min(len(chosen), os.cpu_count() or 1) if image.width * image.height <= PARALLEL_MAX_PIXELS else 1
     pool = ThreadPoolExecutor(max_workers=workers or 1)
     try:
-        futures = [pool.submit(m.run, image) for m in chosen]
+        futures = [pool.submit(m.run, image, options) for m in chosen]
         wait(futures, timeout=timeout)
         findings = []
         for method, future in zip(chosen, futures, strict=True):
@@ -93,11 +97,12 @@ def analyze_image(
     methods: Sequence[Method] | None = None,
     *,
     timeout: float = DEFAULT_METHOD_TIMEOUT,
+    options: AnalysisOptions = DEFAULT_OPTIONS,
 ) -> Report:
     start = time.perf_counter()
-    findings = run_methods(image, methods, timeout=timeout)
+    findings = run_methods(image, methods, timeout=timeout, options=options)
     fused = fuse(findings, (image.height, image.width))
-    return Report(image=image, findings=findings, fused=fused, seconds=time.perf_counter() - start)
+    return Report(image=image, findings=findings, fused=fused, seconds=time.perf_counter() - start, options=options)
 
 
 def analyze(
@@ -108,9 +113,10 @@ def analyze(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     max_bytes: int = DEFAULT_MAX_BYTES,
     timeout: float = DEFAULT_METHOD_TIMEOUT,
+    options: AnalysisOptions = DEFAULT_OPTIONS,
 ) -> Report:
     """Analyse one file's bytes; raises :class:`forensics.ForensicsError` when it cannot be read."""
     start = time.perf_counter()
     image = load_image(data, filename=filename, max_pixels=max_pixels, max_bytes=max_bytes)
-    report = analyze_image(image, methods, timeout=timeout)
-    return Report(image=image, findings=report.findings, fused=report.fused, seconds=time.perf_counter() - start)
+    report = analyze_image(image, methods, timeout=timeout, options=options)
+    return Report(image=image, findings=report.findings, fused=report.fused, seconds=time.perf_counter() - start, options=options)

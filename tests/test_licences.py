@@ -37,7 +37,7 @@ LICENCES_DOC = REPO / "docs" / "licences.md"
 #: ``Apache`` and ``LGPL`` as classifiers name them, without a version).
 ALLOWED = frozenset(
     {
-        "0BSD", "Apache", "Apache-2.0", "BSD", "BSD-2-Clause", "BSD-3-Clause", "CC0-1.0", "CNRI-Python", "HPND", "ISC",
+        "0BSD", "Apache", "Apache-2.0", "BSD", "BSD-2-Clause", "BSD-3-Clause", "BSL-1.0", "CC0-1.0", "CNRI-Python", "HPND", "ISC",
         "LGPL", "LGPL-2.1-only", "LGPL-2.1-or-later", "LGPL-3.0-only", "LGPL-3.0-or-later", "MIT", "MIT-0", "MIT-CMU",
         "MPL-2.0", "PSF-2.0", "Python-2.0", "Unlicense", "Zlib",
     }
@@ -47,6 +47,7 @@ REFUSED = {"pillow-heif": "its wheels bundle the x265 encoder (GPL-2.0)", "pyexi
 #: One-line ``License`` values that are not SPDX expressions, and their SPDX id.
 ALIASES = {
     "2-clause BSD License": "BSD-2-Clause",
+    "3-Clause BSD License": "BSD-3-Clause",
     "Apache 2.0": "Apache-2.0",
     "Apache License 2.0": "Apache-2.0",
     "BSD": "BSD",

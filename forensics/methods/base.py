@@ -20,6 +20,7 @@ from forensics.calibration import Logistic, method_logistic
 from forensics.finding import Finding, Status
 from forensics.formats import ImageFormat
 from forensics.image import DecodedImage
+from forensics.options import DEFAULT_OPTIONS, AnalysisOptions
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +43,14 @@ class Method(ABC):
     #: method has seen.
     uses_dataset_data: ClassVar[bool] = False
 
-    def run(self, image: DecodedImage) -> Finding:
+    def run(self, image: DecodedImage, options: AnalysisOptions = DEFAULT_OPTIONS) -> Finding:
         """Examine ``image``; never raises for a problem inside the method."""
         start = time.perf_counter()
         if image.format not in self.applies_to:
             finding = self.not_applicable(f"This method does not apply to {image.format.value.upper()} files.")
         else:
             try:
-                finding = self.examine(image)
+                finding = self.examine_with(image, options)
             except Exception as exc:  # a method's bug must not stop the other methods
                 logger.exception("method %s failed on %s", self.name, image.filename or image.sha256)
                 finding = self.error(f"The method failed: {type(exc).__name__}: {exc}")
@@ -58,6 +59,10 @@ class Method(ABC):
     @abstractmethod
     def examine(self, image: DecodedImage) -> Finding:
         """Measure ``image`` and report; return :meth:`ok` or :meth:`not_applicable`."""
+
+    def examine_with(self, image: DecodedImage, options: AnalysisOptions) -> Finding:
+        """:meth:`examine` under the request's ``options``; methods with a choice to make override this."""
+        return self.examine(image)
 
     def statistic_excluding(self, details: Mapping[str, Any], excluded: frozenset[str]) -> float:
         """The statistic of a finding with these ``details`` had the method never seen the ``excluded`` datasets."""

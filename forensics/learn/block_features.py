@@ -1,0 +1,171 @@
+"""Per-8x8-block forensic signals: the input of the deep scan network.
+
+Why these and not pixels: a localizer trained on raw content learns the content of its
+training set; one trained on acquisition and compression traces learns what a splice,
+a retouch or a resampled paste does to them, which carries over to photos of anything.
+The channels follow the traces the learned localizers of the literature feed on, reduced to
+one vector per JPEG block so that a compact network runs on a 24 MP photo in a fraction of
+a second:
+
+* noise residuals (the second-order "KB" high-pass and the diagonal Haar detail, as in the
+  SRM residuals of Fridrich & Kodovsky, IEEE TIFS 2012, used for splicing by Zhou et al.,
+  "Learning rich features for image manipulation detection", CVPR 2018), in luma and chroma;
+* block DCT energy per band and, for JPEG files, the share of zeroed quantized coefficients
+  (the DCT stream CAT-Net reads; Kwon et al., IJCV 2022);
+* the 8x8 blocking grid at the aligned phase and at the strongest shifted phase (Li, Yuan &
+  Yu, Signal Processing 2009: a paste from another JPEG keeps its own grid);
+* the aligned double-quantization map of Bianchi & Piva (IEEE TIFS 2012), computed by
+  :mod:`forensics.jpeg_history`, for JPEG files.
+
+Residual levels are given both as measured and as robust z-scores against the image's own
+median, so that the network compares a region with the rest of the same photo.
+
+The same function prepares training data and inference input, so the two cannot drift.
+"""
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from forensics.dct import block_dct
+from forensics.image import DecodedImage
+from forensics.jpeg_history import aligned_double_quantization
+from forensics.robust import MAD_TO_SIGMA
+
+BLOCK = 8
+#: Channel names, in the order of the feature map's first axis.
+CHANNELS: tuple[str, ...] = (
+    "brightness",
+    "clipped",
+    "log_kb",
+    "log_hh",
+    "log_texture",
+    "z_kb",
+    "z_hh",
+    "z_texture",
+    "z_dct_high",
+    "z_dct_mid",
+    "z_chroma",
+    "grid_aligned",
+    "grid_shifted",
+    "jpeg_zeros",
+    "is_jpeg",
+    "adq",
+    "adq_valid",
+)
+#: Neutral value of the double-quantization channel where it was not measured.
+ADQ_NEUTRAL = 0.5
+_KB = np.array([[-1, 2, -1], [2, -4, 2], [-1, 2, -1]], np.float32) / 4.0
+_HH = np.array([[1, -1], [-1, 1]], np.float32) / 2.0
+_Z_CLIP = 6.0
+_u, _v = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
+_HIGH = (_u + _v >= 8).ravel()
+_MID = ((_u + _v >= 4) & (_u + _v < 8)).ravel()
+
+
+@dataclass(frozen=True, slots=True)
+class BlockFeatures:
+    """A ``(len(CHANNELS), rows, cols)`` float32 map over the image's whole 8x8 blocks."""
+
+    values: np.ndarray
+    rows: int
+    cols: int
+
+
+def _block_mean(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Mean over each 8x8 block (area resampling by an integer factor is exactly that)."""
+    return cv2.resize(np.ascontiguousarray(a[: rows * BLOCK, : cols * BLOCK]), (cols, rows), interpolation=cv2.INTER_AREA)
+
+
+def _z(a: np.ndarray) -> np.ndarray:
+    center = float(np.median(a))
+    spread = max(MAD_TO_SIGMA * float(np.median(np.abs(a - center))), 0.05)
+    return np.clip((a - center) / spread, -_Z_CLIP, _Z_CLIP)
+
+
+def _grid(luma: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per block: log of the boundary step at the aligned phase, and at the strongest other
+    phase, each over the median of the 8 phases (horizontal and vertical steps added)."""
+    padded = np.pad(luma[: rows * BLOCK, : cols * BLOCK], ((0, 1), (0, 1)), mode="edge")
+    dh = np.abs(np.diff(padded[:-1], axis=1))
+    dv = np.abs(np.diff(padded[:, :-1], axis=0))
+    across = cv2.resize(np.ascontiguousarray(dh), (cols * BLOCK, rows), interpolation=cv2.INTER_AREA).reshape(rows, cols, BLOCK)
+    down = cv2.resize(np.ascontiguousarray(dv), (cols, rows * BLOCK), interpolation=cv2.INTER_AREA)
+    per_phase = across + down.reshape(rows, BLOCK, cols).transpose(0, 2, 1)
+    per_phase += 0.25
+    median = np.median(per_phase, axis=2)
+    aligned = np.log(per_phase[:, :, BLOCK - 1] / median)
+    shifted = np.log(per_phase[:, :, : BLOCK - 1].max(axis=2) / median)
+    return aligned, shifted
+
+
+def _double_quantization(image: DecodedImage, rows: int, cols: int) -> tuple[np.ndarray, float]:
+    """The ADQ map ("probability the block lacks the earlier compression") and whether it holds."""
+    adq = aligned_double_quantization(image)
+    if not adq["double_compressed"]:
+        return np.full((rows, cols), ADQ_NEUTRAL, np.float32), 0.0
+    return np.asarray(adq["map"], np.float32)[:rows, :cols], 1.0
+
+
+def block_features(image: DecodedImage, *, with_history: bool = True) -> BlockFeatures:
+    """The feature map of ``image``; ``with_history=False`` skips the costly ADQ channel (neutral)."""
+    luma = image.luma
+    rows, cols = luma.shape[0] // BLOCK, luma.shape[1] // BLOCK
+    if rows < 1 or cols < 1:
+        raise ValueError("the image is smaller than one 8x8 block")
+    h, w = rows * BLOCK, cols * BLOCK
+    lum = np.ascontiguousarray(luma[:h, :w])
+    rgb = image.rgb[:h, :w]
+
+    kb = _block_mean(np.abs(cv2.filter2D(lum, -1, _KB, borderType=cv2.BORDER_REFLECT)), rows, cols)
+    hh = _block_mean(np.abs(cv2.filter2D(lum, -1, _HH, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)), rows, cols)
+    mean = _block_mean(lum, rows, cols)
+    texture = np.sqrt(np.maximum(_block_mean(lum * lum, rows, cols) - mean * mean, 0.0))
+    brightness = mean / 255.0
+    coef = block_dct(lum.reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)).reshape(rows, cols, 64)
+    energy = coef * coef
+    high = np.log(energy[..., _HIGH].mean(axis=2) + 1.0)
+    mid = np.log(energy[..., _MID].mean(axis=2) + 1.0)
+    bands = cv2.split(np.ascontiguousarray(rgb))
+    red, green, blue = (b.astype(np.float32) for b in bands)
+    chroma = np.abs(cv2.filter2D(red - green, -1, _KB, borderType=cv2.BORDER_REFLECT))
+    chroma += np.abs(cv2.filter2D(blue - green, -1, _KB, borderType=cv2.BORDER_REFLECT))
+    chroma = np.log(_block_mean(chroma, rows, cols) + 0.1)
+    low = cv2.min(cv2.min(bands[0], bands[1]), bands[2])
+    top = cv2.max(cv2.max(bands[0], bands[1]), bands[2])
+    clipped = _block_mean(
+        cv2.bitwise_or(cv2.compare(low, 0, cv2.CMP_EQ), cv2.compare(top, 255, cv2.CMP_EQ)).astype(np.float32) / 255.0, rows, cols
+    )
+    aligned, shifted = _grid(lum, rows, cols)
+
+    log_kb, log_hh, log_tex = np.log(kb + 0.1), np.log(hh + 0.1), np.log(texture + 0.1)
+    jpeg = image.jpeg
+    is_jpeg = float(jpeg is not None and bool(jpeg.coefficients))
+    zeros = np.zeros((rows, cols), np.float32)
+    adq, adq_valid = np.full((rows, cols), ADQ_NEUTRAL, np.float32), 0.0
+    if is_jpeg:
+        quantized = jpeg.coefficients[0][:rows, :cols].reshape(rows, cols, 64)[..., 1:]
+        zeros = (quantized == 0).mean(axis=2).astype(np.float32)
+        if with_history:
+            adq, adq_valid = _double_quantization(image, rows, cols)
+    channels = [
+        brightness,
+        clipped,
+        log_kb / 3.0,
+        log_hh / 3.0,
+        log_tex / 3.0,
+        _z(log_kb),
+        _z(log_hh),
+        _z(log_tex),
+        _z(high),
+        _z(mid),
+        _z(chroma),
+        aligned,
+        shifted,
+        zeros,
+        np.full((rows, cols), is_jpeg, np.float32),
+        adq,
+        np.full((rows, cols), adq_valid, np.float32),
+    ]
+    return BlockFeatures(np.stack(channels).astype(np.float32), rows, cols)
