@@ -6,6 +6,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, Field, StringConstraints
 
+from forensics.options import Sensitivity
 from service.names import TEXT_PATTERN
 
 #: A webhook event type (service.webhooks.endpoints.EVENT_TYPES).
@@ -55,6 +56,7 @@ class Progress(BaseModel):
 class CasePublic(BaseModel):
     id: UUID
     label: str | None = None
+    sensitivity: Sensitivity = Field(Sensitivity.DEFAULT, description="how hard the deep scan looks: fast, default or thorough")
     status: str = Field(description="queued | running | completed | failed")
     created_at: datetime
     completed_at: datetime | None = None
@@ -259,3 +261,4 @@ class CaseFromSources(BaseModel):
     urls: list[HttpUrl] = []
     label: Text200 | None = None
     callback_url: HttpUrl | None = None
+    sensitivity: Sensitivity = Field(Sensitivity.DEFAULT, description="deep scan: fast, default or thorough (more passes, more time)")

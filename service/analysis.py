@@ -33,6 +33,7 @@ from forensics.methods import REGISTRY
 from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
 from forensics.methods.metadata import extraction as metadata_extraction
+from forensics.options import AnalysisOptions, Sensitivity
 from forensics.pipeline import file_info
 from forensics.render import encode_jpeg, gray_png, overlay_jpeg
 from service import ingest, metrics, netguard
@@ -298,7 +299,7 @@ def _examine(image: Image, method_name: str) -> Finding:
         decoded = decoded_image(image)
     except ForensicsError as exc:
         return method.error(f"The image could not be decoded: {exc}")
-    return method.run(decoded)
+    return method.run(decoded, AnalysisOptions(Sensitivity(image.case.sensitivity)))
 
 
 def _store_finding(session: Session, storage: Storage, row: FindingRow, finding: Finding) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 
 from forensics.formats import ImageFormat
 from forensics.fusion import DECISION_LINE
+from forensics.options import Sensitivity
 from service.errors import NotFound
 from service.models import Case, CaseStatus, Image, ImageStatus, utcnow
 from service.storage import Storage, original_key
@@ -52,6 +53,7 @@ def create_case(
     callback_url: str | None,
     intakes: list[Intake],
     stored: dict[str, str] | None = None,
+    sensitivity: Sensitivity = Sensitivity.DEFAULT,
 ) -> tuple[Case, list[uuid.UUID]]:
     """Store the accepted originals (once per SHA-256) and create the case; returns it and the images to enqueue.
 
@@ -60,7 +62,9 @@ def create_case(
     to the case's original key instead of uploaded from a local file.
     """
     stored = stored or {}
-    case = Case(id=uuid.uuid4(), tenant_id=tenant_id, label=label, callback_url=callback_url, image_count=len(intakes))
+    case = Case(
+        id=uuid.uuid4(), tenant_id=tenant_id, label=label, callback_url=callback_url, sensitivity=sensitivity, image_count=len(intakes)
+    )
     now = utcnow()
     uploads: dict[str, tuple[Path, str]] = {}
     copies: dict[str, str] = {}

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
+from forensics.options import Sensitivity
 from service import cases, correlation, dispatch, idempotency, ingest, netguard, ratelimit
 from service.cases import Intake
 from service.errors import Refused
@@ -56,6 +57,7 @@ class CaseRequest:
     fingerprint: str
     label: str | None = None
     callback_url: str | None = None
+    sensitivity: Sensitivity = Sensitivity.DEFAULT
     files: tuple[Intake, ...] = ()
     archives: tuple[Archive, ...] = ()
     upload_ids: tuple[uuid.UUID, ...] = ()
@@ -112,6 +114,7 @@ def create_case(
                 tenant_id=tenant_id,
                 label=request.label,
                 callback_url=request.callback_url,
+                sensitivity=request.sensitivity,
                 intakes=intakes,
                 stored=stored_keys,
             )

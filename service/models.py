@@ -28,6 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from forensics.options import Sensitivity
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -130,6 +132,7 @@ class Case(Base):
     __tablename__ = "cases"
     __table_args__ = (
         _check("status", CaseStatus),
+        _check("sensitivity", Sensitivity),
         Index("ix_cases_created_id", "created_at", "id"),
         Index("ix_cases_tenant_created_id", "tenant_id", "created_at", "id"),
     )
@@ -139,6 +142,8 @@ class Case(Base):
     tenant_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
     label: Mapped[str | None] = mapped_column(String(200))
     callback_url: Mapped[str | None] = mapped_column(String(2000))
+    #: How hard the deep scan looks at every image of the case (forensics.options.Sensitivity).
+    sensitivity: Mapped[str] = mapped_column(String(16), default=Sensitivity.DEFAULT, server_default=Sensitivity.DEFAULT.value)
     status: Mapped[str] = mapped_column(String(16), default=CaseStatus.QUEUED)
     image_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

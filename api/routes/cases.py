@@ -22,6 +22,7 @@ from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, Ima
 from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, to_intake
 from forensics.formats import ImageFormat
+from forensics.options import Sensitivity
 from service import cases, idempotency, intake, names, reports
 from service.intake import Answer, Archive, CaseRequest
 from service.models import Case, CaseStatus
@@ -43,6 +44,12 @@ CREATE_CASE = {
                         "archive": {"type": "string", "format": "binary", "description": "a ZIP of images"},
                         "label": {"type": "string", "maxLength": 200, "pattern": names.TEXT_PATTERN},
                         "callback_url": {"type": "string", "format": "uri", "maxLength": 2000},
+                        "sensitivity": {
+                            "type": "string",
+                            "enum": [s.value for s in Sensitivity],
+                            "default": Sensitivity.DEFAULT.value,
+                            "description": "deep scan: fast, default or thorough (more passes, more time)",
+                        },
                     },
                 }
             },
@@ -58,6 +65,7 @@ def _case_public(request: Request, case: Case) -> CasePublic:
     return CasePublic(
         id=case.id,
         label=case.label,
+        sensitivity=case.sensitivity,
         status=case.status,
         created_at=case.created_at,
         completed_at=case.completed_at,
@@ -90,6 +98,15 @@ def _text_field(value: str | None, name: str, limit: int) -> str | None:
     return value.strip()
 
 
+def _sensitivity(value: str | None) -> Sensitivity:
+    if value is None or not value.strip():
+        return Sensitivity.DEFAULT
+    try:
+        return Sensitivity(value.strip())
+    except ValueError:
+        raise Problem("BAD_REQUEST", f"sensitivity must be one of {', '.join(s.value for s in Sensitivity)}") from None
+
+
 def _from_multipart(form: UploadForm, max_file_bytes: int) -> CaseRequest:
     fingerprint = idempotency.fingerprint(
         {"fields": form.fields, "files": [(f.field, f.filename, f.size, None if f.too_large else f.sha256) for f in form.files]}
@@ -98,6 +115,7 @@ def _from_multipart(form: UploadForm, max_file_bytes: int) -> CaseRequest:
         fingerprint=fingerprint,
         label=_text_field(form.fields.get("label"), "label", 200),
         callback_url=_text_field(form.fields.get("callback_url"), "callback_url", 2000),
+        sensitivity=_sensitivity(form.fields.get("sensitivity")),
         files=tuple(to_intake(f, max_file_bytes) for f in form.files if f.field == "images"),
         archives=tuple(Archive(f.filename, f.path, f.too_large) for f in form.files if f.field == "archive"),
     )
@@ -115,6 +133,7 @@ async def _from_json(request: Request) -> CaseRequest:
         fingerprint=idempotency.fingerprint(body.model_dump(mode="json")),
         label=_text_field(body.label, "label", 200),
         callback_url=_text_field(body.callback_url, "callback_url", 2000),
+        sensitivity=body.sensitivity,
         upload_ids=tuple(body.upload_ids),
         urls=tuple(body.urls),
     )

@@ -212,7 +212,7 @@
       if (!ready.length) throw new Error("No file could be uploaded; the list says why");
       const label = form.elements.label.value.trim();
       const callback = form.elements.callback_url.value.trim();
-      const created = await Desk.api("POST", "/v1/cases", { upload_ids: ready.map((i) => i.uploadId), label: label || null, callback_url: callback || null });
+      const created = await Desk.api("POST", "/v1/cases", { upload_ids: ready.map((i) => i.uploadId), label: label || null, callback_url: callback || null, sensitivity: form.elements.sensitivity.value });
       let accepted = 0;
       created.images.forEach((image, k) => {
         const item = ready[k];
