@@ -24,6 +24,7 @@ left out of the fit; their folders' genuine photos are kept as negatives.
 import argparse
 import json
 import os
+import subprocess
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -38,10 +39,14 @@ sys.path.insert(0, str(REPO))
 from forensics import evaluation, fitting  # noqa: E402
 from forensics.calibration import CALIBRATION_FILE  # noqa: E402
 from forensics.dataset import read_index  # noqa: E402
+from forensics.learn.runtime import card_path  # noqa: E402
+from forensics.methods.deep_scan import FOLDS_ENV  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 SYNTH = REPO / "out" / "synth"
 CACHE = REPO / "out" / "calibration"
+#: Fold models of the deep scan: ``<FOLDS>/<dataset>/deep_scan.onnx``, trained without that dataset.
+FOLDS = REPO / "out" / "train" / "folds"
 #: (folder, labels used): metadata and recapture folders contribute only their genuine photos.
 SETS: tuple[tuple[str, frozenset[str]], ...] = (
     ("casia2_samples", frozenset({"authentic", "tampered"})),
@@ -77,6 +82,26 @@ def _score_folder(name: str, labels: frozenset[str]) -> list[dict]:
     return [r.to_dict() for r in results]
 
 
+def deep_scan_folds() -> None:
+    """Train the deep scan's fold models that are missing or stale, and point the method at them.
+
+    The shipped model saw crops of the photos of its card's ``data_sources``; a held-out fold
+    of one of those datasets is scored with the model trained without it
+    (``DeepScan.statistic_excluding``). A fold model of another version than the shipped one
+    (``forensics.methods.deep_scan.VERSION``, raised whenever the recipe changes) is trained again.
+    """
+    shipped = json.loads(card_path("deep_scan").read_text())
+    for dataset in shipped.get("data_sources", []):
+        fold = FOLDS / dataset
+        card = card_path("deep_scan", fold)
+        if card.exists() and json.loads(card.read_text()).get("version") == shipped["version"]:
+            continue
+        print(f"training the deep scan fold model without {dataset}", file=sys.stderr)
+        command = [sys.executable, "-m", "training", "deep_scan", "--exclude", dataset, "--models", str(fold)]
+        subprocess.run(command, cwd=REPO, check=True, stdout=sys.stderr)
+    os.environ[FOLDS_ENV] = str(FOLDS)
+
+
 def engine_results(rerun: Sequence[str] | None, reuse: bool) -> list[dict]:
     """Engine results of every folder, cached per folder in out/calibration/<folder>.jsonl.
 
@@ -87,6 +112,7 @@ def engine_results(rerun: Sequence[str] | None, reuse: bool) -> list[dict]:
     sets = [s for s in SETS + SYNTH_SETS if folder_of(s[0]).exists()]
     todo = [s for s in sets if not reuse or s[0] in (rerun or ())]
     if todo:
+        deep_scan_folds()
         workers = max(1, min(len(todo), os.cpu_count() or 1))
         with ProcessPoolExecutor(max_workers=workers) as pool:
             for (name, _), rows in zip(todo, pool.map(_score_folder, *zip(*todo)), strict=True):

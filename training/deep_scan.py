@@ -27,7 +27,7 @@ from torch import nn
 from forensics.dataset import read_index
 from forensics.evaluation import pixel_f1, roc_auc
 from forensics.image import load_image
-from forensics.learn.block_features import BLOCK, CHANNELS, block_features
+from forensics.learn.block_features import BLOCK, CHANNELS, block_features, pool_factor, pooled
 from forensics.methods.deep_scan import VERSION, image_statistic
 from forensics.synth.edits import LOCAL_EDITS, NEEDS_DONOR
 from forensics.synth.encoders import draw_encoder, encode
@@ -42,7 +42,9 @@ HELD_OUT_SETS = ("casia2_samples", "comofod_subset", "noso_copymove", "cvip_copy
 CROP = 384
 VALIDATION_SHARE = 0.15
 #: Per preset: crops per original, originals cap, epochs, network width.
-PRESETS = {"default": (16, None, 14, 32), "tiny": (2, 6, 1, 8)}
+PRESETS = {"default": (16, None, 14, 16), "tiny": (2, 6, 1, 8)}
+#: Pooling factors drawn per batch, as the method pools large photos (see block_features.pooled).
+POOL_FACTORS = (1, 1, 2, 3)
 #: Share of crops left unedited (saved by the drawn encoder all the same).
 UNEDITED_SHARE = 0.35
 #: Share of crops whose compression-history channel is left neutral, as the fast sensitivity does.
@@ -171,7 +173,8 @@ def _batches(x: np.ndarray, y: np.ndarray, size: int, rng: np.random.Generator) 
     order = rng.permutation(len(x))
     for start in range(0, len(order), size):
         idx = order[start : start + size]
-        xb, yb = x[idx].astype(np.float32), y[idx].astype(np.float32)[:, None]
+        factor = int(rng.choice(POOL_FACTORS))
+        xb, yb = pooled(x[idx].astype(np.float32), factor), pooled(y[idx].astype(np.float32)[:, None], factor)
         if rng.random() < 0.5:
             xb, yb = xb[..., ::-1], yb[..., ::-1]
         if rng.random() < 0.5:
@@ -207,7 +210,8 @@ def _figures_originals(model: nn.Module, validation: list[Original]) -> list[dic
     stats = []
     for original in validation:
         image = load_image(original.path.read_bytes(), filename=original.path.name)
-        stats.append(image_statistic(predict(model, block_features(image).values)))
+        features = block_features(image)
+        stats.append(image_statistic(predict(model, pooled(features.values, pool_factor(features.rows, features.cols)))))
     share = float(np.mean(np.asarray(stats) >= STATISTIC_LINE)) if stats else float("nan")
     return [
         {
@@ -231,14 +235,16 @@ def _figures_benchmarks(model: nn.Module, settings: RunSettings) -> list[dict[st
         for sample in samples:
             try:
                 image = load_image(sample.path.read_bytes(), filename=sample.path.name)
-                prob = predict(model, block_features(image).values)
+                features = block_features(image)
+                factor = pool_factor(features.rows, features.cols)
+                prob = predict(model, pooled(features.values, factor))
             except Exception as exc:  # a benchmark file the engine refuses is reported, not fatal
                 print(f"  skipped {sample.path.name}: {exc}")
                 continue
             (pos if sample.positive else neg).append(image_statistic(prob))
             mask = sample.mask()
             if mask is not None and sample.positive:
-                full = np.kron(prob, np.ones((BLOCK, BLOCK), np.float32))
+                full = np.kron(prob, np.ones((BLOCK * factor, BLOCK * factor), np.float32))
                 padded = np.zeros(mask.shape, np.float32)
                 padded[: full.shape[0], : full.shape[1]] = full[: mask.shape[0], : mask.shape[1]]
                 f1s.append(pixel_f1(padded, mask))
@@ -293,7 +299,8 @@ def train(settings: RunSettings) -> Path:
         "version": VERSION,
         "summary": "Per-block tamper probability from noise, DCT, blocking-grid and double-quantization traces (the `deep_scan` method).",
         "input_description": [f"`features`: float32 (1, {len(CHANNELS)}, rows, cols), one vector per 8x8 block: " + ", ".join(CHANNELS)],
-        "architecture": f"6 dilated 3x3 convolutions of width {width} with batch norm, an image-wide context vector, a 1x1 head; logits out",
+        "architecture": f"6 dilated 3x3 convolutions of width {width} with batch norm, an image-wide context vector, a 1x1 head; logits out; "
+        f"trained on block maps pooled by {sorted(set(POOL_FACTORS))}",
         "data_sources": sources,
         "excluded": list(settings.exclude),
         "data": [

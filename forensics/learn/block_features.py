@@ -23,6 +23,7 @@ median, so that the network compares a region with the rest of the same photo.
 The same function prepares training data and inference input, so the two cannot drift.
 """
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -56,12 +57,16 @@ CHANNELS: tuple[str, ...] = (
 )
 #: Neutral value of the double-quantization channel where it was not measured.
 ADQ_NEUTRAL = 0.5
+#: Cells of the map a default scan works on at most: larger images are pooled 2x2, 3x3...
+MAX_CELLS = 80_000
 _KB = np.array([[-1, 2, -1], [2, -4, 2], [-1, 2, -1]], np.float32) / 4.0
 _HH = np.array([[1, -1], [-1, 1]], np.float32) / 2.0
 _Z_CLIP = 6.0
 _u, _v = np.meshgrid(np.arange(8), np.arange(8), indexing="ij")
 _HIGH = (_u + _v >= 8).ravel()
 _MID = ((_u + _v >= 4) & (_u + _v < 8)).ravel()
+#: Columns: the mean over the high band, and over the mid band, of a block's 64 squared coefficients.
+_BANDS = np.stack([_HIGH / _HIGH.sum(), _MID / _MID.sum()], axis=1).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +76,24 @@ class BlockFeatures:
     values: np.ndarray
     rows: int
     cols: int
+
+
+def pool_factor(rows: int, cols: int, max_cells: int = MAX_CELLS) -> int:
+    """The smallest integer ``f`` such that pooling f x f blocks leaves at most ``max_cells`` cells."""
+    return max(1, math.ceil(math.sqrt(rows * cols / max_cells)))
+
+
+def pooled(values: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over ``factor`` x ``factor`` cells of a ``(..., rows, cols)`` map (the remainder is dropped).
+
+    The network is trained on maps pooled by 1, 2 and 3, so a large photo is scanned at a
+    coarser cell at a fraction of the cost.
+    """
+    if factor == 1:
+        return values
+    rows, cols = values.shape[-2] // factor, values.shape[-1] // factor
+    cut = values[..., : rows * factor, : cols * factor]
+    return cut.reshape(*cut.shape[:-2], rows, factor, cols, factor).mean(axis=(-3, -1))
 
 
 def _block_mean(a: np.ndarray, rows: int, cols: int) -> np.ndarray:
@@ -87,9 +110,13 @@ def _z(a: np.ndarray) -> np.ndarray:
 def _grid(luma: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
     """Per block: log of the boundary step at the aligned phase, and at the strongest other
     phase, each over the median of the 8 phases (horizontal and vertical steps added)."""
-    padded = np.pad(luma[: rows * BLOCK, : cols * BLOCK], ((0, 1), (0, 1)), mode="edge")
-    dh = np.abs(np.diff(padded[:-1], axis=1))
-    dv = np.abs(np.diff(padded[:, :-1], axis=0))
+    h, w = rows * BLOCK, cols * BLOCK
+    lum = luma[:h, :w]
+    # steps to the next pixel; none past the last row or column (as if the edge were repeated)
+    dh = np.zeros((h, w), np.float32)
+    np.abs(np.subtract(lum[:, 1:], lum[:, :-1], out=dh[:, :-1]), out=dh[:, :-1])
+    dv = np.zeros((h, w), np.float32)
+    np.abs(np.subtract(lum[1:], lum[:-1], out=dv[:-1]), out=dv[:-1])
     across = cv2.resize(np.ascontiguousarray(dh), (cols * BLOCK, rows), interpolation=cv2.INTER_AREA).reshape(rows, cols, BLOCK)
     down = cv2.resize(np.ascontiguousarray(dv), (cols, rows * BLOCK), interpolation=cv2.INTER_AREA)
     per_phase = across + down.reshape(rows, BLOCK, cols).transpose(0, 2, 1)
@@ -124,13 +151,15 @@ def block_features(image: DecodedImage, *, with_history: bool = True) -> BlockFe
     texture = np.sqrt(np.maximum(_block_mean(lum * lum, rows, cols) - mean * mean, 0.0))
     brightness = mean / 255.0
     coef = block_dct(lum.reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)).reshape(rows, cols, 64)
-    energy = coef * coef
-    high = np.log(energy[..., _HIGH].mean(axis=2) + 1.0)
-    mid = np.log(energy[..., _MID].mean(axis=2) + 1.0)
+    np.multiply(coef, coef, out=coef)
+    band_energy = coef.reshape(-1, 64) @ _BANDS
+    high = np.log(band_energy[:, 0].reshape(rows, cols) + 1.0)
+    mid = np.log(band_energy[:, 1].reshape(rows, cols) + 1.0)
     bands = cv2.split(np.ascontiguousarray(rgb))
-    red, green, blue = (b.astype(np.float32) for b in bands)
-    chroma = np.abs(cv2.filter2D(red - green, -1, _KB, borderType=cv2.BORDER_REFLECT))
-    chroma += np.abs(cv2.filter2D(blue - green, -1, _KB, borderType=cv2.BORDER_REFLECT))
+    red_green = cv2.subtract(bands[0], bands[1], dtype=cv2.CV_32F)
+    blue_green = cv2.subtract(bands[2], bands[1], dtype=cv2.CV_32F)
+    chroma = np.abs(cv2.filter2D(red_green, -1, _KB, borderType=cv2.BORDER_REFLECT))
+    chroma += np.abs(cv2.filter2D(blue_green, -1, _KB, borderType=cv2.BORDER_REFLECT))
     chroma = np.log(_block_mean(chroma, rows, cols) + 0.1)
     low = cv2.min(cv2.min(bands[0], bands[1]), bands[2])
     top = cv2.max(cv2.max(bands[0], bands[1]), bands[2])

@@ -9,17 +9,30 @@ detection", CVPR 2018), the anomaly-against-surround idea of ManTra-Net (Wu, Abd
 Natarajan, CVPR 2019) and the DCT stream of CAT-Net (Kwon et al., IJCV 2022); the network is
 small so that it runs on the CPU through onnxruntime.
 
-Sensitivities: ``fast`` leaves out the double-quantization channel (the costly one; the
-network was trained with it missing a fifth of the time), ``default`` uses every channel
-once, ``thorough`` also averages the network over the eight flips and transposes of the block
-map (test-time augmentation), which steadies faint evidence at eight times the network's cost.
+Sensitivities: ``default`` runs the network once on the block map, pooled 2x2 or 3x3 above
+:data:`~forensics.learn.block_features.MAX_CELLS` blocks (about 5 MP) so that a large photo
+costs little more than a small one; ``fast`` also leaves out the double-quantization channel
+(the costly one; the network was trained with it missing a fifth of the time); ``thorough``
+works on every 8x8 block and averages the network over the eight flips and transposes of the
+map (test-time augmentation), which steadies faint evidence at many times the cost.
 
 The statistic is the mean probability of the most suspicious 1 % of blocks (at least nine)
 after 3x3 smoothing: one isolated block does not make a region. The heatmap is the block
 probability map.
+
+The shipped model was trained on crops of the camera and phone photos its card lists under
+``data_sources``. So that no leave-one-dataset-out figure counts a photo the network has seen,
+``scripts/calibrate.py`` sets ``FORENSICS_DEEP_SCAN_FOLDS`` to a folder of fold models
+(``<folder>/<dataset>/deep_scan.onnx``, each trained with ``--exclude <dataset>``): the method
+then also records each fold model's statistic, and :meth:`DeepScan.statistic_excluding`
+answers with the one trained without the held-out dataset.
 """
 
+import json
+import os
+from collections.abc import Mapping
 from dataclasses import replace
+from functools import cache
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,12 +42,12 @@ from forensics.calibration import Logistic
 from forensics.finding import Finding
 from forensics.image import DecodedImage
 from forensics.jpeg_history import box3
-from forensics.learn.block_features import BLOCK, CHANNELS, block_features
-from forensics.learn.runtime import MODELS_DIR, ModelUnavailable, load_model
+from forensics.learn.block_features import BLOCK, CHANNELS, block_features, pool_factor, pooled
+from forensics.learn.runtime import MODELS_DIR, ModelUnavailable, OnnxModel, card_path, load_model
 from forensics.methods.base import Method
 from forensics.options import AnalysisOptions, Sensitivity
 
-VERSION = "1.0"
+VERSION = "1.1"
 MODEL = "deep_scan"
 #: Blocks on the shorter side below which there is too little image to compare regions.
 MIN_BLOCKS = 8
@@ -42,6 +55,8 @@ _TOP_SHARE = 0.01
 _TOP_MIN = 9
 #: Block probability from which a block is counted as flagged in the details.
 FLAG_LEVEL = 0.5
+#: Folder of fold models for leave-one-dataset-out evaluation (unset in production).
+FOLDS_ENV = "FORENSICS_DEEP_SCAN_FOLDS"
 
 
 def image_statistic(prob: np.ndarray) -> float:
@@ -75,8 +90,19 @@ class DeepScan(Method):
     name: ClassVar[str] = "deep_scan"
     version: ClassVar[str] = VERSION
     default_logistic: ClassVar[Logistic] = Logistic(center=0.5, scale=0.08)
+    uses_dataset_data: ClassVar[bool] = True
     #: Where the model is read from (a test points it at a damaged copy).
     models_dir: Path = MODELS_DIR
+
+    def statistic_excluding(self, details: Mapping[str, Any], excluded: frozenset[str]) -> float:
+        """The statistic of the fold model trained without the held-out ``excluded`` training source."""
+        seen = excluded & _data_sources(self.models_dir)
+        if not seen:
+            return float(details["statistic"])
+        folds = details.get("fold_statistics") or {}
+        if len(seen) > 1 or next(iter(seen)) not in folds:
+            raise ValueError(f"the deep scan model was trained on {sorted(seen)}: run the evaluation with {FOLDS_ENV} set to fold models")
+        return float(folds[next(iter(seen))])
 
     def examine(self, image: DecodedImage) -> Finding:
         return self.examine_with(image, AnalysisOptions())
@@ -94,29 +120,55 @@ class DeepScan(Method):
         sensitivity = options.sensitivity
         features = block_features(image, with_history=sensitivity is not Sensitivity.FAST).values
         if sensitivity is Sensitivity.THOROUGH:
+            factor = 1
             views = _dihedral(features)
         else:
-            views = [(features, lambda p: p)]
-        prob = np.zeros((rows, cols), np.float32)
-        for view, undo in views:
-            logits = model.run(features=view[None])[0][0, 0]
-            prob += undo(1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0))))
-        prob /= len(views)
+            factor = pool_factor(rows, cols)
+            views = [(pooled(features, factor), lambda p: p)]
+        prob = _probability(model, views)
         statistic = image_statistic(prob)
+        rows, cols = prob.shape
         flagged = float((prob >= FLAG_LEVEL).mean())
         details = {
             "sensitivity": sensitivity.value,
             "passes": len(views),
             "model": {"name": MODEL, "version": model.version, "sha256": model.card["sha256"][:16]},
-            "blocks": [rows, cols],
+            "cells": [rows, cols],
+            "cell_pixels": BLOCK * factor,
             "channels": list(CHANNELS),
             "top_share_mean_probability": round(statistic, 4),
             "share_of_blocks_flagged": round(flagged, 4),
             "flag_level": FLAG_LEVEL,
         }
+        if folds := os.environ.get(FOLDS_ENV):
+            details["fold_statistics"] = {
+                fold.name: round(image_statistic(_probability(load_model(MODEL, fold), views)), 6)
+                for fold in sorted(Path(folds).iterdir())
+                if (fold / f"{MODEL}.onnx").exists()
+            }
         finding = self.ok(statistic, "", "", details, heatmap=prob)
         label, summary = _describe(finding.score or 0.0, flagged, sensitivity)
         return replace(finding, label=label, summary=summary)
+
+
+def _probability(model: OnnxModel, views: list[tuple[np.ndarray, Any]]) -> np.ndarray:
+    """The block probability map: the network's sigmoid, averaged over the views (each undone)."""
+    prob: np.ndarray | None = None
+    for view, undo in views:
+        logits = model.run(features=view[None])[0][0, 0]
+        p = undo(1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0))))
+        prob = p if prob is None else prob + p
+    assert prob is not None
+    return (prob / len(views)).astype(np.float32)
+
+
+@cache
+def _data_sources(folder: Path) -> frozenset[str]:
+    """The datasets whose photos trained the model in ``folder`` (its card's ``data_sources``)."""
+    try:
+        return frozenset(json.loads(card_path(MODEL, folder).read_text()).get("data_sources", ()))
+    except (OSError, ValueError):
+        return frozenset()
 
 
 def _describe(score: float, flagged: float, sensitivity: Sensitivity) -> tuple[str, str]:
