@@ -17,6 +17,11 @@ Scores between the floor and 50 still add weak evidence that ranks images. The w
 non-negative, methods that do not apply or failed contribute nothing, and the bias and each
 contribution are reported, so the score is explainable term by term. Nothing else in the
 code base decides verdicts.
+
+Information-only findings (a score of ``None``, such as the image quality reading) never enter
+the score; a ``warning`` in their details (a poor-quality photo, where faint traces are easily
+lost) is added to the summary when the verdict is "no manipulation detected", where it tells
+the reader how much that absence of evidence is worth.
 """
 
 import math
@@ -142,15 +147,21 @@ def fuse(findings: Sequence[Finding], image_shape: tuple[int, int], params: Mapp
         )
     else:
         weak = f" Weak signs, below the line: {named}." if drivers else ""
+        warnings = "".join(f" {w}" for w in _warnings(findings))
         summary = (
             f"Tamper score {score:.0f}/100: no manipulation detected ({confidence} confidence). "
             f"{len(scored) - len(drivers)} of {len(scored)} method(s) found nothing beyond what genuine photos show.{weak} "
-            "Absence of evidence is not proof of authenticity."
+            f"Absence of evidence is not proof of authenticity.{warnings}"
         )
         recommendation = (
             "No technical sign of editing was found; still verify the source and context before publishing."
         )
     return Fused(score, verdict, confidence, summary, issues, positives, recommendation, contributions, bias, heatmap)
+
+
+def _warnings(findings: Sequence[Finding]) -> list[str]:
+    """Warnings of the information-only findings (score None), e.g. a low image quality."""
+    return [str(f.details["warning"]) for f in findings if f.status is Status.OK and f.score is None and f.details.get("warning")]
 
 
 def fuse_heatmaps(findings: Sequence[Finding], image_shape: tuple[int, int]) -> np.ndarray | None:

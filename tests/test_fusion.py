@@ -42,3 +42,23 @@ def test_the_summary_names_exactly_the_methods_that_raised_the_score() -> None:
     z = fused.bias + sum(fused.contributions.values())
     assert fused.score == pytest.approx(100 / (1 + math.exp(-z)))
     assert fused.to_dict()["bias"] == -4.0
+
+
+def _quality(reading: float, warning: str | None) -> Finding:
+    details = {"quality": reading, "low_quality": warning is not None} | ({"warning": warning} if warning else {})
+    return Finding("quality", "1", Status.OK, None, "poor quality", "quality summary", details)
+
+
+def test_a_low_quality_warning_qualifies_a_clean_verdict_and_never_moves_the_score() -> None:
+    warning = "Low image quality (22/100: strong blur): weak evidence of editing may be missed."
+    plain = fuse([finding("copymove", 5.0)], (64, 64), PARAMS)
+    warned = fuse([finding("copymove", 5.0), _quality(22.0, warning)], (64, 64), PARAMS)
+    assert warned.score == plain.score and warned.contributions == plain.contributions
+    assert warned.summary == plain.summary + " " + warning
+    good = fuse([finding("copymove", 5.0), _quality(85.0, None)], (64, 64), PARAMS)
+    assert good.summary == plain.summary
+
+
+def test_a_low_quality_warning_does_not_soften_a_positive_verdict() -> None:
+    fused = fuse([finding("metadata", 99.0), _quality(22.0, "Low image quality (22/100).")], (64, 64), PARAMS)
+    assert fused.verdict == Verdict.LIKELY_MANIPULATED and "Low image quality" not in fused.summary
