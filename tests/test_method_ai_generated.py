@@ -44,8 +44,11 @@ def test_c2pa_fixtures_without_ai_claims_stay_low_and_broken_ones_do_not_crash()
         finding = METHOD.run(image)
         assert finding.status is Status.OK, (sample.path.name, finding.summary)
         outcomes[sample.path.name] = finding
-    flagged = {name for name, f in outcomes.items() if f.score is not None and f.score >= 50}
+    flagged = {name for name, f in outcomes.items() if f.details["metadata_points"] >= 50}
     assert flagged == {"ocsp.jpg"}
+    # The learned pixel probe does flag some fixtures (synthetic graphics, not photos: C.jpg, sample1.gif...),
+    # but pixels alone stay at or below PIXEL_SCORE_CAP.
+    assert all(f.score is not None and f.score <= PIXEL_SCORE_CAP + 0.01 for n, f in outcomes.items() if n != "ocsp.jpg")
     assert outcomes["E-sig-CA.jpg"].details["c2pa"]["validation_state"] == "Invalid"
     assert "claimSignature.mismatch" in outcomes["E-sig-CA.jpg"].details["c2pa"]["failures"]
     assert outcomes["XCA.jpg"].details["c2pa"]["validation_state"] == "Invalid"
@@ -54,7 +57,7 @@ def test_c2pa_fixtures_without_ai_claims_stay_low_and_broken_ones_do_not_crash()
     assert outcomes["no_manifest.jpg"].details["missing_manifest_reference"] is True
     # algorithmicMedia (not a trained model) is reported but not counted as AI.
     assert outcomes["C.jpg"].details["c2pa"]["manifests"][0]["digital_source_types"] == ["algorithmicMedia"]
-    assert outcomes["C.jpg"].score < 5
+    assert outcomes["C.jpg"].details["metadata_points"] == 0
 
 
 def test_png_generator_parameters_and_software_name(astronaut: np.ndarray) -> None:
@@ -150,6 +153,7 @@ def test_missing_encoder_package_is_named(monkeypatch: pytest.MonkeyPatch) -> No
         clip_encoder.encoder_path()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch's legacy ONNX exporter, which training.common uses
 def test_tiny_training_run_exports_a_head_with_a_line(tmp_path: Path) -> None:
     """``python -m training ai_pixels --size tiny``: a few images per group, the folds, the export."""
     if not (SHARED_DATA / "README.md").exists():
