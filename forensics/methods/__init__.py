@@ -12,6 +12,7 @@ from types import MappingProxyType
 from forensics.methods.ai_generated import AiGenerated
 from forensics.methods.base import Method
 from forensics.methods.copymove import CopyMove
+from forensics.methods.deep_scan import DeepScan
 from forensics.methods.ela import ErrorLevelAnalysis
 from forensics.methods.encoder import EncoderMethod
 from forensics.methods.enhancement import Enhancement
@@ -19,10 +20,12 @@ from forensics.methods.integrity import IntegrityMethod
 from forensics.methods.jpeg import JpegMethod
 from forensics.methods.metadata import MetadataMethod
 from forensics.methods.noise import NoiseInconsistency
+from forensics.methods.quality import Quality
 from forensics.methods.resave import ResaveMethod
 
 _METHODS: tuple[Method, ...] = (
     CopyMove(),
+    DeepScan(),
     NoiseInconsistency(),
     JpegMethod(),
     EncoderMethod(),
@@ -32,6 +35,7 @@ _METHODS: tuple[Method, ...] = (
     MetadataMethod(),
     AiGenerated(),
     IntegrityMethod(),
+    Quality(),
 )
 
 REGISTRY: Mapping[str, Method] = MappingProxyType({m.name: m for m in _METHODS})
