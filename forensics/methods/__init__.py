@@ -21,6 +21,7 @@ from forensics.methods.jpeg import JpegMethod
 from forensics.methods.metadata import MetadataMethod
 from forensics.methods.noise import NoiseInconsistency
 from forensics.methods.quality import Quality
+from forensics.methods.recapture import Recapture
 from forensics.methods.resave import ResaveMethod
 
 _METHODS: tuple[Method, ...] = (
@@ -34,6 +35,7 @@ _METHODS: tuple[Method, ...] = (
     Enhancement(),
     MetadataMethod(),
     AiGenerated(),
+    Recapture(),
     IntegrityMethod(),
     Quality(),
 )
