@@ -290,8 +290,9 @@ def train(settings: RunSettings) -> Path:
             total, count = total + loss.item() * len(xb), count + len(xb)
         print(f"epoch {epoch + 1}/{epochs}: loss {total / max(count, 1):.4f} ({time.perf_counter() - epoch_started:.0f} s)", flush=True)
     model.eval()
-    figures = _figures_generated(model, data["val_x"], data["val_y"]) + _figures_originals(model, validation)
-    figures += _figures_benchmarks(model, settings)
+    figures = _figures_generated(model, data["val_x"], data["val_y"])
+    if not settings.exclude:  # a fold model serves the evaluation in scripts/calibrate.py, which measures it there
+        figures += _figures_originals(model, validation) + _figures_benchmarks(model, settings)
     for row in figures:
         print(f"  {row['set']:50s} {row['measure']:38s} {row['value']}")
     sources = [s for s in TRAIN_SOURCES if s not in settings.exclude]

@@ -127,6 +127,20 @@ def _grid(luma: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, np.ndarra
     return aligned, shifted
 
 
+def _chroma_residual(bands: list[np.ndarray], rows: int, cols: int) -> np.ndarray:
+    """Per block: mean |KB residual| of R-G plus B-G, at half resolution.
+
+    JPEG stores chroma at half resolution in most files (4:2:0), so the residual is measured
+    where the chroma samples are: on 2x2 means, at a quarter of the cost of full resolution.
+    """
+    half = (cols * BLOCK // 2, rows * BLOCK // 2)
+    total = np.zeros((rows * BLOCK // 2, cols * BLOCK // 2), np.float32)
+    for band in (bands[0], bands[2]):
+        difference = cv2.resize(cv2.subtract(band, bands[1], dtype=cv2.CV_32F), half, interpolation=cv2.INTER_AREA)
+        total += np.abs(cv2.filter2D(difference, -1, _KB, borderType=cv2.BORDER_REFLECT))
+    return cv2.resize(total, (cols, rows), interpolation=cv2.INTER_AREA)
+
+
 def _double_quantization(image: DecodedImage, rows: int, cols: int) -> tuple[np.ndarray, float]:
     """The ADQ map ("probability the block lacks the earlier compression") and whether it holds."""
     adq = aligned_double_quantization(image)
@@ -156,11 +170,7 @@ def block_features(image: DecodedImage, *, with_history: bool = True) -> BlockFe
     high = np.log(band_energy[:, 0].reshape(rows, cols) + 1.0)
     mid = np.log(band_energy[:, 1].reshape(rows, cols) + 1.0)
     bands = cv2.split(np.ascontiguousarray(rgb))
-    red_green = cv2.subtract(bands[0], bands[1], dtype=cv2.CV_32F)
-    blue_green = cv2.subtract(bands[2], bands[1], dtype=cv2.CV_32F)
-    chroma = np.abs(cv2.filter2D(red_green, -1, _KB, borderType=cv2.BORDER_REFLECT))
-    chroma += np.abs(cv2.filter2D(blue_green, -1, _KB, borderType=cv2.BORDER_REFLECT))
-    chroma = np.log(_block_mean(chroma, rows, cols) + 0.1)
+    chroma = np.log(_chroma_residual(bands, rows, cols) + 0.1)
     low = cv2.min(cv2.min(bands[0], bands[1]), bands[2])
     top = cv2.max(cv2.max(bands[0], bands[1]), bands[2])
     clipped = _block_mean(
