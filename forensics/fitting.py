@@ -394,6 +394,6 @@ def grouped_cross_validation(rows: Sequence[Row], names: Sequence[str], max_fpr:
 
 
 def methods_in(rows: Iterable[Row]) -> list[str]:
-    """Registered methods that scored at least one row, in registry order."""
+    """Registered methods that may join the fusion and scored at least one row, in registry order."""
     seen = {n for r in rows for n in r.statistic}
-    return [n for n in REGISTRY if n in seen]
+    return [n for n, m in REGISTRY.items() if n in seen and m.joins_fusion]

@@ -42,6 +42,10 @@ class Method(ABC):
     #: dataset's share of that data (:meth:`statistic_excluding`), so no figure counts data the
     #: method has seen.
     uses_dataset_data: ClassVar[bool] = False
+    #: False for a learned detector whose model was fitted on the benchmark photos themselves
+    #: (the AI probe, the recapture network): no fusion weight could be fitted for it without
+    #: scoring data it has seen, so it reports its own reading beside the tamper score.
+    joins_fusion: ClassVar[bool] = True
 
     def run(self, image: DecodedImage, options: AnalysisOptions = DEFAULT_OPTIONS) -> Finding:
         """Examine ``image``; never raises for a problem inside the method."""

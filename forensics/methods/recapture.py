@@ -38,6 +38,7 @@ SCALE = 1.0
 
 class Recapture(Method):
     name: ClassVar[str] = "recapture"
+    joins_fusion: ClassVar[bool] = False
     version: ClassVar[str] = VERSION
     default_logistic: ClassVar[Logistic] = Logistic(center=LINE, scale=SCALE)
 
