@@ -57,6 +57,11 @@ CHANNELS: tuple[str, ...] = (
 )
 #: Neutral value of the double-quantization channel where it was not measured.
 ADQ_NEUTRAL = 0.5
+#: Block rows per strip: the full-resolution work is done a strip (512 px) at a time, so its
+#: temporary arrays stay small whatever the image's size.
+STRIP_ROWS = 64
+#: Rows of context read above and below a strip (3x3 filters at full and at half resolution).
+_MARGIN = 2
 #: Cells of the map a default scan works on at most: larger images are pooled 2x2, 3x3...
 MAX_CELLS = 80_000
 _KB = np.array([[-1, 2, -1], [2, -4, 2], [-1, 2, -1]], np.float32) / 4.0
@@ -107,38 +112,76 @@ def _z(a: np.ndarray) -> np.ndarray:
     return np.clip((a - center) / spread, -_Z_CLIP, _Z_CLIP)
 
 
-def _grid(luma: np.ndarray, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per block: log of the boundary step at the aligned phase, and at the strongest other
-    phase, each over the median of the 8 phases (horizontal and vertical steps added)."""
-    h, w = rows * BLOCK, cols * BLOCK
-    lum = luma[:h, :w]
-    # steps to the next pixel; none past the last row or column (as if the edge were repeated)
-    dh = np.zeros((h, w), np.float32)
-    np.abs(np.subtract(lum[:, 1:], lum[:, :-1], out=dh[:, :-1]), out=dh[:, :-1])
-    dv = np.zeros((h, w), np.float32)
-    np.abs(np.subtract(lum[1:], lum[:-1], out=dv[:-1]), out=dv[:-1])
-    across = cv2.resize(np.ascontiguousarray(dh), (cols * BLOCK, rows), interpolation=cv2.INTER_AREA).reshape(rows, cols, BLOCK)
-    down = cv2.resize(np.ascontiguousarray(dv), (cols, rows * BLOCK), interpolation=cv2.INTER_AREA)
-    per_phase = across + down.reshape(rows, BLOCK, cols).transpose(0, 2, 1)
-    per_phase += 0.25
+def _grid(dh: np.ndarray, dv: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Per block and phase: the mean step across columns plus across rows at that phase of the 8x8 grid.
+
+    ``dh`` and ``dv`` hold each pixel's step to its right and lower neighbour (0 past the image).
+    """
+    across = cv2.resize(dh, (cols * BLOCK, rows), interpolation=cv2.INTER_AREA).reshape(rows, cols, BLOCK)
+    down = cv2.resize(dv, (cols, rows * BLOCK), interpolation=cv2.INTER_AREA)
+    return across + down.reshape(rows, BLOCK, cols).transpose(0, 2, 1)
+
+
+def _grid_strength(per_phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Log of the aligned phase's step, and of the strongest other phase's, over the median of the 8."""
+    per_phase = per_phase + 0.25
     median = np.median(per_phase, axis=2)
-    aligned = np.log(per_phase[:, :, BLOCK - 1] / median)
-    shifted = np.log(per_phase[:, :, : BLOCK - 1].max(axis=2) / median)
-    return aligned, shifted
+    return np.log(per_phase[:, :, BLOCK - 1] / median), np.log(per_phase[:, :, : BLOCK - 1].max(axis=2) / median)
 
 
-def _chroma_residual(bands: list[np.ndarray], rows: int, cols: int) -> np.ndarray:
-    """Per block: mean |KB residual| of R-G plus B-G, at half resolution.
+def _chroma_residual(bands: list[np.ndarray]) -> np.ndarray:
+    """|KB residual| of R-G plus B-G, at half resolution.
 
     JPEG stores chroma at half resolution in most files (4:2:0), so the residual is measured
     where the chroma samples are: on 2x2 means, at a quarter of the cost of full resolution.
     """
-    half = (cols * BLOCK // 2, rows * BLOCK // 2)
-    total = np.zeros((rows * BLOCK // 2, cols * BLOCK // 2), np.float32)
+    half = (bands[0].shape[1] // 2, bands[0].shape[0] // 2)
+    total = np.zeros((half[1], half[0]), np.float32)
     for band in (bands[0], bands[2]):
         difference = cv2.resize(cv2.subtract(band, bands[1], dtype=cv2.CV_32F), half, interpolation=cv2.INTER_AREA)
         total += np.abs(cv2.filter2D(difference, -1, _KB, borderType=cv2.BORDER_REFLECT))
-    return cv2.resize(total, (cols, rows), interpolation=cv2.INTER_AREA)
+    return total
+
+
+def _measure_strip(lum: np.ndarray, bands: list[np.ndarray], y0: int, y1: int) -> dict[str, np.ndarray]:
+    """Every full-resolution measurement of the block rows between pixel rows ``y0`` and ``y1``.
+
+    The strip is read with :data:`_MARGIN` rows of context on each side, so a 3x3 filter sees
+    the same neighbours as on the whole image; at the image's own edges the filters' border
+    rule applies, as it would on the whole image. The results are the whole image's.
+    """
+    h, w = lum.shape
+    rows, cols = (y1 - y0) // BLOCK, w // BLOCK
+    ya, yb = max(0, y0 - _MARGIN), min(h, y1 + _MARGIN)
+    top, n = y0 - ya, y1 - y0
+    piece = lum[ya:yb]
+    core = piece[top : top + n]
+    kb = np.abs(cv2.filter2D(piece, -1, _KB, borderType=cv2.BORDER_REFLECT)[top : top + n])
+    hh = np.abs(cv2.filter2D(piece, -1, _HH, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)[top : top + n])
+    coef = block_dct(core.reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)).reshape(rows, cols, 64)
+    np.multiply(coef, coef, out=coef)
+    # steps to the next pixel; none past the last row or column (as if the edge were repeated)
+    dh = np.zeros((n, w), np.float32)
+    np.abs(np.subtract(core[:, 1:], core[:, :-1], out=dh[:, :-1]), out=dh[:, :-1])
+    dv = np.zeros((n, w), np.float32)
+    below = piece[top + 1 : top + n + 1]
+    np.abs(np.subtract(below, core[: below.shape[0]], out=dv[: below.shape[0]]), out=dv[: below.shape[0]])
+    strip_bands = [b[ya:yb] for b in bands]
+    chroma = _chroma_residual(strip_bands)[top // 2 : (top + n) // 2]
+    core_bands = [b[top : top + n] for b in strip_bands]
+    low = cv2.min(cv2.min(core_bands[0], core_bands[1]), core_bands[2])
+    high = cv2.max(cv2.max(core_bands[0], core_bands[1]), core_bands[2])
+    clipped = cv2.bitwise_or(cv2.compare(low, 0, cv2.CMP_EQ), cv2.compare(high, 255, cv2.CMP_EQ)).astype(np.float32) / 255.0
+    return {
+        "kb": _block_mean(kb, rows, cols),
+        "hh": _block_mean(hh, rows, cols),
+        "mean": _block_mean(core, rows, cols),
+        "mean_sq": _block_mean(core * core, rows, cols),
+        "bands": (coef.reshape(-1, 64) @ _BANDS).reshape(rows, cols, 2),
+        "chroma": cv2.resize(chroma, (cols, rows), interpolation=cv2.INTER_AREA),
+        "clipped": _block_mean(clipped, rows, cols),
+        "phases": _grid(dh, dv, rows, cols),
+    }
 
 
 def _double_quantization(image: DecodedImage, rows: int, cols: int) -> tuple[np.ndarray, float]:
@@ -157,26 +200,16 @@ def block_features(image: DecodedImage, *, with_history: bool = True) -> BlockFe
         raise ValueError("the image is smaller than one 8x8 block")
     h, w = rows * BLOCK, cols * BLOCK
     lum = np.ascontiguousarray(luma[:h, :w])
-    rgb = image.rgb[:h, :w]
-
-    kb = _block_mean(np.abs(cv2.filter2D(lum, -1, _KB, borderType=cv2.BORDER_REFLECT)), rows, cols)
-    hh = _block_mean(np.abs(cv2.filter2D(lum, -1, _HH, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)), rows, cols)
-    mean = _block_mean(lum, rows, cols)
-    texture = np.sqrt(np.maximum(_block_mean(lum * lum, rows, cols) - mean * mean, 0.0))
+    bands = cv2.split(np.ascontiguousarray(image.rgb[:h, :w]))
+    strips = [_measure_strip(lum, bands, y0, min(h, y0 + STRIP_ROWS * BLOCK)) for y0 in range(0, h, STRIP_ROWS * BLOCK)]
+    raw = {key: np.concatenate([strip[key] for strip in strips]) for key in strips[0]}
+    kb, hh, mean = raw["kb"], raw["hh"], raw["mean"]
+    texture = np.sqrt(np.maximum(raw["mean_sq"] - mean * mean, 0.0))
     brightness = mean / 255.0
-    coef = block_dct(lum.reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)).reshape(rows, cols, 64)
-    np.multiply(coef, coef, out=coef)
-    band_energy = coef.reshape(-1, 64) @ _BANDS
-    high = np.log(band_energy[:, 0].reshape(rows, cols) + 1.0)
-    mid = np.log(band_energy[:, 1].reshape(rows, cols) + 1.0)
-    bands = cv2.split(np.ascontiguousarray(rgb))
-    chroma = np.log(_chroma_residual(bands, rows, cols) + 0.1)
-    low = cv2.min(cv2.min(bands[0], bands[1]), bands[2])
-    top = cv2.max(cv2.max(bands[0], bands[1]), bands[2])
-    clipped = _block_mean(
-        cv2.bitwise_or(cv2.compare(low, 0, cv2.CMP_EQ), cv2.compare(top, 255, cv2.CMP_EQ)).astype(np.float32) / 255.0, rows, cols
-    )
-    aligned, shifted = _grid(lum, rows, cols)
+    high, mid = np.log(raw["bands"][..., 0] + 1.0), np.log(raw["bands"][..., 1] + 1.0)
+    chroma = np.log(raw["chroma"] + 0.1)
+    clipped = raw["clipped"]
+    aligned, shifted = _grid_strength(raw["phases"])
 
     log_kb, log_hh, log_tex = np.log(kb + 0.1), np.log(hh + 0.1), np.log(texture + 0.1)
     jpeg = image.jpeg
