@@ -1,6 +1,6 @@
 """Engine benchmark: per-method and total seconds, and peak memory, on 1, 12 and 24 MP JPEGs.
 
-    .venv/bin/python bench/bench_engine.py [--sizes 1 12 24] [--repeat 3]
+    .venv/bin/python bench/bench_engine.py [--sizes 1 12 24] [--repeat 3] [--sensitivity thorough]
 
 Each size runs in a fresh process so that its peak resident memory (ru_maxrss, which
 includes the interpreter and libraries, ~150 MB) is its own. The test photo is a real
@@ -45,18 +45,20 @@ def test_jpeg(megapixels: float) -> bytes:
     return buf.getvalue()
 
 
-def measure(megapixels: float, repeat: int) -> dict:
+def measure(megapixels: float, repeat: int, sensitivity: str) -> dict:
     from forensics import analyze, load_image
+    from forensics.options import AnalysisOptions, Sensitivity
 
+    options = AnalysisOptions(Sensitivity(sensitivity))
     data = test_jpeg(megapixels)
-    analyze(data, filename="warmup.jpg")
+    analyze(data, filename="warmup.jpg", options=options)
     totals, decodes, per_method = [], [], {}
     for _ in range(repeat):
         start = time.perf_counter()
         load_image(data)
         decodes.append(time.perf_counter() - start)
         start = time.perf_counter()
-        report = analyze(data, filename="bench.jpg")
+        report = analyze(data, filename="bench.jpg", options=options)
         totals.append(time.perf_counter() - start)
         for f in report.findings:
             per_method.setdefault(f.method, []).append(f.seconds)
@@ -75,14 +77,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 12, 24], help="megapixels (default 1 12 24)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sensitivity", choices=("fast", "default", "thorough"), default="default", help="the deep scan's (default %(default)s)")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.repeat)))
+        print(json.dumps(measure(args.one, args.repeat, args.sensitivity)))
         return 0
     rows = []
     for size in args.sizes:
-        out = subprocess.run([sys.executable, __file__, "--one", str(size), "--repeat", str(args.repeat)], capture_output=True, text=True, check=True)
+        command = [sys.executable, __file__, "--one", str(size), "--repeat", str(args.repeat), "--sensitivity", args.sensitivity]
+        out = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     methods = list(rows[0]["methods_s"])
     header = f"{'image':<16} {'decode':>7} " + " ".join(f"{m[:10]:>10}" for m in methods) + f" {'TOTAL':>7} {'peak MB':>8}"
@@ -90,7 +94,7 @@ def main() -> int:
     for r in rows:
         cells = " ".join(f"{r['methods_s'][m]:>10.3f}" for m in methods)
         print(f"{r['megapixels']:>5} MP {r['size']:<9} {r['decode_s']:>6.3f} {cells} {r['total_s']:>7.3f} {r['peak_rss_mb']:>8.0f}")
-    print("seconds per image (median); method columns are each method's own time inside the parallel run")
+    print(f"seconds per image (median), deep scan sensitivity {args.sensitivity}; method columns are each method's own time inside the parallel run")
     return 0
 
 

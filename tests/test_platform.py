@@ -356,3 +356,19 @@ def test_pinned_pool_processes_each_get_their_own_cpu(platform: Platform) -> Non
         assert sorted(s[0] for s in affinities) == cpus
     finally:
         worker.stop()
+
+
+def test_sensitivity_is_kept_with_the_case_and_used_by_the_deep_scan(platform: Platform) -> None:
+    png = _read("comofod_subset", "tampered/005_F.png")
+    refused = platform.client.post("/v1/cases", files=[("images", ("c.png", png, "image/png"))], data={"sensitivity": "extreme"})
+    assert refused.status_code == 400 and "sensitivity must be one of fast, default, thorough" in refused.json()["detail"]
+    response = platform.client.post("/v1/cases", files=[("images", ("c.png", png, "image/png"))], data={"sensitivity": "thorough"})
+    assert response.status_code == 202, response.text
+    assert response.json()["sensitivity"] == "thorough"
+    case = platform.wait_done(response.json()["id"])
+    assert case["sensitivity"] == "thorough"
+    report = platform.client.get(case["images"][0]["url"]).json()
+    deep = next(f for f in report["findings"] if f["method"] == "deep_scan")
+    assert deep["status"] == "ok", deep["summary"]
+    assert deep["details"]["sensitivity"] == "thorough" and deep["details"]["passes"] == 8
+    assert deep["heatmap_url"]
