@@ -19,15 +19,19 @@ Three measurements of how a JPEG was compressed before its last save:
   "Detection of nonaligned double JPEG compression based on integer periodicity maps",
   IEEE TIFS 2012).
 
-Both methods need the same ADQ result and run in parallel threads over one
-:class:`DecodedImage`, so :func:`aligned_double_quantization` computes it once per image: a
-weak-keyed dictionary (the image is immutable and hashed by identity) holds one slot per
-image, and a per-slot lock makes the second caller wait for the first caller's result
-instead of computing it again. The entry goes away with the image.
+Both methods (and the deep scan's block features) need the same ADQ result and run in
+parallel threads over one :class:`DecodedImage`, so :func:`aligned_double_quantization`
+computes it once per image: a weak-keyed dictionary (the image is immutable and hashed by
+identity) holds one slot per image, and a per-slot lock makes the second caller wait for the
+first caller's result instead of computing it again. The entry goes away with the image. In
+the service the methods run in separate processes: the process that decodes an image
+computes the analysis once and shares it with the decoded planes, and the others
+:func:`prime` their copy of the image with it (``service/decoded.py``).
 """
 
 import threading
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -239,6 +243,19 @@ def aligned_double_quantization(image: DecodedImage) -> MappingProxyType:
             result["map"].setflags(write=False)
             slot.result = MappingProxyType(result)
         return slot.result
+
+
+def prime(image: DecodedImage, result: Mapping[str, Any]) -> None:
+    """Give ``image`` an ADQ result computed elsewhere (another process, on the same file), so
+    :func:`aligned_double_quantization` returns it instead of computing it again."""
+    with _slots_lock:
+        slot = _slots.setdefault(image, _Slot())
+    with slot.lock:
+        if slot.result is None:
+            values = dict(result)
+            values["map"] = np.array(values["map"], dtype=np.float32)
+            values["map"].setflags(write=False)
+            slot.result = MappingProxyType(values)
 
 
 def _histogram(values: np.ndarray) -> np.ndarray:

@@ -11,6 +11,9 @@ is not shared: a reader derives it from the RGB with the engine's own function, 
 other machines, or after an eviction, simply decode again: the share is a cache, never a
 source of truth. An entry is published by an atomic rename of a complete folder, removed
 when its image is fused, and the oldest entries are evicted past ``decode_share_bytes``.
+A JPEG's entry also holds its aligned double-quantization analysis
+(:func:`forensics.jpeg_history.aligned_double_quantization`, about 0.2 s at 12 MP), which the
+jpeg, resave and deep_scan methods all read: computed once, not once per method process.
 """
 
 import dataclasses
@@ -32,6 +35,7 @@ import numpy as np
 
 from forensics import DecodedImage, load_image
 from forensics.image import JpegData, luma_of
+from forensics.jpeg_history import aligned_double_quantization, prime
 from service.models import Image
 from service.settings import Settings, get_settings
 from service.storage import Storage, get_storage
@@ -76,6 +80,18 @@ def _arrays(decoded: DecodedImage) -> dict[str, np.ndarray]:
     for i, coefficients in enumerate(decoded.jpeg.coefficients if decoded.jpeg else ()):
         arrays[f"coefficients_{i}"] = coefficients
     return arrays
+
+
+def _double_quantization(decoded: DecodedImage) -> dict | None:
+    """The JPEG's aligned double-quantization analysis, which three methods read (jpeg, resave,
+    deep_scan): computed once by the process that shares the decode, instead of once in each
+    method's process."""
+    if decoded.jpeg is None or not decoded.jpeg.coefficients:
+        return None
+    try:
+        return dict(aligned_double_quantization(decoded))
+    except ValueError:
+        return None
 
 
 def _nbytes(decoded: DecodedImage) -> int:
@@ -126,7 +142,14 @@ class SharedDecodes:
             return None  # removed under us: the caller decodes
         luma = luma_of(rgb)
         luma.setflags(write=False)
-        return replace(shell, data=data, jpeg=jpeg, rgb=rgb, luma=luma, alpha=alpha, text=MappingProxyType(dict(shell.text)))
+        image = replace(shell, data=data, jpeg=jpeg, rgb=rgb, luma=luma, alpha=alpha, text=MappingProxyType(dict(shell.text)))
+        try:
+            prime(image, pickle.loads((entry / "adq.pickle").read_bytes()))
+        except FileNotFoundError:
+            pass  # not a JPEG with coefficients, or its analysis failed: a method computes it
+        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            return None
+        return image
 
     def save(self, decoded: DecodedImage) -> None:
         """Publish ``decoded`` (a complete folder appears at once, or nothing)."""
@@ -146,6 +169,8 @@ class SharedDecodes:
             (staging / "data").write_bytes(decoded.data)
             shell = replace(decoded, data=b"", rgb=_EMPTY, luma=_EMPTY, alpha=None, jpeg=jpeg, text=dict(decoded.text))
             (staging / "image.pickle").write_bytes(pickle.dumps(shell, protocol=pickle.HIGHEST_PROTOCOL))
+            if (adq := _double_quantization(decoded)) is not None:
+                (staging / "adq.pickle").write_bytes(pickle.dumps(adq, protocol=pickle.HIGHEST_PROTOCOL))
             staging.rename(self.folder / f"{decoded.sha256}-{LAYOUT}")
         except OSError as exc:  # full, or another process published it first: the share is only a cache
             logger.debug("decoded image %s not shared: %s", decoded.sha256[:12], exc)

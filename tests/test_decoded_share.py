@@ -160,3 +160,27 @@ def test_an_entry_of_another_layout_is_never_read(tmp_path: Path, astronaut: np.
     assert entry.name == f"{decoded.sha256}-{LAYOUT}" and share.load(decoded.sha256) is not None
     entry.rename(tmp_path / decoded.sha256)
     assert share.load(decoded.sha256) is None
+
+
+def test_the_double_quantization_analysis_is_shared_with_the_decode(
+    tmp_path: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forensics import jpeg_history
+
+    twice = jpeg_bytes(np.asarray(PILImage.open(io.BytesIO(jpeg_bytes(astronaut, quality=70)))), quality=90)
+    original = load_image(twice, filename="twice.jpg")
+    share = SharedDecodes(tmp_path, 1 << 30)
+    share.save(original)
+    expected = jpeg_history.aligned_double_quantization(original)
+    assert expected["double_compressed"]
+
+    def never(*_args: object) -> None:
+        raise AssertionError("the analysis was computed again")
+
+    monkeypatch.setattr(jpeg_history, "_adq", never)
+    mapped = share.load(original.sha256)
+    assert mapped is not None and mapped is not original
+    shared = jpeg_history.aligned_double_quantization(mapped)
+    assert np.array_equal(shared["map"], expected["map"]) and not shared["map"].flags.writeable
+    assert {k: v for k, v in shared.items() if k != "map"} == {k: v for k, v in expected.items() if k != "map"}
+    assert REGISTRY["jpeg"].run(mapped).details == REGISTRY["jpeg"].run(original).details
