@@ -93,6 +93,21 @@ class FindingPublic(BaseModel):
     seconds: float | None = None
 
 
+class NearDuplicate(BaseModel):
+    case_id: UUID
+    image_id: UUID
+    filename: str
+    distance: int = Field(description="Hamming distance of the 256-bit PDQ hashes (0: the same picture)")
+    first_seen: datetime
+
+
+class DuplicateSearchResult(BaseModel):
+    pdq: str = Field(description="The uploaded picture's PDQ hash, 64 hex digits")
+    quality: int = Field(description="PDQ quality 0-100; below 50 only exact matches are searched")
+    max_distance: int
+    matches: list[NearDuplicate] = Field(description="The tenant's images showing the same picture, nearest first")
+
+
 class ImageReport(BaseModel):
     id: UUID
     case_id: UUID
@@ -118,6 +133,7 @@ class ImageReport(BaseModel):
     created_at: datetime | None = None
     completed_at: datetime | None = None
     seconds: float | None = None
+    near_duplicates: list[NearDuplicate] = Field([], description="The tenant's other images showing the same picture (PDQ)")
 
 
 class MetadataResult(BaseModel):

@@ -36,7 +36,7 @@ from forensics.methods.metadata import extraction as metadata_extraction
 from forensics.options import AnalysisOptions, Sensitivity
 from forensics.pipeline import file_info
 from forensics.render import encode_jpeg, gray_png, overlay_jpeg
-from service import ingest, metrics, netguard
+from service import duplicates, ingest, metrics, netguard
 from service.cases import Intake
 from service.db import session_scope
 from service.decoded import decoded as decoded_image
@@ -147,6 +147,8 @@ def _prepare(session: Session, image: Image) -> list[str]:
             updated_at=now,
         )
     ).rowcount
+    if won:
+        _record_hash(session, image, decoded.luma)
     session.execute(
         _update(Case).where(Case.id == image.case_id, Case.status == CaseStatus.QUEUED).values(status=CaseStatus.RUNNING)
     )
@@ -158,6 +160,15 @@ def _prepare(session: Session, image: Image) -> list[str]:
             select(FindingRow.method).where(FindingRow.image_id == image_id, FindingRow.status.not_in(FINDING_DONE))
         ).all()
     )
+
+
+def _record_hash(session: Session, image: Image, luma: Any) -> None:
+    """Store the image's perceptual hash for near-duplicate search; a failure is logged, never fails the image."""
+    try:
+        with session.begin_nested():
+            duplicates.record(session, image, luma)
+    except Exception:  # noqa: BLE001 - near-duplicate search is secondary to the analysis
+        logger.warning("could not store the perceptual hash of image %s", image.id, exc_info=True)
 
 
 def _fetch_source(session: Session, image: Image) -> bool:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     TypeDecorator,
@@ -354,3 +355,24 @@ class WebSession(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
     revoked_at: Mapped[datetime | None]
+
+
+class ImageHash(Base):
+    """An image's PDQ perceptual hash (:mod:`forensics.pdq`), for near-duplicate search (:mod:`service.duplicates`).
+
+    ``pdq`` is the hash of the picture as stored; ``variants`` the seven hashes of its flips and
+    quarter-turns (7 x 32 bytes), so that a stored image searches for rotated copies without its
+    pixels. ``seq`` orders rows so that the in-process index loads only what it has not seen.
+    """
+
+    __tablename__ = "image_hashes"
+    __table_args__ = (Index("ix_image_hashes_tenant_seq", "tenant_id", "seq"), Index("ix_image_hashes_tenant_pdq", "tenant_id", "pdq"))
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    image_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"), unique=True)
+    case_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("cases.id", ondelete="CASCADE"), index=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    pdq: Mapped[bytes] = mapped_column(LargeBinary(32))
+    variants: Mapped[bytes] = mapped_column(LargeBinary(224))
+    quality: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

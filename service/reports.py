@@ -32,8 +32,9 @@ def image_error(image: Image) -> dict[str, str | None] | None:
     return {"code": image.error_code, "detail": image.error_detail}
 
 
-def image_report(image: Image, link: Link) -> dict[str, Any]:
-    """Everything known about one image: file, metadata, fused result, every finding with its maps."""
+def image_report(image: Image, link: Link, near_duplicates: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything known about one image: file, metadata, fused result, every finding with its maps, and the
+    tenant's other images that show the same picture (``near_duplicates``, :mod:`service.duplicates`)."""
     fused = image.fused or {}
     return {
         "id": str(image.id),
@@ -74,6 +75,7 @@ def image_report(image: Image, link: Link) -> dict[str, Any]:
         "created_at": _iso(image.created_at),
         "completed_at": _iso(image.completed_at),
         "seconds": image.seconds,
+        "near_duplicates": near_duplicates or [],
     }
 
 

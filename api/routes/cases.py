@@ -23,7 +23,7 @@ from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, to_intake
 from forensics.formats import ImageFormat
 from forensics.options import Sensitivity
-from service import cases, idempotency, intake, names, reports
+from service import cases, duplicates, idempotency, intake, names, reports
 from service.intake import Answer, Archive, CaseRequest
 from service.models import Case, CaseStatus
 
@@ -235,7 +235,8 @@ def get_image_report(
 ) -> ImageReport:
     """The full report of one image: file, metadata, every finding, heatmap URLs, method versions, SHA-256."""
     image = cases.get_image(session, principal.tenant_id, case_id, image_id)
-    return ImageReport.model_validate(reports.image_report(image, link))
+    near = duplicates.near_duplicates_of(session, principal.tenant_id, image.id)
+    return ImageReport.model_validate(reports.image_report(image, link, near))
 
 
 @router.get("/{case_id}/report.zip", response_class=FileResponse)
