@@ -29,7 +29,8 @@ from PIL import Image
 
 from forensics.container import ContainerInfo, inspect_container
 from forensics.errors import CorruptImage, FileTooLarge, ForensicsError, TooManyPixels
-from forensics.formats import SNIFF_BYTES, ImageFormat, sniff_format
+from forensics.formats import SNIFF_BYTES, ImageFormat, sniff_format, tiff_is_raw
+from forensics.raw import RawData, decode_raw
 from forensics.tags import FileMetadata, MetadataBlocks, find_blocks, read_metadata
 
 #: The default pixel limit: the engine, and a worker process, analyse any file of this size
@@ -55,6 +56,10 @@ _METADATA_LOCK = threading.Lock()
 # threshold sits above the default so that its guard does not refuse what a limit raised by
 # the operator allows (it would otherwise warn at 89 MP), and still stops the rest.
 Image.MAX_IMAGE_PIXELS = PILLOW_MAX_PIXELS
+
+#: Formats whose file is itself the TIFF structure that holds the EXIF (a RAW file that is not
+#: TIFF-structured, RAF or CR3, is then read as having none).
+_TIFF_METADATA = frozenset({ImageFormat.TIFF, ImageFormat.RAW})
 
 _PIL_FORMATS = {
     "JPEG": ImageFormat.JPEG,
@@ -112,6 +117,8 @@ class DecodedImage:
     text: Mapping[str, str] = field(default_factory=dict)
     icc_profile: bytes | None = None
     metadata_blocks: MetadataBlocks = field(default_factory=MetadataBlocks)
+    #: A camera RAW file's sensor data and preview (:mod:`forensics.raw`); None for other formats.
+    raw: RawData | None = None
 
     @cached_property
     def sha256(self) -> str:
@@ -129,7 +136,7 @@ class DecodedImage:
             with _METADATA_LOCK:
                 parsed = self.__dict__.get("_metadata")
                 if parsed is None:
-                    parsed = read_metadata(self.metadata_blocks, self.data if self.format is ImageFormat.TIFF else None)
+                    parsed = read_metadata(self.metadata_blocks, self.data if self.format in _TIFF_METADATA else None)
                     # a cache, like cached_property's: it bypasses the frozen __setattr__
                     self.__dict__["_metadata"] = parsed
         return parsed
@@ -160,7 +167,11 @@ def load_image(
     if len(data) > max_bytes:
         raise FileTooLarge(f"the file has {len(data):,} bytes, more than the limit of {max_bytes:,}")
     fmt = sniff_format(data[:SNIFF_BYTES])
+    if fmt is ImageFormat.TIFF and tiff_is_raw(data):
+        fmt = ImageFormat.RAW
     container = inspect_container(data, fmt)
+    if fmt is ImageFormat.RAW:
+        return _load_raw(data, filename, container, max_pixels)
     if fmt is ImageFormat.HEIF:
         pil, frames = _open_heif(data, max_pixels)
     else:
@@ -203,6 +214,32 @@ def load_image(
         text=MappingProxyType(text),
         icc_profile=icc if isinstance(icc, bytes) else None,
         metadata_blocks=blocks,
+    )
+
+
+def _load_raw(data: bytes, filename: str | None, container: ContainerInfo, max_pixels: int) -> DecodedImage:
+    """A camera RAW file, decoded in a child process (:func:`forensics.raw.decode_raw`, which applies the pixel limit).
+
+    The picture is LibRaw's half-size rendering of the sensor data (or the embedded preview
+    when the sensor data cannot be read); ``raw`` holds the mosaic and the preview.
+    """
+    rgb, raw = decode_raw(data, max_pixels)
+    height, width = rgb.shape[:2]
+    _check_pixels(width, height, max_pixels)
+    return DecodedImage(
+        data=data,
+        format=ImageFormat.RAW,
+        filename=filename,
+        width=width,
+        height=height,
+        mode="RGB",
+        frames=1,
+        rgb=_frozen(rgb),
+        luma=_frozen(luma_of(rgb)),
+        alpha=None,
+        jpeg=None,
+        container=container,
+        raw=raw,
     )
 
 

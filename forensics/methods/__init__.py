@@ -21,6 +21,7 @@ from forensics.methods.jpeg import JpegMethod
 from forensics.methods.metadata import MetadataMethod
 from forensics.methods.noise import NoiseInconsistency
 from forensics.methods.quality import Quality
+from forensics.methods.raw_consistency import RawConsistency
 from forensics.methods.recapture import Recapture
 from forensics.methods.resave import ResaveMethod
 
@@ -28,6 +29,7 @@ _METHODS: tuple[Method, ...] = (
     CopyMove(),
     DeepScan(),
     NoiseInconsistency(),
+    RawConsistency(),
     JpegMethod(),
     EncoderMethod(),
     ResaveMethod(),
