@@ -109,13 +109,20 @@ def _folder(image: Image) -> str:
 
 
 def write_report_zip(case: Case, storage: Storage, out: IO[bytes]) -> None:
-    """The dossier's layout: ``batch_summary.json``, and per image a folder with ``forensic_report.json``,
-    colour heatmaps per method (``heatmap_<method>.png``), views, the fused heatmap and the overlay.
+    """The dossier's layout: ``batch_summary.json``, ``report.pdf`` (the editors' PDF of the whole case),
+    and per image a folder with ``forensic_report.json``, colour heatmaps per method (``heatmap_<method>.png``),
+    views, the fused heatmap and the overlay.
 
     ``case`` must have its images and their findings loaded.
     """
+    from service.pdf_report import write_case_pdf  # imports this module
+
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("batch_summary.json", json.dumps(batch_summary(case), indent=2))
+        pdf = zipfile.ZipInfo("report.pdf", date_time=datetime.now().timetuple()[:6])
+        pdf.compress_type = zipfile.ZIP_STORED  # its streams are compressed already
+        with archive.open(pdf, "w") as stream:
+            write_case_pdf(case, storage, stream)
         for image in case.images:
             folder = _folder(image)
             names: dict[str, str] = {}

@@ -2,7 +2,7 @@
 
 import mimetypes
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Annotated, BinaryIO
@@ -23,7 +23,7 @@ from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, to_intake
 from forensics.formats import ImageFormat
 from forensics.options import Sensitivity
-from service import cases, duplicates, idempotency, intake, names, reports
+from service import cases, duplicates, idempotency, intake, names, pdf_report, reports
 from service.intake import Answer, Archive, CaseRequest
 from service.models import Case, CaseStatus
 
@@ -253,6 +253,38 @@ def get_report_zip(case_id: UUID, principal: PrincipalDep, session: ReadSessionD
         filename=f"case_{case_id}.zip",
         background=BackgroundTask(path.unlink, missing_ok=True),
     )
+
+
+PDF_RESPONSE = {200: {"content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}}, "description": "The PDF"}}
+
+
+def _pdf(write: Callable[[BinaryIO], None], filename: str) -> FileResponse:
+    """A PDF written to a spooled file, served and then deleted (as the dossier zip)."""
+    spool = tempfile.NamedTemporaryFile(prefix="forensics-report-", suffix=".pdf", delete=False)  # noqa: SIM115
+    try:
+        with spool:
+            write(spool)
+    except BaseException:
+        Path(spool.name).unlink(missing_ok=True)
+        raise
+    path = Path(spool.name)
+    return FileResponse(path, media_type="application/pdf", filename=filename, background=BackgroundTask(path.unlink, missing_ok=True))
+
+
+@router.get("/{case_id}/report.pdf", response_class=FileResponse, responses=PDF_RESPONSE)
+def get_case_pdf(case_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep) -> FileResponse:
+    """The editors' PDF of the case: a cover with the verdicts, then per image its verdict, score, overlay,
+    findings, metadata and evidence chain (the content of the dossier, rendered on request, as the zip)."""
+    case = cases.get_case_with_findings(session, principal.tenant_id, case_id)
+    return _pdf(partial(pdf_report.write_case_pdf, case, storage), f"case_{case_id}.pdf")
+
+
+@router.get("/{case_id}/images/{image_id}/report.pdf", response_class=FileResponse, responses=PDF_RESPONSE)
+def get_image_pdf(case_id: UUID, image_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep) -> FileResponse:
+    """The editors' PDF of one image: the content of its report, with the overlay."""
+    image = cases.get_image(session, principal.tenant_id, case_id, image_id)
+    extra = {"near_duplicates": duplicates.near_duplicates_of(session, principal.tenant_id, image.id)}
+    return _pdf(partial(pdf_report.write_image_pdf, image, storage, extra=extra), f"image_{image_id}.pdf")
 
 
 @router.get("/{case_id}/files/{path:path}", response_class=StreamingResponse)
