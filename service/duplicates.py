@@ -47,8 +47,8 @@ _MASKS = {
     r: np.array([sum(1 << b for b in bits) for k in range(r + 1) for bits in combinations(range(CHUNK_BITS), k)], dtype=np.uint16)
     for r in range(3)
 }
-#: A tail of unsorted rows bigger than this (or than a tenth of the table) is merged in.
-_TAIL_LIMIT = 50_000
+#: A tail of unsorted rows bigger than this is merged in (a rebuild of a million rows takes a few seconds).
+_TAIL_LIMIT = 20_000
 
 
 def _codes(digests: bytes) -> np.ndarray:
@@ -62,13 +62,18 @@ def _words(codes: np.ndarray) -> np.ndarray:
 
 
 class HashIndex:
-    """A multi-index hash table of 256-bit hashes, with an unsorted tail for rows added since the last build."""
+    """A multi-index hash table of 256-bit hashes, with an unsorted tail for rows added since the last build.
+
+    The table is one bucket array for the 16 chunks together (compressed rows: ``offsets`` into
+    ``rows``, bucket ``chunk * 65536 + value``), so a search is two array look-ups per probe and
+    one gather, all in numpy, with no per-chunk loop."""
 
     def __init__(self) -> None:
         self.codes = np.zeros((0, 4), dtype=np.uint64)
         self.keys = np.zeros(0, dtype=np.int64)
         self.last_seq = 0
-        self._sorted: list[tuple[np.ndarray, np.ndarray]] = []
+        self._offsets = np.zeros(CHUNKS * (1 << CHUNK_BITS) + 1, dtype=np.int64)
+        self._rows = np.zeros(0, dtype=np.int32)
         self._built = 0
 
     def __len__(self) -> int:
@@ -80,16 +85,17 @@ class HashIndex:
         self.codes = np.concatenate([self.codes, _codes(digests)])
         self.keys = np.concatenate([self.keys, np.asarray(keys, dtype=np.int64)])
         self.last_seq = max(self.last_seq, int(self.keys[-1]))
-        if len(self.keys) - self._built > max(_TAIL_LIMIT, self._built // 10):
+        if len(self.keys) - self._built > _TAIL_LIMIT:
             self.build()
 
     def build(self) -> None:
-        words = _words(self.codes)
-        self._sorted = []
-        for c in range(CHUNKS):
-            order = np.argsort(words[:, c], kind="stable").astype(np.int32)
-            self._sorted.append((words[order, c], order))
-        self._built = len(self.keys)
+        n = len(self.keys)
+        buckets = (_words(self.codes).T.astype(np.int64) + (np.arange(CHUNKS, dtype=np.int64) << CHUNK_BITS)[:, None]).reshape(-1)
+        order = np.argsort(buckets, kind="stable")
+        self._rows = (order % max(n, 1)).astype(np.int32)
+        counts = np.bincount(buckets, minlength=CHUNKS << CHUNK_BITS)
+        self._offsets = np.concatenate([[0], np.cumsum(counts)])
+        self._built = n
 
     def search(self, queries: list[bytes], max_distance: int) -> dict[int, int]:
         """Key -> smallest distance to any of ``queries``, for the rows within ``max_distance``."""
@@ -98,21 +104,31 @@ class HashIndex:
         q = _codes(b"".join(queries))
         radius = max_distance // CHUNKS
         if radius > 2:
-            candidates = np.arange(len(self.keys))
-        else:
-            found = [np.arange(self._built, len(self.keys))]
-            q_words = _words(q)
-            for c, (values, order) in enumerate(self._sorted):
-                probes = np.unique((q_words[:, c, None] ^ _MASKS[radius][None, :]).reshape(-1))
-                lo, hi = np.searchsorted(values, probes, "left"), np.searchsorted(values, probes, "right")
-                lengths = hi - lo
-                keep = lengths > 0
-                lo, lengths = lo[keep], lengths[keep]
-                if len(lo):
-                    starts = np.repeat(lo - np.cumsum(lengths) + lengths, lengths)
-                    found.append(order[starts + np.arange(int(lengths.sum()))])
-            candidates = np.unique(np.concatenate(found))
-        return _verify(self.codes, self.keys, candidates, q, max_distance)
+            return _verify(self.codes, self.keys, np.arange(len(self.keys)), q, max_distance)
+        found = _verify(self.codes, self.keys, np.arange(self._built, len(self.keys)), q, max_distance)
+        if not self._built:
+            return found
+        chunk_base = (np.arange(CHUNKS, dtype=np.int64) << CHUNK_BITS)[None, :, None]
+        probes = (chunk_base + (_words(q).astype(np.int64)[:, :, None] ^ _MASKS[radius].astype(np.int64)[None, None, :])).reshape(
+            len(q), -1
+        )
+        starts, ends = self._offsets[probes], self._offsets[probes + 1]
+        lengths = (ends - starts).reshape(-1)
+        total = int(lengths.sum())
+        if not total:
+            return found
+        positions = np.repeat(starts.reshape(-1) - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        rows = self._rows[positions]
+        # candidates come grouped by query (probes are query-major): each group is compared with its own query only
+        bounds = np.concatenate([[0], np.cumsum(lengths.reshape(len(q), -1).sum(axis=1))])
+        for k in range(len(q)):
+            group = rows[bounds[k] : bounds[k + 1]]
+            distance = np.bitwise_count(self.codes[group] ^ q[k]).sum(axis=1, dtype=np.uint16)
+            hit = distance <= max_distance
+            for key, d in zip(self.keys[group[hit]].tolist(), distance[hit].tolist(), strict=True):
+                if d < found.get(key, pdq.BITS + 1):
+                    found[key] = d
+        return found
 
 
 def _verify(codes: np.ndarray, keys: np.ndarray, rows: np.ndarray, q: np.ndarray, max_distance: int) -> dict[int, int]:

@@ -96,7 +96,7 @@ def test_multi_index_finds_what_a_full_scan_finds() -> None:
     for row, digest in planted.items():
         stored[row] = np.frombuffer(digest, dtype=np.uint8)
     index = duplicates.HashIndex()
-    index.add(np.arange(1, 100_001), stored[:100_000].tobytes())  # built
+    index.add(np.arange(1, 100_001), stored[:100_000].tobytes())  # built (more than the tail limit)
     index.add(np.arange(100_001, 120_001), stored[100_000:].tobytes())  # the unsorted tail
     stored[110_000] = np.frombuffer(_flip(query, [1, 2, 3]), dtype=np.uint8)
     index.codes[110_000] = np.frombuffer(stored[110_000].tobytes(), dtype=np.uint64)
