@@ -10,12 +10,14 @@ at the chosen distance; (3) pairs of distinct reference pictures within the dist
 
 The chosen distance, ``service.duplicates.MATCH_DISTANCE`` = 47 of 256 bits: measured on 369
 distinct reference pictures, every JPEG re-encode at q50-95 lies within 38 (31, ThreatExchange's
-default, misses about 1 %), resizes to 25 % within 47 for about 98 % (the misses are pictures
-whose quarter size is tiny or nearly flat: 174 x 38 px and the like); the nearest pair of
-*different scenes* is at 64, and the 13 or so pairs within 47 are the same scene (CoMoFoD
-originals that share a picture, the same view shot with two Dresden cameras, an iPhone's HDR and
-plain shots, resent phone photos): genuine near-duplicates. 47 is also the largest distance at
-which the 16-chunk multi-index table needs radius 2 only (floor(47 / 16) = 2).
+default, misses about 1 % of q50), resizes to 50 % within 36, to 25 % within 47 for 97.8 % (the
+misses are pictures whose quarter size is tiny or nearly flat: 174 x 38 px and the like). 14 of
+the 67,896 pairs of distinct pictures lie within 47; they come from sets that hold shots of one
+scene (CoMoFoD originals sharing a picture, the same view from two Dresden cameras, an iPhone's
+HDR and plain shots, one phone contributor's repeated photos); the three inspected by eye were
+the same scene, so they are near-duplicates rather than false matches. Pairs from different
+sets start at 64. 47 is also the largest distance at which the 16-chunk multi-index table needs
+radius 2 only (floor(47 / 16) = 2).
 
 PDQ, like every global DCT hash, is not crop-tolerant: a crop of 1 % of one side moves the hash
 by up to ~40 bits, 2 % by up to ~55, and 5-10 % by 60-120 (as far as unrelated pictures). Crops

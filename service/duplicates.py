@@ -36,8 +36,8 @@ logger = logging.getLogger(__name__)
 
 #: Hamming distance (of 256 bits) at or below which two pictures are reported as near-duplicates.
 #: Chosen on the reference sets (bench/bench_duplicates.py): every JPEG re-encode at q50-95 and
-#: about 98 % of the resizes to 25 % fall within it; pairs of different scenes start at 64;
-#: pairs within it are shots of the same scene. ThreatExchange's default is 31, stricter.
+#: 97.8 % of the resizes to 25 % fall within it; the pairs of distinct reference pictures within it
+#: come from sets with several shots of one scene. ThreatExchange's default is 31, stricter.
 MATCH_DISTANCE = 47
 #: Bits per chunk of the multi-index table, and the chunks.
 CHUNK_BITS = 16
