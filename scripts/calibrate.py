@@ -22,6 +22,7 @@ left out of the fit; their folders' genuine photos are kept as negatives.
 """
 
 import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -40,12 +41,13 @@ from forensics import evaluation, fitting  # noqa: E402
 from forensics.calibration import CALIBRATION_FILE  # noqa: E402
 from forensics.dataset import read_index  # noqa: E402
 from forensics.learn.runtime import card_path  # noqa: E402
-from forensics.methods.deep_scan import FOLDS_ENV  # noqa: E402
+from forensics.methods.deep_scan import FOLDS_ENV, fold_name  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 SYNTH = REPO / "out" / "synth"
 CACHE = REPO / "out" / "calibration"
-#: Fold models of the deep scan: ``<FOLDS>/<dataset>/deep_scan.onnx``, trained without that dataset.
+#: Fold models of the deep scan: ``<FOLDS>/<dataset>/deep_scan.onnx``, trained without that dataset
+#: (``<a>+<b>`` without two).
 FOLDS = REPO / "out" / "train" / "folds"
 #: (folder, labels used): metadata and recapture folders contribute only their genuine photos.
 SETS: tuple[tuple[str, frozenset[str]], ...] = (
@@ -91,13 +93,15 @@ def deep_scan_folds() -> None:
     (``forensics.methods.deep_scan.VERSION``, raised whenever the recipe changes) is trained again.
     """
     shipped = json.loads(card_path("deep_scan").read_text())
-    for dataset in shipped.get("data_sources", []):
-        fold = FOLDS / dataset
+    sources = shipped.get("data_sources", [])
+    # one dataset held out, and two: the method selection inside a held-out fold holds out one more
+    for excluded in [*itertools.combinations(sources, 1), *itertools.combinations(sources, 2)]:
+        fold = FOLDS / fold_name(set(excluded))
         card = card_path("deep_scan", fold)
         if card.exists() and json.loads(card.read_text()).get("version") == shipped["version"]:
             continue
-        print(f"training the deep scan fold model without {dataset}", file=sys.stderr)
-        command = [sys.executable, "-m", "training", "deep_scan", "--exclude", dataset, "--models", str(fold)]
+        print(f"training the deep scan fold model without {', '.join(excluded)}", file=sys.stderr)
+        command = [sys.executable, "-m", "training", "deep_scan", *(a for d in excluded for a in ("--exclude", d)), "--models", str(fold)]
         subprocess.run(command, cwd=REPO, check=True, stdout=sys.stderr)
     os.environ[FOLDS_ENV] = str(FOLDS)
 

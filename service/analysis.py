@@ -215,7 +215,7 @@ def fail_image(session: Session, image_id: uuid.UUID, code: str, detail: str) ->
 # ms a statement, measured on the ORM update of a finding), and every method task runs four.
 _FINDING = (
     select(FindingRow)
-    .options(joinedload(FindingRow.image))
+    .options(joinedload(FindingRow.image).joinedload(Image.case))  # the case's sensitivity, in the same statement
     .where(FindingRow.image_id == bindparam("image_id"), FindingRow.method == bindparam("method"))
 )
 # A claim takes a pending finding, or a running one whose task stopped beating (its process died).

@@ -95,9 +95,10 @@ def test_damaged_model_fails_the_method_alone(tmp_path: Path, splice) -> None:
 
 
 def test_held_out_statistic_needs_the_fold_model() -> None:
-    details = {"statistic": 0.4, "fold_statistics": {"dresden_natural": 0.2}}
+    details = {"statistic": 0.4, "fold_statistics": {"dresden_natural": 0.2, "dresden_natural+recapture_phone": 0.3}}
     assert SCAN.statistic_excluding(details, frozenset({"casia2_samples"})) == 0.4
-    assert SCAN.statistic_excluding(details, frozenset({"dresden_natural"})) == 0.2
+    assert SCAN.statistic_excluding(details, frozenset({"dresden_natural", "casia2_samples"})) == 0.2
+    assert SCAN.statistic_excluding(details, frozenset({"recapture_phone", "dresden_natural"})) == 0.3
     with pytest.raises(ValueError, match="fold models"):
         SCAN.statistic_excluding(details, frozenset({"recapture_phone"}))
 

@@ -23,9 +23,11 @@ probability map.
 The shipped model was trained on crops of the camera and phone photos its card lists under
 ``data_sources``. So that no leave-one-dataset-out figure counts a photo the network has seen,
 ``scripts/calibrate.py`` sets ``FORENSICS_DEEP_SCAN_FOLDS`` to a folder of fold models
-(``<folder>/<dataset>/deep_scan.onnx``, each trained with ``--exclude <dataset>``): the method
-then also records each fold model's statistic, and :meth:`DeepScan.statistic_excluding`
-answers with the one trained without the held-out dataset.
+(``<folder>/<dataset>/deep_scan.onnx``, each trained with ``--exclude <dataset>``, and
+``<folder>/<a>+<b>/`` without two, for the method selection nested inside each held-out fold):
+the method then also records each fold model's statistic, and
+:meth:`DeepScan.statistic_excluding` answers with the one trained without the held-out
+datasets.
 """
 
 import json
@@ -100,9 +102,9 @@ class DeepScan(Method):
         if not seen:
             return float(details["statistic"])
         folds = details.get("fold_statistics") or {}
-        if len(seen) > 1 or next(iter(seen)) not in folds:
+        if (key := fold_name(seen)) not in folds:
             raise ValueError(f"the deep scan model was trained on {sorted(seen)}: run the evaluation with {FOLDS_ENV} set to fold models")
-        return float(folds[next(iter(seen))])
+        return float(folds[key])
 
     def examine(self, image: DecodedImage) -> Finding:
         return self.examine_with(image, AnalysisOptions())
@@ -149,6 +151,11 @@ class DeepScan(Method):
         finding = self.ok(statistic, "", "", details, heatmap=prob)
         label, summary = _describe(finding.score or 0.0, flagged, sensitivity)
         return replace(finding, label=label, summary=summary)
+
+
+def fold_name(excluded: frozenset[str] | set[str]) -> str:
+    """The folder name of the fold model trained without the ``excluded`` datasets (``a+b``)."""
+    return "+".join(sorted(excluded))
 
 
 def _probability(model: OnnxModel, views: list[tuple[np.ndarray, Any]]) -> np.ndarray:
