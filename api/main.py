@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from api.deps import RATE_HEADERS
 from api.observability import RequestObservability, bind_path_ids
 from api.problems import PROBLEM_RESPONSES, install_problem_handlers
-from api.routes import cases, duplicates, health, metrics, tools, uploads, webhooks
+from api.routes import cases, duplicates, health, metrics, shared, tools, uploads, webhooks
 from api.schemas import Problem as ProblemSchema
 from api.web.site import install as install_web_page
 from service.warmup import warm_up
@@ -47,6 +47,7 @@ def create_app() -> FastAPI:
     app.include_router(webhooks.router, responses=PROBLEM_RESPONSES)
     app.include_router(tools.router, responses=PROBLEM_RESPONSES)
     app.include_router(duplicates.router, responses=PROBLEM_RESPONSES)
+    app.include_router(shared.router, responses=PROBLEM_RESPONSES)
     app.include_router(health.router)
     app.include_router(metrics.router)
     install_web_page(app)

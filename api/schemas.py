@@ -43,6 +43,7 @@ class ImageSummary(BaseModel):
     verdict: str | None = None
     error: ImageError | None = None
     url: str = Field(description="The image's full report")
+    anomalies: list[str] = Field([], description="The contextual anomaly rules this image raises (information only; see its report)")
 
 
 class Progress(BaseModel):
@@ -63,6 +64,9 @@ class CasePublic(BaseModel):
     progress: Progress
     images: list[ImageSummary]
     report_url: str
+    anomalies: dict[str, int] = Field(
+        {}, description="Per anomaly rule, how many images raise it (time_spread, gps_distance, age, camera, duplicate); no effect on scores"
+    )
 
 
 class CaseListItem(BaseModel):
@@ -108,6 +112,29 @@ class DuplicateSearchResult(BaseModel):
     matches: list[NearDuplicate] = Field(description="The tenant's images showing the same picture, nearest first")
 
 
+class AnomalyLimits(BaseModel):
+    """A case's anomaly limits; an omitted one keeps the tenant's default."""
+
+    max_time_spread_hours: float | None = Field(None, gt=0, le=1e6, description="Capture times farther than this from the case's median")
+    max_distance_km: float | None = Field(None, gt=0, le=40000, description="GPS positions farther than this from the case's median position")
+    max_age_days: float | None = Field(None, gt=0, le=1e6, description="Pictures taken longer than this before the case was created")
+
+
+class Anomaly(BaseModel):
+    rule: str = Field(description="time_spread | gps_distance | age | camera | duplicate")
+    message: str
+    values: dict[str, Any] = Field(description="The values that raised it")
+    limit: float | str | None = None
+
+
+class ReverseSearch(BaseModel):
+    shared: bool = Field(description="Whether a user let the original leave the newsroom for reverse image search")
+    shared_at: datetime | None = None
+    shared_by: str | None = Field(None, description="Prefix of the API key behind the request (or web session) that shared it")
+    links: dict[str, str] = Field({}, description="Reverse-search links per service (only after sharing; the public URL is short-lived)")
+    note: str | None = None
+
+
 class ImageReport(BaseModel):
     id: UUID
     case_id: UUID
@@ -134,6 +161,8 @@ class ImageReport(BaseModel):
     completed_at: datetime | None = None
     seconds: float | None = None
     near_duplicates: list[NearDuplicate] = Field([], description="The tenant's other images showing the same picture (PDQ)")
+    anomalies: list[Anomaly] = Field([], description="Contextual anomalies against the rest of the case (information; no effect on the score)")
+    reverse_search: ReverseSearch | None = None
 
 
 class MetadataResult(BaseModel):
@@ -278,3 +307,4 @@ class CaseFromSources(BaseModel):
     label: Text200 | None = None
     callback_url: HttpUrl | None = None
     sensitivity: Sensitivity = Field(Sensitivity.DEFAULT, description="deep scan: fast, default or thorough (more passes, more time)")
+    anomaly_limits: AnomalyLimits | None = None

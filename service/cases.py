@@ -54,6 +54,7 @@ def create_case(
     intakes: list[Intake],
     stored: dict[str, str] | None = None,
     sensitivity: Sensitivity = Sensitivity.DEFAULT,
+    anomaly_limits: dict[str, float] | None = None,
 ) -> tuple[Case, list[uuid.UUID]]:
     """Store the accepted originals (once per SHA-256) and create the case; returns it and the images to enqueue.
 
@@ -63,7 +64,13 @@ def create_case(
     """
     stored = stored or {}
     case = Case(
-        id=uuid.uuid4(), tenant_id=tenant_id, label=label, callback_url=callback_url, sensitivity=sensitivity, image_count=len(intakes)
+        id=uuid.uuid4(),
+        tenant_id=tenant_id,
+        label=label,
+        callback_url=callback_url,
+        sensitivity=sensitivity,
+        image_count=len(intakes),
+        anomaly_limits=anomaly_limits,
     )
     now = utcnow()
     uploads: dict[str, tuple[Path, str]] = {}

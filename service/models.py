@@ -109,6 +109,8 @@ class Tenant(Base):
     #: Overrides of the default limits (None = the settings' default).
     requests_per_minute: Mapped[int | None] = mapped_column(Integer)
     images_per_day: Mapped[int | None] = mapped_column(Integer)
+    #: The tenant's default limits of the case anomalies (service.anomalies.LIMITS keys; None = the settings' defaults).
+    anomaly_limits: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -147,6 +149,8 @@ class Case(Base):
     sensitivity: Mapped[str] = mapped_column(String(16), default=Sensitivity.DEFAULT, server_default=Sensitivity.DEFAULT.value)
     status: Mapped[str] = mapped_column(String(16), default=CaseStatus.QUEUED)
     image_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: The anomaly limits fixed at creation (settings, then tenant defaults, then the request); None = the current defaults.
+    anomaly_limits: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None]
@@ -193,6 +197,12 @@ class Image(Base):
     started_at: Mapped[datetime | None]
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     completed_at: Mapped[datetime | None]
+    #: When a user first let the original leave for reverse image search, and with which key (its prefix).
+    shared_at: Mapped[datetime | None]
+    shared_by: Mapped[str | None] = mapped_column(String(32))
+    #: The token of the latest short-lived public URL of the original (GET /v1/shared/{token}) and when it expires.
+    share_token: Mapped[str | None] = mapped_column(String(64), index=True, unique=True)
+    share_expires_at: Mapped[datetime | None]
 
     case: Mapped[Case] = relationship(back_populates="images")
     findings: Mapped[list["FindingRow"]] = relationship(

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from forensics.render import colour_png, from_gray_png
 from forensics.resample import display_size
+from service import anomalies as anomaly_rules
 from service.cases import progress
 from service.models import Case, Image
 from service.storage import Storage
@@ -32,9 +33,18 @@ def image_error(image: Image) -> dict[str, str | None] | None:
     return {"code": image.error_code, "detail": image.error_detail}
 
 
-def image_report(image: Image, link: Link, near_duplicates: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Everything known about one image: file, metadata, fused result, every finding with its maps, and the
-    tenant's other images that show the same picture (``near_duplicates``, :mod:`service.duplicates`)."""
+def image_report(
+    image: Image,
+    link: Link,
+    near_duplicates: list[dict[str, Any]] | None = None,
+    *,
+    anomalies: list[dict[str, Any]] | None = None,
+    reverse_search: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything known about one image: file, metadata, fused result, every finding with its maps, the
+    tenant's other images that show the same picture (``near_duplicates``, :mod:`service.duplicates`), its
+    contextual anomalies within the case (:mod:`service.anomalies`) and whether it was shared for reverse
+    image search (:mod:`service.reverse_search`); the last three are looked up by the caller."""
     fused = image.fused or {}
     return {
         "id": str(image.id),
@@ -76,11 +86,16 @@ def image_report(image: Image, link: Link, near_duplicates: list[dict[str, Any]]
         "completed_at": _iso(image.completed_at),
         "seconds": image.seconds,
         "near_duplicates": near_duplicates or [],
+        "anomalies": anomalies or [],
+        "reverse_search": reverse_search,
     }
 
 
-def batch_summary(case: Case) -> dict[str, Any]:
-    return {
+def batch_summary(case: Case, anomalies: dict[str, list[dict[str, Any]]] | None = None) -> dict[str, Any]:
+    """The case's summary; with ``anomalies`` (:func:`service.anomalies.for_case`), each image's anomaly rules
+    and their count per rule for the case."""
+    found = anomalies or {}
+    summary: dict[str, Any] = {
         "case_id": str(case.id),
         "label": case.label,
         "status": case.status,
@@ -101,6 +116,11 @@ def batch_summary(case: Case) -> dict[str, Any]:
             for i in case.images
         ],
     }
+    if anomalies is not None:
+        summary["anomalies"] = anomaly_rules.summary(found)
+        for entry in summary["images"]:
+            entry["anomalies"] = sorted({a["rule"] for a in found.get(entry["id"], [])})
+    return summary
 
 
 def _folder(image: Image) -> str:
@@ -108,21 +128,23 @@ def _folder(image: Image) -> str:
     return f"{image.position + 1:03d}_{stem}"
 
 
-def write_report_zip(case: Case, storage: Storage, out: IO[bytes]) -> None:
+def write_report_zip(case: Case, storage: Storage, out: IO[bytes], anomalies: dict[str, list[dict[str, Any]]] | None = None) -> None:
     """The dossier's layout: ``batch_summary.json``, ``report.pdf`` (the editors' PDF of the whole case),
     and per image a folder with ``forensic_report.json``, colour heatmaps per method (``heatmap_<method>.png``),
     views, the fused heatmap and the overlay.
 
-    ``case`` must have its images and their findings loaded.
+    ``case`` must have its images and their findings loaded; ``anomalies`` (:func:`service.anomalies.for_case`),
+    when given, go into the summary, each image's report and the PDF.
     """
     from service.pdf_report import write_case_pdf  # imports this module
 
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("batch_summary.json", json.dumps(batch_summary(case), indent=2))
+        archive.writestr("batch_summary.json", json.dumps(batch_summary(case, anomalies), indent=2))
         pdf = zipfile.ZipInfo("report.pdf", date_time=datetime.now().timetuple()[:6])
         pdf.compress_type = zipfile.ZIP_STORED  # its streams are compressed already
         with archive.open(pdf, "w") as stream:
-            write_case_pdf(case, storage, stream)
+            listed = {key: {"anomalies": pdf_anomalies(found)} for key, found in (anomalies or {}).items()}
+            write_case_pdf(case, storage, stream, extra=listed)
         for image in case.images:
             folder = _folder(image)
             names: dict[str, str] = {}
@@ -142,5 +164,10 @@ def write_report_zip(case: Case, storage: Storage, out: IO[bytes]) -> None:
             if image.overlay_key:
                 names[image.overlay_key] = f"overlay_fused{PurePosixPath(image.overlay_key).suffix}"
                 archive.writestr(f"{folder}/{names[image.overlay_key]}", storage.get_bytes(image.overlay_key), zipfile.ZIP_STORED)
-            report = image_report(image, names.get)
+            report = image_report(image, names.get, anomalies=(anomalies or {}).get(str(image.id)))
             archive.writestr(f"{folder}/forensic_report.json", json.dumps(report, indent=2, default=str))
+
+
+def pdf_anomalies(listed: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The PDF lists each anomaly as its rule and plain-words message (the values are in the JSON report)."""
+    return [{"rule": a["rule"], "detail": a["message"]} for a in listed]

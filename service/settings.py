@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = Field(default=None, validation_alias=_env("S3_SECRET_ACCESS_KEY"))
     s3_create_bucket: bool = Field(default=False, description="Create the bucket at start if missing")
     presign_seconds: int = Field(default=900, ge=60, le=7 * 24 * 3600)
+    share_seconds: int = Field(default=900, ge=60, le=24 * 3600, description="Life of the public URL of an image shared for reverse search")
+
+    # Defaults of the case anomalies' limits (service.anomalies); a tenant's anomaly_limits and a case's override them.
+    anomaly_max_time_spread_hours: float = Field(default=72.0, gt=0)
+    anomaly_max_distance_km: float = Field(default=50.0, gt=0)
+    anomaly_max_age_days: float = Field(default=30.0, gt=0)
 
     max_file_bytes: int = Field(default=100 * 1024 * 1024, ge=1)
     max_request_bytes: int = Field(default=5 * 1024**3, ge=1)

@@ -5,7 +5,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Annotated, BinaryIO
+from typing import Annotated, Any, BinaryIO
 from urllib.parse import quote
 from uuid import UUID
 
@@ -18,14 +18,25 @@ from starlette.background import BackgroundTask
 from api.deps import LinkDep, PrincipalDep, ReadSessionDep, SessionDep, SettingsDep, StorageDep
 from api.idempotency import idempotency_key, json_answer
 from api.problems import Problem
-from api.schemas import CaseFromSources, CaseList, CaseListItem, CasePublic, ImageError, ImageReport, ImageSummary, Progress
+from api.schemas import (
+    CaseFromSources,
+    CaseList,
+    CaseListItem,
+    CasePublic,
+    ImageError,
+    ImageReport,
+    ImageSummary,
+    Progress,
+    ReverseSearch,
+)
 from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, to_intake
 from forensics.formats import ImageFormat
 from forensics.options import Sensitivity
-from service import cases, duplicates, idempotency, intake, names, pdf_report, reports
+from service import anomalies, cases, duplicates, idempotency, intake, names, pdf_report, reports, reverse_search
 from service.intake import Answer, Archive, CaseRequest
-from service.models import Case, CaseStatus
+from service.models import Case, CaseStatus, Image
+from service.settings import Settings
 
 router = APIRouter(prefix="/v1/cases", tags=["cases"])
 
@@ -50,6 +61,10 @@ CREATE_CASE = {
                             "default": Sensitivity.DEFAULT.value,
                             "description": "deep scan: fast, default or thorough (more passes, more time)",
                         },
+                        **{
+                            f"anomaly_{name}": {"type": "number", "exclusiveMinimum": 0, "description": f"this case's anomaly limit {name}"}
+                            for name in anomalies.LIMITS
+                        },
                     },
                 }
             },
@@ -61,7 +76,9 @@ MAX_JSON_BYTES = 1024 * 1024
 RETRY_AFTER_SECONDS = "2"
 
 
-def _case_public(request: Request, case: Case) -> CasePublic:
+def _case_public(request: Request, case: Case, found: dict[str, list[dict[str, Any]]] | None = None) -> CasePublic:
+    """The case status; ``found`` is each image's anomalies (:func:`service.anomalies.for_case`), none at creation."""
+    found = found or {}
     return CasePublic(
         id=case.id,
         label=case.label,
@@ -81,10 +98,12 @@ def _case_public(request: Request, case: Case) -> CasePublic:
                 verdict=i.verdict,
                 error=ImageError(code=i.error_code, detail=i.error_detail) if i.error_code else None,
                 url=str(request.url_for("get_image_report", case_id=case.id, image_id=i.id)),
+                anomalies=sorted({a["rule"] for a in found.get(str(i.id), [])}),
             )
             for i in case.images
         ],
         report_url=str(request.url_for("get_report_zip", case_id=case.id)),
+        anomalies=anomalies.summary(found),
     )
 
 
@@ -107,6 +126,23 @@ def _sensitivity(value: str | None) -> Sensitivity:
         raise Problem("BAD_REQUEST", f"sensitivity must be one of {', '.join(s.value for s in Sensitivity)}") from None
 
 
+def _limits(fields: dict[str, str]) -> dict[str, float] | None:
+    """The multipart form's ``anomaly_<limit>`` fields (positive numbers), or None without any."""
+    limits: dict[str, float] = {}
+    for name in anomalies.LIMITS:
+        value = fields.get(f"anomaly_{name}")
+        if value is None or not value.strip():
+            continue
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not 0 < number <= 1e6:
+            raise Problem("BAD_REQUEST", f"anomaly_{name} must be a positive number up to 1000000")
+        limits[name] = number
+    return limits or None
+
+
 def _from_multipart(form: UploadForm, max_file_bytes: int) -> CaseRequest:
     fingerprint = idempotency.fingerprint(
         {"fields": form.fields, "files": [(f.field, f.filename, f.size, None if f.too_large else f.sha256) for f in form.files]}
@@ -116,6 +152,7 @@ def _from_multipart(form: UploadForm, max_file_bytes: int) -> CaseRequest:
         label=_text_field(form.fields.get("label"), "label", 200),
         callback_url=_text_field(form.fields.get("callback_url"), "callback_url", 2000),
         sensitivity=_sensitivity(form.fields.get("sensitivity")),
+        anomaly_limits=_limits(form.fields),
         files=tuple(to_intake(f, max_file_bytes) for f in form.files if f.field == "images"),
         archives=tuple(Archive(f.filename, f.path, f.too_large) for f in form.files if f.field == "archive"),
     )
@@ -134,6 +171,7 @@ async def _from_json(request: Request) -> CaseRequest:
         label=_text_field(body.label, "label", 200),
         callback_url=_text_field(body.callback_url, "callback_url", 2000),
         sensitivity=body.sensitivity,
+        anomaly_limits=body.anomaly_limits.model_dump(exclude_none=True) or None if body.anomaly_limits else None,
         upload_ids=tuple(body.upload_ids),
         urls=tuple(body.urls),
     )
@@ -210,15 +248,19 @@ def get_case(
     case_id: UUID,
     principal: PrincipalDep,
     session: ReadSessionDep,
+    settings: SettingsDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
-    """Case status, progress and each image's status, score and verdict (ETag; Retry-After while running)."""
+    """Case status, progress and each image's status, score and verdict, and the count of contextual anomalies
+    per rule (ETag; Retry-After while running)."""
     fingerprint = cases.status_fingerprint(session, principal.tenant_id, case_id)
     base_url = str(request.base_url)
     status = status_bodies.get(case_id, base_url, fingerprint)
     if status is None:
         case = cases.get_case(session, principal.tenant_id, case_id)
-        body = _case_public(request, case).model_dump_json().encode()
+        # Anomalies read the images' metadata (written with the status moves the fingerprint counts) and
+        # near-duplicates of this case or stored before it, so the cached body stays true until the fingerprint moves.
+        body = _case_public(request, case, anomalies.for_case(session, settings, case)).model_dump_json().encode()
         status = make_body(fingerprint, body, running=case.status in (CaseStatus.QUEUED, CaseStatus.RUNNING))
         status_bodies.put(case_id, base_url, status)
     headers = {"ETag": status.etag, "Cache-Control": "no-cache"}
@@ -231,21 +273,49 @@ def get_case(
 
 @router.get("/{case_id}/images/{image_id}", response_model=ImageReport)
 def get_image_report(
-    case_id: UUID, image_id: UUID, principal: PrincipalDep, session: ReadSessionDep, link: LinkDep
+    request: Request, case_id: UUID, image_id: UUID, principal: PrincipalDep, session: ReadSessionDep, link: LinkDep, settings: SettingsDep
 ) -> ImageReport:
-    """The full report of one image: file, metadata, every finding, heatmap URLs, method versions, SHA-256."""
+    """The full report of one image: file, metadata, every finding, heatmap URLs, method versions, SHA-256,
+    contextual anomalies within the case, and whether it was shared for reverse image search (with the links while shared)."""
     image = cases.get_image(session, principal.tenant_id, case_id, image_id)
     near = duplicates.near_duplicates_of(session, principal.tenant_id, image.id)
-    return ImageReport.model_validate(reports.image_report(image, link, near))
+    extra = _image_extra(request, session, settings, principal.tenant_id, image)
+    return ImageReport.model_validate(reports.image_report(image, link, near, **extra))
+
+
+def _image_extra(request: Request, session: Any, settings: Settings, tenant_id: UUID, image: Image) -> dict[str, Any]:
+    """The report keys looked up beyond the image itself: its anomalies within the case and its reverse-search state."""
+    found = anomalies.for_case(session, settings, cases.get_case(session, tenant_id, image.case_id))
+    token = reverse_search.live_token(image)
+    public = str(request.url_for("get_shared_image", token=token)) if token else None
+    return {"anomalies": found.get(str(image.id), []), "reverse_search": reverse_search.report(image, public)}
+
+
+@router.post("/{case_id}/images/{image_id}/share", response_model=ReverseSearch)
+def share_image(
+    request: Request, case_id: UUID, image_id: UUID, principal: PrincipalDep, session: SessionDep, settings: SettingsDep
+) -> ReverseSearch:
+    """Let this one original leave the newsroom for reverse image search: a public URL of it, valid
+    `share_seconds` (15 minutes by default), and the links of the major reverse-search services. Records
+    when and with which key it was first shared; the report says so from then on."""
+    image = cases.get_image(session, principal.tenant_id, case_id, image_id)
+    if image.storage_key is None:
+        raise Problem("NOT_FOUND", "the original of this image is not stored (yet), so it cannot be shared")
+    token = reverse_search.share(image, principal.key_prefix, settings.share_seconds)
+    session.commit()
+    return ReverseSearch.model_validate(reverse_search.report(image, str(request.url_for("get_shared_image", token=token))))
 
 
 @router.get("/{case_id}/report.zip", response_class=FileResponse)
-def get_report_zip(case_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep) -> FileResponse:
-    """The dossier: `batch_summary.json` and, per image, `forensic_report.json` with its heatmaps."""
+def get_report_zip(
+    case_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep, settings: SettingsDep
+) -> FileResponse:
+    """The dossier: `batch_summary.json` (with the case's anomalies) and, per image, `forensic_report.json` with its heatmaps."""
     case = cases.get_case_with_findings(session, principal.tenant_id, case_id)
+    found = anomalies.for_case(session, settings, case)
     spool = tempfile.NamedTemporaryFile(prefix="forensics-report-", suffix=".zip", delete=False)  # noqa: SIM115
     with spool:
-        reports.write_report_zip(case, storage, spool)
+        reports.write_report_zip(case, storage, spool, found)
     path = Path(spool.name)
     return FileResponse(
         path,
@@ -272,18 +342,29 @@ def _pdf(write: Callable[[BinaryIO], None], filename: str) -> FileResponse:
 
 
 @router.get("/{case_id}/report.pdf", response_class=FileResponse, responses=PDF_RESPONSE)
-def get_case_pdf(case_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep) -> FileResponse:
+def get_case_pdf(
+    case_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep, settings: SettingsDep
+) -> FileResponse:
     """The editors' PDF of the case: a cover with the verdicts, then per image its verdict, score, overlay,
     findings, metadata and evidence chain (the content of the dossier, rendered on request, as the zip)."""
     case = cases.get_case_with_findings(session, principal.tenant_id, case_id)
-    return _pdf(partial(pdf_report.write_case_pdf, case, storage), f"case_{case_id}.pdf")
+    found = anomalies.for_case(session, settings, case)
+    extra = {key: {"anomalies": reports.pdf_anomalies(listed)} for key, listed in found.items()}
+    return _pdf(partial(pdf_report.write_case_pdf, case, storage, extra=extra), f"case_{case_id}.pdf")
+
 
 
 @router.get("/{case_id}/images/{image_id}/report.pdf", response_class=FileResponse, responses=PDF_RESPONSE)
-def get_image_pdf(case_id: UUID, image_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep) -> FileResponse:
+def get_image_pdf(
+    case_id: UUID, image_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep, settings: SettingsDep
+) -> FileResponse:
     """The editors' PDF of one image: the content of its report, with the overlay."""
     image = cases.get_image(session, principal.tenant_id, case_id, image_id)
-    extra = {"near_duplicates": duplicates.near_duplicates_of(session, principal.tenant_id, image.id)}
+    found = anomalies.for_case(session, settings, cases.get_case(session, principal.tenant_id, case_id))
+    extra = {
+        "near_duplicates": duplicates.near_duplicates_of(session, principal.tenant_id, image.id),
+        "anomalies": reports.pdf_anomalies(found.get(str(image.id), [])),
+    }
     return _pdf(partial(pdf_report.write_image_pdf, image, storage, extra=extra), f"image_{image_id}.pdf")
 
 

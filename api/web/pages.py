@@ -18,7 +18,7 @@ from api.web.render import PageRoute, page
 from api.web.session import VisitorDep
 from forensics.fusion import DECISION_LINE
 from forensics.render import colour_png
-from service import cases, reports
+from service import anomalies, cases, reports, reverse_search
 from service.compare import compare_case_images
 from service.models import Case, CaseStatus, FindingStatus, ImageStatus
 from service.storage import Storage
@@ -58,12 +58,13 @@ def new_case_page(request: Request, visitor: VisitorDep, settings: SettingsDep, 
 
 
 @router.get("/cases/{case_id}", response_class=HTMLResponse)
-def case_page(request: Request, case_id: UUID, visitor: VisitorDep, session: ReadSessionDep) -> HTMLResponse:
+def case_page(request: Request, case_id: UUID, visitor: VisitorDep, session: ReadSessionDep, settings: SettingsDep) -> HTMLResponse:
     """One case, live while it runs: each image's thumbnail, score, verdict, methods over the line, status."""
     etag = _rows_etag(cases.status_fingerprint(session, visitor.principal.tenant_id, case_id))
     case = cases.get_case_with_findings(session, visitor.principal.tenant_id, case_id)
     methods = sorted({f.method for image in case.images for f in image.findings})
-    return page(request, "case.html", {"visitor": visitor, "etag": etag, "methods": methods, **_rows(case)})
+    found = anomalies.for_case(session, settings, case)
+    return page(request, "case.html", {"visitor": visitor, "etag": etag, "methods": methods, **_rows(case, found)})
 
 
 @router.get("/cases/{case_id}/rows", response_class=HTMLResponse)
@@ -72,6 +73,7 @@ def case_rows(
     case_id: UUID,
     visitor: VisitorDep,
     session: ReadSessionDep,
+    settings: SettingsDep,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The case page's rows alone, for its script to poll: 304 while the case's status summary is unchanged."""
@@ -79,17 +81,26 @@ def case_rows(
     if if_none_match == etag:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
     case = cases.get_case_with_findings(session, visitor.principal.tenant_id, case_id)
-    response = page(request, "case_rows.html", _rows(case))
+    response = page(request, "case_rows.html", _rows(case, anomalies.for_case(session, settings, case)))
     response.headers.update({"ETag": etag, "Cache-Control": "no-cache"})
     return response
 
 
 @router.get("/cases/{case_id}/images/{image_id}", response_class=HTMLResponse)
-def image_page(request: Request, case_id: UUID, image_id: UUID, visitor: VisitorDep, session: ReadSessionDep) -> HTMLResponse:
-    """One image: the picture with any map over it, the findings, the fused score's parts, the metadata, downloads."""
+def image_page(
+    request: Request, case_id: UUID, image_id: UUID, visitor: VisitorDep, session: ReadSessionDep, settings: SettingsDep
+) -> HTMLResponse:
+    """One image: the picture with any map over it, the findings, the fused score's parts, the metadata, the
+    contextual anomalies within the case, reverse image search (after the user shares it), downloads."""
     image = cases.get_image(session, visitor.principal.tenant_id, case_id, image_id)
     case = cases.get_case(session, visitor.principal.tenant_id, case_id)
-    report = reports.image_report(image, lambda key: _file_url(request, key))
+    token = reverse_search.live_token(image)
+    report = reports.image_report(
+        image,
+        lambda key: _file_url(request, key),
+        anomalies=anomalies.for_case(session, settings, case).get(str(image.id), []),
+        reverse_search=reverse_search.report(image, str(request.url_for("get_shared_image", token=token)) if token else None),
+    )
     layers = [{"name": "fused", "title": "Fused", "url": report["heatmap_url"]}] if report["heatmap_url"] else []
     layers += [{"name": f["method"], "title": f"{f['method']} ({f['score']:.0f})" if f["score"] is not None else f["method"],
                 "url": f["heatmap_url"]} for f in report["findings"] if f["heatmap_url"]]
@@ -132,21 +143,24 @@ def compare_page(
     return page(request, "compare.html", context)
 
 
-def _rows(case: Case) -> dict[str, Any]:
+def _rows(case: Case, found: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """What the case rows show: per image, whether its thumbnail can be shown (once analysed: then
-    it decodes, and the API does not decode originals beside the workers) and the methods over the line."""
+    it decodes, and the API does not decode originals beside the workers), the methods over the line and
+    the contextual anomalies (``found``, :func:`service.anomalies.for_case`), with their count per rule."""
     rows = [
         {
             "image": image,
             "picture": image.status == ImageStatus.COMPLETED,
             "over": [f.method for f in image.findings if f.status == FindingStatus.OK and f.score is not None and f.score >= DECISION_LINE],
+            "anomalies": sorted({a["rule"].replace("_", " ") for a in found.get(str(image.id), [])}),
         }
         for image in case.images
     ]
     progress = cases.progress(case)
     flagged = sum(1 for i in case.images if i.tamper_score is not None and i.tamper_score >= DECISION_LINE)
     running = case.status in (CaseStatus.QUEUED, CaseStatus.RUNNING)
-    return {"case": case, "rows": rows, "progress": progress, "flagged": flagged, "running": running}
+    counts = {rule.replace("_", " "): n for rule, n in anomalies.summary(found).items() if n}
+    return {"case": case, "rows": rows, "progress": progress, "flagged": flagged, "running": running, "anomaly_counts": counts}
 
 
 def _rows_etag(fingerprint: tuple[Any, ...]) -> str:
