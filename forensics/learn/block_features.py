@@ -143,18 +143,20 @@ def _chroma_residual(bands: list[np.ndarray]) -> np.ndarray:
     return total
 
 
-def _measure_strip(lum: np.ndarray, bands: list[np.ndarray], y0: int, y1: int) -> dict[str, np.ndarray]:
-    """Every full-resolution measurement of the block rows between pixel rows ``y0`` and ``y1``.
+def _measure_strip(luma: np.ndarray, rgb: np.ndarray, size: tuple[int, int], y0: int, y1: int) -> dict[str, np.ndarray]:
+    """Every full-resolution measurement of the block rows between pixel rows ``y0`` and ``y1``
+    of the image's whole blocks (``size``: their height and width in pixels).
 
-    The strip is read with :data:`_MARGIN` rows of context on each side, so a 3x3 filter sees
-    the same neighbours as on the whole image; at the image's own edges the filters' border
-    rule applies, as it would on the whole image. The results are the whole image's.
+    The strip is copied out with :data:`_MARGIN` rows of context on each side, so a 3x3 filter
+    sees the same neighbours as on the whole image; at the edges of the whole blocks the
+    filters' border rule applies, as it would on the whole image. The results are the whole
+    image's, and no full-size copy of the image is ever made.
     """
-    h, w = lum.shape
+    h, w = size
     rows, cols = (y1 - y0) // BLOCK, w // BLOCK
     ya, yb = max(0, y0 - _MARGIN), min(h, y1 + _MARGIN)
     top, n = y0 - ya, y1 - y0
-    piece = lum[ya:yb]
+    piece = np.ascontiguousarray(luma[ya:yb, :w])
     core = piece[top : top + n]
     kb = np.abs(cv2.filter2D(piece, -1, _KB, borderType=cv2.BORDER_REFLECT)[top : top + n])
     hh = np.abs(cv2.filter2D(piece, -1, _HH, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)[top : top + n])
@@ -166,7 +168,7 @@ def _measure_strip(lum: np.ndarray, bands: list[np.ndarray], y0: int, y1: int) -
     dv = np.zeros((n, w), np.float32)
     below = piece[top + 1 : top + n + 1]
     np.abs(np.subtract(below, core[: below.shape[0]], out=dv[: below.shape[0]]), out=dv[: below.shape[0]])
-    strip_bands = [b[ya:yb] for b in bands]
+    strip_bands = cv2.split(np.ascontiguousarray(rgb[ya:yb, :w]))
     chroma = _chroma_residual(strip_bands)[top // 2 : (top + n) // 2]
     core_bands = [b[top : top + n] for b in strip_bands]
     low = cv2.min(cv2.min(core_bands[0], core_bands[1]), core_bands[2])
@@ -184,6 +186,16 @@ def _measure_strip(lum: np.ndarray, bands: list[np.ndarray], y0: int, y1: int) -
     }
 
 
+def _zero_share(coefficients: np.ndarray, rows: int, cols: int) -> np.ndarray:
+    """Per block, the share of its 63 quantized AC coefficients that are zero (a strip of blocks at a time)."""
+    zeros = np.empty((rows, cols), np.float32)
+    for r0 in range(0, rows, STRIP_ROWS):
+        strip = coefficients[r0 : min(rows, r0 + STRIP_ROWS), :cols]
+        count = np.count_nonzero(strip == 0, axis=(2, 3)) - (strip[:, :, 0, 0] == 0)
+        zeros[r0 : r0 + strip.shape[0]] = count / 63.0
+    return zeros
+
+
 def _double_quantization(image: DecodedImage, rows: int, cols: int) -> tuple[np.ndarray, float]:
     """The ADQ map ("probability the block lacks the earlier compression") and whether it holds."""
     adq = aligned_double_quantization(image)
@@ -199,9 +211,7 @@ def block_features(image: DecodedImage, *, with_history: bool = True) -> BlockFe
     if rows < 1 or cols < 1:
         raise ValueError("the image is smaller than one 8x8 block")
     h, w = rows * BLOCK, cols * BLOCK
-    lum = np.ascontiguousarray(luma[:h, :w])
-    bands = cv2.split(np.ascontiguousarray(image.rgb[:h, :w]))
-    strips = [_measure_strip(lum, bands, y0, min(h, y0 + STRIP_ROWS * BLOCK)) for y0 in range(0, h, STRIP_ROWS * BLOCK)]
+    strips = [_measure_strip(luma, image.rgb, (h, w), y0, min(h, y0 + STRIP_ROWS * BLOCK)) for y0 in range(0, h, STRIP_ROWS * BLOCK)]
     raw = {key: np.concatenate([strip[key] for strip in strips]) for key in strips[0]}
     kb, hh, mean = raw["kb"], raw["hh"], raw["mean"]
     texture = np.sqrt(np.maximum(raw["mean_sq"] - mean * mean, 0.0))
@@ -217,8 +227,7 @@ def block_features(image: DecodedImage, *, with_history: bool = True) -> BlockFe
     zeros = np.zeros((rows, cols), np.float32)
     adq, adq_valid = np.full((rows, cols), ADQ_NEUTRAL, np.float32), 0.0
     if is_jpeg:
-        quantized = jpeg.coefficients[0][:rows, :cols].reshape(rows, cols, 64)[..., 1:]
-        zeros = (quantized == 0).mean(axis=2).astype(np.float32)
+        zeros = _zero_share(jpeg.coefficients[0], rows, cols)
         if with_history:
             adq, adq_valid = _double_quantization(image, rows, cols)
     channels = [

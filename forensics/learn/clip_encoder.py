@@ -69,12 +69,12 @@ def _load(path: Path) -> Any:
     import onnxruntime
 
     try:
-        data = path.read_bytes()
+        with path.open("rb") as stream:  # streamed: the 90 MB file is never held whole beside the session
+            digest = hashlib.file_digest(stream, "sha256").hexdigest()
     except FileNotFoundError:
         raise ModelUnavailable(f"the CLIP encoder is not installed: {path} is missing") from None
     except OSError as exc:
         raise ModelUnavailable(f"the CLIP encoder cannot be read: {exc}") from None
-    digest = hashlib.sha256(data).hexdigest()
     if digest != ENCODER_SHA256:
         raise ModelUnavailable(
             f"the CLIP encoder is corrupt or not the pinned one: {path.name} has SHA-256 {digest[:12]}..., "
@@ -83,8 +83,9 @@ def _load(path: Path) -> Any:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False  # buffers go back after each run instead of staying at their peak
     try:
-        return onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a malformed graph
         raise ModelUnavailable(f"the CLIP encoder does not load: {exc}") from None
 

@@ -88,6 +88,7 @@ def _load(name: str, folder: Path) -> OnnxModel:
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False  # buffers go back after each run instead of staying at their peak
     try:
         session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a malformed graph
