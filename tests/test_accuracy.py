@@ -2,7 +2,7 @@
 
 The shipped calibration was fitted on these datasets, so these are in-sample checks that the
 engine still reaches what ``scripts/calibrate.py`` printed (README "Accuracy": in-sample fused
-AUC CASIA 1.000, CoMoFoD 0.859, NoSo 1.000; held out 0.928, 0.856, 0.998), with a margin, on
+AUC CASIA 1.000, CoMoFoD 0.843, NoSo 1.000; held out 1.000, 0.835, 1.000), with a margin, on
 subsets chosen to keep the suite fast. The held-out figures themselves are asserted on
 synthetic rows in ``tests/test_fitting.py`` and printed by the script.
 """
@@ -49,7 +49,9 @@ def test_comofod_copy_moves() -> None:
     pos, neg = fused_scores(samples)
     assert roc_auc(pos, neg) >= 0.65
     assert np.mean(np.asarray(neg) >= 50) <= 0.2
-    assert np.mean(np.asarray(pos) >= 50) >= 0.5
+    # 45 % of the forgeries among these 40 PNGs reach 50 with the calibration that weighs the deep scan,
+    # whose bias is lower (-6.21) to keep the originals' false alarms within the fitted limits
+    assert np.mean(np.asarray(pos) >= 50) >= 0.4
 
 
 def test_noso_copy_moves() -> None:
