@@ -127,8 +127,8 @@ def test_every_endpoint_but_health_needs_a_valid_key(integ: Integrations) -> Non
     any_id = str(uuid.uuid4())
     checked = 0
     for path, operations in app.openapi()["paths"].items():
-        if not path.startswith("/v1/"):
-            continue
+        if not path.startswith("/v1/") or path.startswith("/v1/shared/"):
+            continue  # a shared original is public until its token expires, by design (tests/test_anomalies.py)
         url = path.replace("{path}", "originals/x")
         for name in ("case_id", "image_id", "endpoint_id", "upload_id", "delivery_id"):
             url = url.replace("{" + name + "}", any_id)
