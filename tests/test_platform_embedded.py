@@ -83,6 +83,9 @@ def test_embedded_mode_serves_api_and_worker_with_no_external_server(tmp_path: P
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+        worker_log = home / "worker.log"
+        if worker_log.exists():  # shown by pytest only when the test fails
+            print(worker_log.read_text(errors="replace")[-20000:])
     log = (tmp_path / "serve.log").read_text(errors="replace")
     assert server.returncode == 0, log[-3000:]
 
