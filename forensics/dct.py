@@ -30,7 +30,8 @@ def block_dct(blocks: np.ndarray, *, size: int = 8) -> np.ndarray:
     """
     if blocks.shape[-2:] != (8, 8) or not 1 <= size <= 8:
         raise ValueError(f"expected blocks of shape (..., 8, 8) and size 1..8, got shape {blocks.shape} and size {size}")
-    shifted = blocks.astype(np.float32) - np.float32(128.0)
+    shifted = blocks.astype(np.float32)  # a copy: the level shift below is done in place
+    shifted -= np.float32(128.0)
     if size < 8:
         low = DCT8[:size]
         return low @ shifted @ low.T

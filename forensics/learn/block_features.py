@@ -158,30 +158,30 @@ def _measure_strip(luma: np.ndarray, rgb: np.ndarray, size: tuple[int, int], y0:
     top, n = y0 - ya, y1 - y0
     piece = np.ascontiguousarray(luma[ya:yb, :w])
     core = piece[top : top + n]
-    kb = np.abs(cv2.filter2D(piece, -1, _KB, borderType=cv2.BORDER_REFLECT)[top : top + n])
-    hh = np.abs(cv2.filter2D(piece, -1, _HH, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)[top : top + n])
+    kb = cv2.filter2D(piece, -1, _KB, borderType=cv2.BORDER_REFLECT)[top : top + n]
+    hh = cv2.filter2D(piece, -1, _HH, anchor=(0, 0), borderType=cv2.BORDER_REPLICATE)[top : top + n]
+    np.abs(kb, out=kb)
+    np.abs(hh, out=hh)
     coef = block_dct(core.reshape(rows, BLOCK, cols, BLOCK).transpose(0, 2, 1, 3)).reshape(rows, cols, 64)
     np.multiply(coef, coef, out=coef)
     # steps to the next pixel; none past the last row or column (as if the edge were repeated)
     dh = np.zeros((n, w), np.float32)
-    np.abs(np.subtract(core[:, 1:], core[:, :-1], out=dh[:, :-1]), out=dh[:, :-1])
+    cv2.absdiff(core[:, 1:], core[:, :-1], dst=dh[:, :-1])
     dv = np.zeros((n, w), np.float32)
     below = piece[top + 1 : top + n + 1]
-    np.abs(np.subtract(below, core[: below.shape[0]], out=dv[: below.shape[0]]), out=dv[: below.shape[0]])
-    strip_bands = cv2.split(np.ascontiguousarray(rgb[ya:yb, :w]))
-    chroma = _chroma_residual(strip_bands)[top // 2 : (top + n) // 2]
-    core_bands = [b[top : top + n] for b in strip_bands]
-    low = cv2.min(cv2.min(core_bands[0], core_bands[1]), core_bands[2])
-    high = cv2.max(cv2.max(core_bands[0], core_bands[1]), core_bands[2])
-    clipped = cv2.bitwise_or(cv2.compare(low, 0, cv2.CMP_EQ), cv2.compare(high, 255, cv2.CMP_EQ)).astype(np.float32) / 255.0
+    cv2.absdiff(below, core[: below.shape[0]], dst=dv[: below.shape[0]])
+    strip_rgb = np.ascontiguousarray(rgb[ya:yb, :w])
+    chroma = _chroma_residual(cv2.split(strip_rgb))[top // 2 : (top + n) // 2]
+    # 255 where no channel is at 0 or 255
+    unclipped = cv2.inRange(strip_rgb[top : top + n], (1, 1, 1), (254, 254, 254)).astype(np.float32)
     return {
         "kb": _block_mean(kb, rows, cols),
         "hh": _block_mean(hh, rows, cols),
         "mean": _block_mean(core, rows, cols),
-        "mean_sq": _block_mean(core * core, rows, cols),
+        "mean_sq": _block_mean(cv2.multiply(core, core), rows, cols),
         "bands": (coef.reshape(-1, 64) @ _BANDS).reshape(rows, cols, 2),
         "chroma": cv2.resize(chroma, (cols, rows), interpolation=cv2.INTER_AREA),
-        "clipped": _block_mean(clipped, rows, cols),
+        "clipped": 1.0 - _block_mean(unclipped, rows, cols) / 255.0,
         "phases": _grid(dh, dv, rows, cols),
     }
 

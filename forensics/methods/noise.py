@@ -83,10 +83,8 @@ def block_noise(luma: np.ndarray, rgb: np.ndarray) -> dict[str, np.ndarray]:
     texture = np.sqrt(np.maximum(detail_sigma * detail_sigma - sigma * sigma, 0.0))
     area = (cols, rows)
     brightness = cv2.resize(luma[: rows * px, : cols * px], area, interpolation=cv2.INTER_AREA)
-    channels = [c[: rows * px, : cols * px] for c in cv2.split(rgb)]
-    low = cv2.min(cv2.min(channels[0], channels[1]), channels[2])
-    high = cv2.max(cv2.max(channels[0], channels[1]), channels[2])
-    clipped_px = cv2.bitwise_or(cv2.compare(low, 0, cv2.CMP_EQ), cv2.compare(high, 255, cv2.CMP_EQ))
+    # 255 where any channel is at 0 or 255
+    clipped_px = cv2.bitwise_not(cv2.inRange(rgb[: rows * px, : cols * px], (1, 1, 1), (254, 254, 254)))
     clipped = cv2.resize(clipped_px, area, interpolation=cv2.INTER_AREA).astype(np.float32) / 255.0
     return {"sigma": sigma, "texture": texture, "brightness": brightness, "clipped": clipped, "block_pixels": np.array(px)}
 
