@@ -66,8 +66,10 @@ _MIME: dict[ImageFormat, str] = {
 _HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1", b"heif"})
 _AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
-#: Bytes needed to sniff every supported format.
-SNIFF_BYTES = 64
+#: Bytes read from a file's start to sniff its format: every signature lies in the first 64, but
+#: a TIFF-structured raw (DNG, NEF, ARW) is told from a TIFF only by the tags of its IFDs,
+#: which camera makers write in the first kilobytes (the engine still walks the whole file).
+SNIFF_BYTES = 64 * 1024
 
 
 def sniff_format(head: bytes) -> ImageFormat:

@@ -8,9 +8,10 @@ and the parent reports it. Its steps, each written out before the next begins, s
 was read survives a crash in a later step:
 
 1. open the file (headers only) and check the sensor's pixel count against the limit, before
-   anything is unpacked; write ``OUT.head.npz`` (sizes, CFA pattern, levels, the preview);
-2. unpack the sensor data and render it at half size (each 2x2 CFA cell one pixel: no
-   demosaicing); write ``OUT.raw.npz``.
+   anything is unpacked; write ``OUT.head.npz`` (sizes and the preview);
+2. unpack the sensor data, read its CFA pattern and its black and white levels, and render
+   it at half size (each 2x2 CFA cell one pixel: no demosaicing); write ``OUT.head.npz``
+   again with them, and ``OUT.raw.npz``.
 
 Exit status: 0 done, 3 over the pixel limit, 4 not readable (a message on stderr), 5 the
 sensor data not readable (step 1 was written). ``FORENSICS_RAW_TEST_CRASH`` (``open`` or
@@ -58,9 +59,11 @@ def main(out: str, max_pixels: int, memory_bytes: int) -> int:
         "raw_height": sizes.raw_height,
         "flip": sizes.flip,
         "color_desc": raw.color_desc.decode("ascii", "replace"),
-        "black_levels": [int(v) for v in raw.black_level_per_channel],
-        "white_level": int(raw.white_level),
-        "camera_whitebalance": [float(v) for v in raw.camera_whitebalance],
+        # the levels are read as the sensor data is unpacked, below: a file cut inside its
+        # pixels still gives its header and preview
+        "black_levels": [],
+        "white_level": 0,
+        "camera_whitebalance": [],
         "preview_format": None,
         "preview_problem": None,
     }
@@ -75,15 +78,20 @@ def main(out: str, max_pixels: int, memory_bytes: int) -> int:
             preview = np.ascontiguousarray(thumb.data, dtype=np.uint8)
     except (rawpy.LibRawError, MemoryError, ValueError) as exc:
         head["preview_problem"] = f"{type(exc).__name__}: {exc}"
-    pattern = np.asarray(raw.raw_pattern if raw.raw_pattern is not None else np.zeros((0, 0)), np.int8)
+    pattern = np.zeros((0, 0), np.int8)  # read with the sensor data, below
     np.savez(out + ".head.npz", head=np.array(json.dumps(head)), preview=preview, pattern=pattern)
     _crash_if_asked("unpack")
     try:
+        pattern = np.asarray(raw.raw_pattern if raw.raw_pattern is not None else pattern, np.int8)
+        head["black_levels"] = [int(v) for v in raw.black_level_per_channel]
+        head["white_level"] = int(raw.white_level)
+        head["camera_whitebalance"] = [float(v) for v in raw.camera_whitebalance]
         mosaic = np.array(raw.raw_image_visible, dtype=np.uint16)
         render = raw.postprocess(half_size=True, use_camera_wb=True, output_bps=8, user_flip=0)
     except (rawpy.LibRawError, MemoryError, ValueError) as exc:
         print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
         return 5
+    np.savez(out + ".head.npz", head=np.array(json.dumps(head)), preview=preview, pattern=pattern)  # now with the pattern and levels
     np.savez(out + ".raw.npz", mosaic=mosaic, render=np.ascontiguousarray(render, np.uint8))
     return 0
 

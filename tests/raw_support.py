@@ -73,10 +73,10 @@ def dng_bytes(
     height, width = mosaic.shape
     raw = np.ascontiguousarray(mosaic, dtype="<u2").tobytes()
     pw, ph = preview_size
-    # Layout: header | preview JPEG | raw strip | IFD0 | SubIFD
-    preview_at = 8
-    raw_at = preview_at + len(preview_jpeg) + (len(preview_jpeg) % 2)
-    ifd0_at = raw_at + len(raw)
+    # Layout as cameras write it, the tags first: header | IFD0 | SubIFD | preview JPEG | raw strip.
+    # Every offset below fits in its entry, so the IFDs' lengths do not depend on the offsets' values.
+    preview_at = raw_at = 0
+    ifd0_at = 8
     sub_entries: dict[int, tuple[int, object]] = {
         254: (_LONG, 0),
         256: (_LONG, width),
@@ -120,11 +120,12 @@ def dng_bytes(
         50778: (_SHORT, 21),
     }
     sub_at = ifd0_at + len(_ifd(ifd0_entries, ifd0_at))
-    ifd0_entries[330] = (_LONG, sub_at)
-    ifd0 = _ifd(ifd0_entries, ifd0_at)
-    sub = _ifd(sub_entries, sub_at)
+    preview_at = sub_at + len(_ifd(sub_entries, sub_at))
+    raw_at = preview_at + len(preview_jpeg) + (len(preview_jpeg) % 2)
+    ifd0_entries[330], ifd0_entries[273], sub_entries[273] = (_LONG, sub_at), (_LONG, preview_at), (_LONG, raw_at)
     header = b"II*\x00" + struct.pack("<I", ifd0_at)
-    return header + preview_jpeg + b"\x00" * (len(preview_jpeg) % 2) + raw + ifd0 + sub
+    tags = _ifd(ifd0_entries, ifd0_at) + _ifd(sub_entries, sub_at)
+    return header + tags + preview_jpeg + b"\x00" * (len(preview_jpeg) % 2) + raw
 
 
 def _srgb_encode(linear: np.ndarray) -> np.ndarray:

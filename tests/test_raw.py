@@ -9,9 +9,10 @@ import pytest
 from PIL import Image
 
 from forensics.errors import CorruptImage, TooManyPixels
-from forensics.formats import ImageFormat, sniff_format, tiff_is_raw
+from forensics.formats import SNIFF_BYTES, ImageFormat, sniff_format, tiff_is_raw
 from forensics.image import load_image
 from forensics.methods.raw_consistency import RawConsistency
+from service.ingest import judge
 from tests.raw_support import simulated_sensor
 
 SAMPLE_DNG = Path(__file__).resolve().parents[2] / "shared" / "data" / "exiftool_test_images" / "images" / "DNG.dng"
@@ -44,6 +45,12 @@ def test_dng_is_told_from_tiff(dng: bytes) -> None:
     assert load_image(buf.getvalue()).format is ImageFormat.TIFF
 
 
+def test_dng_upload_is_judged_raw_from_its_head(dng: bytes) -> None:
+    """Uploads are judged by the first SNIFF_BYTES only; a DNG's IFDs lie within them."""
+    intake = judge("photo.dng", None, len(dng), "0" * 64, dng[:SNIFF_BYTES])
+    assert intake.format is ImageFormat.RAW and intake.error_code is None
+
+
 def test_dng_decodes_in_a_child(dng: bytes) -> None:
     image = load_image(dng, filename="sim.dng")
     assert image.format is ImageFormat.RAW
@@ -62,7 +69,17 @@ def test_pixel_limit_applies_before_unpacking(dng: bytes) -> None:
 def test_truncated_raw_is_a_clean_error(dng: bytes) -> None:
     """Cut inside the raw image's IFD: LibRaw refuses it, in its own process, and the intake says so."""
     with pytest.raises(CorruptImage, match="cannot be read"):
-        load_image(dng[:-100])
+        load_image(dng[:300])
+
+
+def test_raw_cut_inside_its_pixels_shows_its_preview(dng: bytes) -> None:
+    """The headers and the preview are whole, the sensor data is not: the picture is the preview,
+    and raw_consistency says why it cannot examine the sensor data."""
+    image = load_image(dng[:-100])
+    assert image.format is ImageFormat.RAW and image.raw is not None and image.raw.mosaic is None
+    assert image.raw.preview is not None and image.rgb.shape == image.raw.preview.shape
+    finding = RawConsistency().run(image)
+    assert finding.score is None and "sensor data cannot be read" in finding.summary
 
 
 def test_garbage_after_a_dng_header_is_a_clean_error() -> None:
