@@ -14,8 +14,10 @@ downscaled to :data:`PICTURE_SIDE` and re-encoded as JPEG, which reportlab embed
 100-200 KB each, so a case's PDF needs memory in proportion to its size in the file, never its
 pictures decoded.
 
-Fonts: the PDF core fonts (Helvetica), which need no font files but print only Latin-1; other
-characters of a file name or a metadata string show as missing glyphs.
+Fonts: DejaVu Sans, the TrueType family matplotlib (a dependency of the engine) ships, embedded
+as subsets: a file name or a caption in Latin, Greek or Cyrillic script reads as written (the PDF
+core fonts print Latin-1 only). Hebrew and Arabic letters are printed left to right and
+unshaped (reportlab lays out no right-to-left text), and CJK characters have no glyph in it.
 """
 
 import io
@@ -26,6 +28,7 @@ import subprocess
 from collections.abc import Callable, Iterable, Mapping
 from functools import cache
 from importlib import metadata
+from importlib.util import find_spec
 from pathlib import Path
 from typing import IO, Any
 from xml.sax.saxutils import escape
@@ -37,6 +40,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Flowable, PageBreak, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from api.web import words
@@ -56,15 +61,22 @@ PICTURE_QUALITY = 85
 MAX_TEXT = 1500
 FLAGGED = 50.0
 
+#: matplotlib's copy of DejaVu Sans (found without importing matplotlib itself).
+_FONTS = Path(find_spec("matplotlib").origin).parent / "mpl-data" / "fonts" / "ttf"  # type: ignore[arg-type, union-attr]
+FONT, BOLD = "DejaVuSans", "DejaVuSans-Bold"
+for _name in (FONT, BOLD):
+    pdfmetrics.registerFont(TTFont(_name, str(_FONTS / f"{_name}.ttf")))
+pdfmetrics.registerFontFamily(FONT, normal=FONT, bold=BOLD, italic=FONT, boldItalic=BOLD)
+
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _STYLES = getSampleStyleSheet()
-BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontName="Helvetica", fontSize=9, leading=11.5)
+BODY = ParagraphStyle("body", parent=_STYLES["BodyText"], fontName=FONT, fontSize=9, leading=11.5)
 SMALL = ParagraphStyle("small", parent=BODY, fontSize=7.5, leading=9.5, textColor=colors.HexColor("#444444"))
 CELL = ParagraphStyle("cell", parent=BODY, fontSize=8, leading=10)
-TITLE = ParagraphStyle("title", parent=_STYLES["Title"], fontName="Helvetica-Bold", fontSize=18, leading=22, alignment=0)
-HEADING = ParagraphStyle("heading", parent=_STYLES["Heading2"], fontName="Helvetica-Bold", fontSize=13, leading=16, spaceBefore=8)
-SUBHEADING = ParagraphStyle("subheading", parent=_STYLES["Heading3"], fontName="Helvetica-Bold", fontSize=10.5, leading=13, spaceBefore=6)
-VERDICT = ParagraphStyle("verdict", parent=BODY, fontName="Helvetica-Bold", fontSize=12, leading=15)
+TITLE = ParagraphStyle("title", parent=_STYLES["Title"], fontName=BOLD, fontSize=18, leading=22, alignment=0)
+HEADING = ParagraphStyle("heading", parent=_STYLES["Heading2"], fontName=BOLD, fontSize=13, leading=16, spaceBefore=8)
+SUBHEADING = ParagraphStyle("subheading", parent=_STYLES["Heading3"], fontName=BOLD, fontSize=10.5, leading=13, spaceBefore=6)
+VERDICT = ParagraphStyle("verdict", parent=BODY, fontName=BOLD, fontSize=12, leading=15)
 GRID = TableStyle(
     [
         ("GRID", (0, 0), (-1, -1), 0.3, colors.HexColor("#bbbbbb")),
@@ -132,7 +144,7 @@ class StoredPicture(Flowable):
         try:
             jpeg = picture_jpeg(self.storage.get_bytes(self.key))
         except (KeyError, OSError, ValueError):  # a missing or unreadable rendition: say so, keep the report
-            self.canv.setFont("Helvetica", 9)
+            self.canv.setFont(FONT, 9)
             self.canv.drawString(0, self.drawHeight / 2, "The overlay could not be read from storage.")
             return
         self.canv.drawImage(ImageReader(io.BytesIO(jpeg)), 0, 0, self.drawWidth, self.drawHeight)
@@ -356,7 +368,7 @@ def _document(out: IO[bytes], title: str, compress: bool) -> SimpleDocTemplate:
 def _footer(label: str) -> Callable[[Any, Any], None]:
     def draw(canvas: Any, document: Any) -> None:
         canvas.saveState()
-        canvas.setFont("Helvetica", 7)
+        canvas.setFont(FONT, 7)
         canvas.setFillColor(colors.HexColor("#666666"))
         shown = _CONTROL.sub("", label)[:120]
         canvas.drawString(document.leftMargin, 9 * mm, f"{shown} · engine {engine_version()} · commit {engine_commit()[:12]}")

@@ -7,7 +7,6 @@ page compression, so the text drawn is read back from the content streams with a
 """
 
 import io
-import re
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image as PILImage
+from pypdf import PdfReader
 
 from service import pdf_report
 from service.models import Case, FindingRow, Image
@@ -101,32 +101,10 @@ def _case(storage: LocalStorage | None) -> Case:
     return case
 
 
-_TOKEN = re.compile(rb"\((?:\\.|[^\\)])*\)|\bT\*|\bET\b|\bT[dD]\b")
-_ESCAPES = {b"n": b"\n", b"r": b"\r", b"t": b"\t", b"b": b"\b", b"f": b"\f", b"(": b"(", b")": b")", b"\\": b"\\"}
-
-
-def _unescape(match: re.Match[bytes]) -> bytes:
-    code = match[1]
-    return bytes([int(code, 8) & 0xFF]) if code[:1] in b"01234567" else _ESCAPES.get(code, code)
-
-
 def pdf_text(data: bytes) -> str:
-    """The text drawn in the PDF's uncompressed content streams, a line per text line (Latin-1, as the core fonts).
-
-    A Paragraph draws a line in several strings (one per fragment: an escaped ``<`` is one), so the
-    strings are joined until a line or text object ends.
-    """
+    """The text of every page, as a reader extracts it (pypdf, through the embedded fonts' ToUnicode maps)."""
     assert data.startswith(b"%PDF-") and data.rstrip().endswith(b"%%EOF")
-    lines: list[str] = []
-    current: list[str] = []
-    for stream in re.findall(rb"stream\r?\n(.*?)endstream", data, re.S):
-        for token in _TOKEN.findall(stream):
-            if token.startswith(b"("):
-                current.append(re.sub(rb"\\([0-7]{1,3}|.)", _unescape, token[1:-1], flags=re.S).decode("latin-1"))
-            elif current:
-                lines.append("".join(current))
-                current = []
-    return "\n".join(lines)
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)
 
 
 def _case_pdf(case: Case, storage: LocalStorage) -> bytes:
@@ -183,6 +161,16 @@ def test_anomalies_and_near_duplicates_are_shown_when_the_report_has_them(tmp_pa
     assert "Anomalies" in shown and "kind: date_mismatch; detail: <i>taken</i> after modified" in shown
     assert "Near-duplicates" in shown and "file: other.jpg; distance: 3" in shown
     assert HOSTILE_NAME in shown and "Likely manipulated" in shown
+
+
+def test_names_in_greek_and_cyrillic_print_as_written(tmp_path: Path) -> None:
+    """The embedded DejaVu Sans has their glyphs; the PDF core fonts would print Latin-1 only."""
+    name = "Повінь у Києві — Αθήνα.jpg"
+    storage = LocalStorage(tmp_path)
+    case = _case(storage)
+    case.images[0].filename = name
+    shown = pdf_text(_case_pdf(case, storage))
+    assert "Повінь у Києві" in shown and "Αθήνα" in shown
 
 
 def test_a_missing_overlay_or_an_unscored_image_still_gives_a_pdf(tmp_path: Path) -> None:
