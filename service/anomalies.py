@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from service import duplicates
-from service.models import Case, Image
+from service.models import Case, Image, Tenant
 from service.settings import Settings
 
 #: The limits a tenant or a case may set, with the settings field giving each one's default.
@@ -45,6 +45,25 @@ def resolve_limits(settings: Settings, *overrides: Mapping[str, Any] | None) -> 
             if name in LIMITS and value is not None:
                 limits[name] = float(value)
     return limits
+
+
+#: The largest limit a tenant or a case may set (the same bound as the API's).
+MAX_LIMIT = 1e6
+
+
+def set_tenant_defaults(settings: Settings, tenant: Tenant, changes: Mapping[str, float | None], *, clear: bool = False) -> dict[str, float]:
+    """Change a tenant's default limits (the caller commits): each value given replaces the tenant's,
+    ``clear`` first drops them all (back to the settings' defaults). Returns the limits that new
+    cases of the tenant will get, before their own."""
+    for name, value in changes.items():
+        if name not in LIMITS:
+            raise ValueError(f"unknown anomaly limit {name!r}; known: {', '.join(LIMITS)}")
+        if value is not None and not 0 < value <= MAX_LIMIT:
+            raise ValueError(f"{name} must be a positive number up to {MAX_LIMIT:.0f}")
+    current = {} if clear else dict(tenant.anomaly_limits or {})
+    current.update({name: float(value) for name, value in changes.items() if value is not None})
+    tenant.anomaly_limits = current or None
+    return resolve_limits(settings, tenant.anomaly_limits)
 
 
 def capture_time(metadata: Mapping[str, Any] | None) -> datetime | None:

@@ -193,6 +193,31 @@ def test_admin_cli_creates_lists_and_revokes_keys(integ: Integrations, capsys: p
     assert capsys.readouterr().out.strip() == "0 cases adopted"  # every case here was made with a tenant
 
 
+def test_admin_cli_sets_a_tenants_anomaly_defaults_which_new_cases_take(integ: Integrations, capsys: pytest.CaptureFixture[str]) -> None:
+    from sqlalchemy import select
+
+    from service.admin import main
+    from service.db import session_scope
+    from service.models import Case
+
+    assert main(["tenant", "create", "photo-desk"]) == 0
+    assert main(["key", "create", "photo-desk"]) == 0
+    key = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["tenant", "anomaly-limits", "photo-desk", "--max-distance-km", "5", "--max-age-days", "400"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["max_time_spread_hours\t72", "max_distance_km\t5", "max_age_days\t400"]
+    assert main(["tenant", "anomaly-limits", "photo-desk", "--max-age-days", "-1"]) == 1
+    assert "max_age_days must be a positive number" in capsys.readouterr().err
+    created = integ.client.post(
+        "/v1/cases", headers=integ.auth(key), files=[("images", ("a.jpg", _image(7, "jpg"), "image/jpeg"))], data={"anomaly_max_age_days": "9"}
+    )
+    assert created.status_code == 202, created.text
+    with session_scope() as session:
+        limits = session.scalar(select(Case.anomaly_limits).where(Case.id == uuid.UUID(created.json()["id"])))
+    assert limits == {"max_time_spread_hours": 72.0, "max_distance_km": 5.0, "max_age_days": 9.0}
+    assert main(["tenant", "anomaly-limits", "photo-desk", "--clear"]) == 0
+    assert capsys.readouterr().out.splitlines() == ["max_time_spread_hours\t72", "max_distance_km\t50", "max_age_days\t30"]
+
+
 # ------------------------------------------------------------------------------- webhooks
 
 
