@@ -18,7 +18,7 @@ Both exist so that lost work is found in seconds rather than after a time limit:
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -34,20 +34,28 @@ from service.settings import get_settings
 logger = logging.getLogger(__name__)
 
 
+def _publish(task: str, send: Callable[[], None], count: int) -> bool:
+    """Publish ``count`` tasks of one kind with ``send``; a failure is logged and counted, never raised:
+    the committed rows are the outbox, and the reconciler re-sends what was not published."""
+    try:
+        send()
+    except Exception:  # noqa: BLE001 - any publish failure
+        logger.exception("could not publish %d %s tasks; the reconciler will re-send them", count, task)
+        PUBLISH_FAILURES.labels(task).inc(count)
+        return False
+    return True
+
+
 def send_prepares(image_ids: Iterable[uuid.UUID]) -> None:
     """Publish the prepare tasks of committed images; on failure leave them to the reconciler."""
     ids = list(image_ids)
     if not ids:
         return
     waiting = update(Image).where(Image.id.in_(ids), Image.status == ImageStatus.QUEUED, Image.attempts == 0)
-    try:
-        queue.enqueue_prepare(ids)
-    except Exception:  # noqa: BLE001 - any publish failure: the rows are the outbox
-        logger.exception("could not publish %d prepare tasks; the reconciler will re-send them", len(ids))
-        PUBLISH_FAILURES.labels(queue.PREPARE_IMAGE).inc(len(ids))
-        _mark(waiting, None)
-    else:
+    if _publish(queue.PREPARE_IMAGE, lambda: queue.enqueue_prepare(ids), len(ids)):
         _mark(waiting.where(Image.enqueued_at.is_(None)), utcnow())
+    else:
+        _mark(waiting, None)
 
 
 def send_methods(jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
@@ -55,14 +63,7 @@ def send_methods(jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
     pairs = list(jobs)
     if not pairs:
         return
-    try:
-        queue.enqueue_methods(pairs)
-    except Exception:  # noqa: BLE001
-        logger.exception("could not publish %d method tasks; the reconciler will re-send them", len(pairs))
-        PUBLISH_FAILURES.labels(queue.RUN_METHOD).inc(len(pairs))
-        sent = False
-    else:
-        sent = True
+    sent = _publish(queue.RUN_METHOD, lambda: queue.enqueue_methods(pairs), len(pairs))
     for image_id in {image_id for image_id, _ in pairs}:
         methods = [method for i, method in pairs if i == image_id]
         waiting = update(FindingRow).where(
@@ -77,13 +78,8 @@ def send_methods(jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
 def send_fuses(image_ids: Iterable[uuid.UUID]) -> None:
     """Publish join tasks; an image left ``fusing`` stops beating, so the reconciler re-sends it after the lease."""
     ids = list(image_ids)
-    if not ids:
-        return
-    try:
-        queue.enqueue_fuse(ids)
-    except Exception:  # noqa: BLE001
-        logger.exception("could not publish %d fuse tasks; the reconciler will re-send them", len(ids))
-        PUBLISH_FAILURES.labels(queue.FUSE_IMAGE).inc(len(ids))
+    if ids:
+        _publish(queue.FUSE_IMAGE, lambda: queue.enqueue_fuse(ids), len(ids))
 
 
 def _mark(statement: Any, enqueued_at: datetime | None) -> None:
