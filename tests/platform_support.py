@@ -82,6 +82,19 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextmanager
+def api_app(home: Path) -> Iterator[Any]:
+    """The API's app over a fresh PostgreSQL database, the local Redis and a storage folder in ``home``
+    (for tests that call routes through a TestClient, with no worker)."""
+    with (
+        postgres_database() as db_url,
+        environment({"DATABASE_URL": db_url, "FORENSICS_HOME": str(home), "BROKER_URL": REDIS_URL, "STORAGE_URL": (home / "storage").as_uri()}),
+    ):
+        from api.main import create_app
+
+        yield create_app()
+
+
+@contextmanager
 def moto_s3() -> Iterator[str]:
     """moto's S3 server on a free loopback port; yields its endpoint URL."""
     from moto.server import ThreadedMotoServer

@@ -19,7 +19,7 @@ from forensics.image import load_image
 from service import anomalies, reverse_search
 from service.models import Case, Image, Tenant
 from service.settings import Settings
-from tests.platform_support import REDIS_URL, bearer, data_file, environment, make_tenant, postgres_database
+from tests.platform_support import api_app, bearer, data_file, make_tenant
 
 NOW = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
 #: Three pictures from one Nikon COOLPIX P6000 in Tuscany on 2008-10-22, one from a Nokia in Helsinki in 2022.
@@ -179,16 +179,8 @@ def test_migration_0009_on_sqlite(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    home = tmp_path_factory.mktemp("anomalies")
-    with (
-        postgres_database() as db_url,
-        environment(
-            {"DATABASE_URL": db_url, "FORENSICS_HOME": str(home), "BROKER_URL": REDIS_URL, "STORAGE_URL": (home / "storage").as_uri()}
-        ),
-    ):
-        from api.main import create_app
-
-        yield create_app()
+    with api_app(tmp_path_factory.mktemp("anomalies")) as app:
+        yield app
 
 
 def _stored_case(tenant_id: uuid.UUID) -> tuple[uuid.UUID, dict[str, uuid.UUID]]:

@@ -23,7 +23,7 @@ from service import pdf_report
 from service.models import Case, FindingRow, Image
 from service.reports import write_report_zip
 from service.storage import LocalStorage
-from tests.platform_support import REDIS_URL, bearer, environment, make_tenant, postgres_database
+from tests.platform_support import api_app, bearer, make_tenant
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -204,16 +204,8 @@ def test_a_large_picture_is_downscaled_before_it_is_embedded() -> None:
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    home = tmp_path_factory.mktemp("pdf")
-    with (
-        postgres_database() as db_url,
-        environment(
-            {"DATABASE_URL": db_url, "FORENSICS_HOME": str(home), "BROKER_URL": REDIS_URL, "STORAGE_URL": (home / "storage").as_uri()}
-        ),
-    ):
-        from api.main import create_app
-
-        yield create_app()
+    with api_app(tmp_path_factory.mktemp("pdf")) as app:
+        yield app
 
 
 def test_the_routes_serve_the_pdfs_to_the_case_tenant_only(app: Any) -> None:

@@ -6,22 +6,18 @@ these are the rules a browser does not show."""
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service import web_sessions
-from tests.platform_support import REDIS_URL, environment, make_tenant, postgres_database
+from tests.platform_support import api_app, make_tenant
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    home: Path = tmp_path_factory.mktemp("web-sessions")
-    with postgres_database() as db_url, environment({"DATABASE_URL": db_url, "FORENSICS_HOME": str(home), "BROKER_URL": REDIS_URL}):
-        from api.main import create_app
-
-        yield create_app()
+    with api_app(tmp_path_factory.mktemp("web-sessions")) as app:
+        yield app
 
 
 def _sign_in(client: TestClient, key: str, next_page: str = "/") -> object:
