@@ -10,15 +10,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 
 from forensics.learn.runtime import REFERENCE_SEED, reference_inputs
 from forensics.synth.sources import stable_hash
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data"
@@ -174,3 +178,29 @@ def timed(label: str) -> Callable[[], None]:
     """Print how long a phase took when the returned function is called."""
     start = time.perf_counter()
     return lambda: print(f"{label}: {time.perf_counter() - start:.1f} s", flush=True)
+
+
+def parallel_map(function: Callable[[T], R], tasks: Sequence[T], chunksize: int = 1) -> list[R]:
+    """``function`` over ``tasks`` in up to two processes (this machine's cores; more would only
+    share them), or in this process when one would do."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity on this platform
+        cores = os.cpu_count() or 1
+    workers = max(1, min(2, cores, len(tasks)))
+    if workers == 1:
+        return [function(t) for t in tasks]
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(function, tasks, chunksize=chunksize))
+
+
+def cached_npz(path: Path, build: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """The arrays stored at ``path``, else those ``build`` makes, stored there first (a training
+    data cache: its name must hold everything the arrays depend on)."""
+    if path.exists():
+        with np.load(path, allow_pickle=False) as stored:
+            return {key: stored[key] for key in stored.files}
+    arrays = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **arrays)
+    return arrays

@@ -16,7 +16,6 @@ the very function the engine calls, and predicts per block the tampered share of
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from forensics.methods.deep_scan import VERSION, image_statistic
 from forensics.synth.edits import LOCAL_EDITS, NEEDS_DONOR
 from forensics.synth.encoders import draw_encoder, encode
 from forensics.synth.sources import Original, aligned_crop, list_originals, load_rgb, seed_sequence
-from training.common import RunSettings, device, export, in_validation, seed_everything, timed
+from training.common import RunSettings, cached_npz, device, export, in_validation, parallel_map, seed_everything, timed
 
 NAME = "deep_scan"
 #: Genuine photos the training data is made from (camera and phone originals only).
@@ -136,9 +135,10 @@ def build_data(settings: RunSettings) -> dict[str, np.ndarray]:
     ``<split>_sources`` names the datasets whose photos each crop holds (host and donor), so
     that a fold model can leave a dataset out entirely.
     """
-    cache = settings.work / f"{NAME}_{settings.size}_seed{settings.seed}_v{VERSION}.npz"
-    if cache.exists():
-        return dict(np.load(cache))
+    return cached_npz(settings.work / f"{NAME}_{settings.size}_seed{settings.seed}_v{VERSION}.npz", lambda: _make_data(settings))
+
+
+def _make_data(settings: RunSettings) -> dict[str, np.ndarray]:
     per_original = PRESETS[settings.size][0]
     train, validation = _originals(settings)
     print(f"originals: {len(train)} training, {len(validation)} validation (held out whole)", flush=True)
@@ -146,14 +146,11 @@ def build_data(settings: RunSettings) -> dict[str, np.ndarray]:
     for split, group in (("train", train), ("val", validation)):
         tasks = [(o, _donor_pool(o, group), per_original, settings.seed) for o in group]
         done = timed(f"{split}: {len(tasks) * per_original} crops made")
-        with ProcessPoolExecutor(max_workers=min(2, len(tasks))) as pool:
-            samples = [s for part in pool.map(_samples_of, tasks, chunksize=1) for s in part]
+        samples = [s for part in parallel_map(_samples_of, tasks) for s in part]
         done()
         arrays[f"{split}_x"] = np.stack([s[0] for s in samples])
         arrays[f"{split}_y"] = np.stack([s[1] for s in samples])
         arrays[f"{split}_sources"] = np.array([s[2] for s in samples])
-    settings.work.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **arrays)
     return arrays
 
 

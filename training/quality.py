@@ -31,9 +31,7 @@ out whole originals (``in_validation`` on the original's ``dataset:file`` key).
 
 import argparse
 import io
-import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -49,7 +47,7 @@ from forensics.image import load_image
 from forensics.learn.quality_features import FEATURE_NAMES, MIN_SIDE, quality_features
 from forensics.methods.quality import OUTPUTS, VERSION
 from forensics.synth.sources import Original, aligned_crop, list_originals, load_rgb, seed_sequence
-from training.common import RunSettings, export, in_validation, seed_everything, timed
+from training.common import RunSettings, cached_npz, export, in_validation, parallel_map, seed_everything, timed
 
 NAME = "quality"
 #: Genuine photos the crops are made from: camera and phone originals, and CoMoFoD's lossless originals.
@@ -148,18 +146,12 @@ def _originals(settings: RunSettings) -> tuple[list[Original], list[Original]]:
     return train, validation
 
 
-def _workers() -> int:
-    try:
-        return max(1, min(2, len(os.sched_getaffinity(0))))
-    except AttributeError:
-        return max(1, min(2, os.cpu_count() or 1))
-
-
 def build_data(settings: RunSettings) -> dict[str, np.ndarray]:
     """Training and validation arrays, cached in the work folder by size, seed and version."""
-    cache = settings.work / f"{NAME}_{settings.size}_seed{settings.seed}_v{VERSION}.npz"
-    if cache.exists():
-        return dict(np.load(cache))
+    return cached_npz(settings.work / f"{NAME}_{settings.size}_seed{settings.seed}_v{VERSION}.npz", lambda: _make_data(settings))
+
+
+def _make_data(settings: RunSettings) -> dict[str, np.ndarray]:
     per_original = PRESETS[settings.size][0]
     train, validation = _originals(settings)
     print(f"originals: {len(train)} training, {len(validation)} validation (held out whole)", flush=True)
@@ -167,18 +159,11 @@ def build_data(settings: RunSettings) -> dict[str, np.ndarray]:
     for split, group in (("train", train), ("val", validation)):
         tasks = [(o, per_original, settings.seed) for o in group]
         done = timed(f"{split}: {len(tasks) * per_original} crops made")
-        workers = _workers()
-        if workers > 1 and len(tasks) > 1:
-            with ProcessPoolExecutor(max_workers=workers) as pool:
-                parts = list(pool.map(_samples_of, tasks, chunksize=1))
-        else:
-            parts = [_samples_of(t) for t in tasks]
+        parts = parallel_map(_samples_of, tasks)
         done()
         arrays[f"{split}_x"] = np.stack([x for part in parts for x in part[0]]).astype(np.float32)
         arrays[f"{split}_y"] = np.asarray([y for part in parts for y in part[1]], np.float32)
         arrays[f"{split}_p"] = np.asarray([p for part in parts for p in part[2]], np.float32)
-    settings.work.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, **arrays)
     return arrays
 
 

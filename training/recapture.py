@@ -21,7 +21,6 @@ every group, its line chosen the same way.
 
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +32,7 @@ from forensics.dataset import read_index
 from forensics.evaluation import roc_auc
 from forensics.image import load_image
 from forensics.learn.recapture_input import CHANNELS, PATCH, PATCHES, prepare
-from training.common import RunSettings, device, export, seed_everything, timed
+from training.common import RunSettings, device, export, parallel_map, seed_everything, timed
 
 NAME = "recapture"
 #: Bumped when the input or the network changes (cache key and card version).
@@ -163,8 +162,7 @@ def load_items(settings: RunSettings, limit: int | None) -> list[Item]:
             for i, m in enumerate(meta)
         ]
     done = timed(f"prepared {len(tasks)} images")
-    with ProcessPoolExecutor(max_workers=2) as pool:
-        items = [i for i in pool.map(_prepare_one, tasks, chunksize=4) if i is not None]
+    items = [i for i in parallel_map(_prepare_one, tasks, chunksize=4) if i is not None]
     done()
     settings.work.mkdir(parents=True, exist_ok=True)
     meta = np.array(
