@@ -91,11 +91,14 @@ def _block_ac_energy(gray: np.ndarray) -> np.ndarray | None:
     rows, cols = gray.shape[0] // BLOCK, gray.shape[1] // BLOCK
     if rows == 0 or cols == 0:
         return None
-    crop = gray[: rows * BLOCK, : cols * BLOCK].astype(np.float32)
-    # INTER_AREA with an integer factor is the exact block mean.
-    mean = cv2.resize(crop, (cols, rows), interpolation=cv2.INTER_AREA)
-    mean_square = cv2.resize(cv2.multiply(crop, crop), (cols, rows), interpolation=cv2.INTER_AREA)
-    return np.maximum(mean_square - mean * mean, 0.0) * (BLOCK * BLOCK)
+    # Sums of each row's 8-pixel runs, then of 8 runs down: exact integers, and no full-size
+    # float copy of the picture (at 24 MP that copy, not the arithmetic, took most of the time).
+    runs = np.ascontiguousarray(gray[: rows * BLOCK, : cols * BLOCK]).reshape(-1, BLOCK)
+    total, squares = (
+        cv2.reduce(runs, 1, kind, dtype=cv2.CV_32S).reshape(rows, BLOCK, cols).sum(axis=1, dtype=np.int64)
+        for kind in (cv2.REDUCE_SUM, cv2.REDUCE_SUM2)
+    )
+    return ((squares * (BLOCK * BLOCK) - total * total) / (BLOCK * BLOCK)).astype(np.float32)
 
 
 def _stretch(values: np.ndarray) -> np.ndarray:
