@@ -1,6 +1,6 @@
 """Engine benchmark: per-method and total seconds, and peak memory, on 1, 12 and 24 MP JPEGs.
 
-    .venv/bin/python bench/bench_engine.py [--sizes 1 12 24] [--repeat 3] [--sensitivity thorough]
+    .venv/bin/python bench/bench_engine.py [--sizes 1 12 24] [--repeat 3] [--sensitivity thorough] [--skip METHOD ...]
 
 Each size runs in a fresh process so that its peak resident memory (ru_maxrss, which
 includes the interpreter and libraries, ~150 MB) is its own. The test photo is a real
@@ -45,20 +45,22 @@ def test_jpeg(megapixels: float) -> bytes:
     return buf.getvalue()
 
 
-def measure(megapixels: float, repeat: int, sensitivity: str) -> dict:
+def measure(megapixels: float, repeat: int, sensitivity: str, skip: list[str]) -> dict:
     from forensics import analyze, load_image
+    from forensics.methods import REGISTRY
     from forensics.options import AnalysisOptions, Sensitivity
 
     options = AnalysisOptions(Sensitivity(sensitivity))
+    methods = [m for name, m in REGISTRY.items() if name not in skip]
     data = test_jpeg(megapixels)
-    analyze(data, filename="warmup.jpg", options=options)
+    analyze(data, filename="warmup.jpg", methods=methods, options=options)
     totals, decodes, per_method = [], [], {}
     for _ in range(repeat):
         start = time.perf_counter()
         load_image(data)
         decodes.append(time.perf_counter() - start)
         start = time.perf_counter()
-        report = analyze(data, filename="bench.jpg", options=options)
+        report = analyze(data, filename="bench.jpg", methods=methods, options=options)
         totals.append(time.perf_counter() - start)
         for f in report.findings:
             per_method.setdefault(f.method, []).append(f.seconds)
@@ -78,14 +80,16 @@ def main() -> int:
     parser.add_argument("--sizes", type=float, nargs="+", default=[1, 12, 24], help="megapixels (default 1 12 24)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--sensitivity", choices=("fast", "default", "thorough"), default="default", help="the deep scan's (default %(default)s)")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="METHOD", help="run without these methods (what they add to the total)")
     parser.add_argument("--one", type=float, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(measure(args.one, args.repeat, args.sensitivity)))
+        print(json.dumps(measure(args.one, args.repeat, args.sensitivity, args.skip)))
         return 0
     rows = []
     for size in args.sizes:
         command = [sys.executable, __file__, "--one", str(size), "--repeat", str(args.repeat), "--sensitivity", args.sensitivity]
+        command += ["--skip", *args.skip] if args.skip else []
         out = subprocess.run(command, capture_output=True, text=True, check=True)
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     methods = list(rows[0]["methods_s"])
