@@ -33,7 +33,7 @@ from types import MappingProxyType
 
 import numpy as np
 
-from forensics import DecodedImage, load_image
+from forensics import DecodedImage, jpeg_history, load_image
 from forensics.image import JpegData, luma_of
 from forensics.jpeg_history import aligned_double_quantization, prime
 from service.models import Image
@@ -64,11 +64,13 @@ def default_folder() -> Path:
 
 
 def _layout_version() -> str:
-    """A digest of the decoded image's structure (its classes' fields), part of every entry's name:
-    a worker of another version, sharing the folder during a rolling upgrade or finding entries
-    an earlier version left, never unpickles an entry whose shape it does not know."""
+    """A digest of the decoded image's structure (its classes' fields) and of the code that makes
+    the shared double-quantization analysis, part of every entry's name: a worker of another
+    version, sharing the folder during a rolling upgrade or finding entries an earlier version
+    (or another checkout) left, never reads an entry whose shape or analysis it does not know."""
     shapes = [(cls.__name__, [(f.name, str(f.type)) for f in dataclasses.fields(cls)]) for cls in (DecodedImage, JpegData)]
-    return hashlib.sha1(repr(shapes).encode(), usedforsecurity=False).hexdigest()[:10]
+    analysis = hashlib.sha1(Path(jpeg_history.__file__).read_bytes(), usedforsecurity=False).hexdigest()
+    return hashlib.sha1(repr((shapes, analysis)).encode(), usedforsecurity=False).hexdigest()[:10]
 
 
 LAYOUT = _layout_version()
@@ -138,16 +140,16 @@ class SharedDecodes:
                 count = len(list(entry.glob("coefficients_*.npy")))
                 jpeg = replace(jpeg, coefficients=tuple(_mapped(entry / f"coefficients_{i}.npy") for i in range(count)))
             data = (entry / "data").read_bytes()
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
-            return None  # removed under us: the caller decodes
-        luma = luma_of(rgb)
-        luma.setflags(write=False)
-        image = replace(shell, data=data, jpeg=jpeg, rgb=rgb, luma=luma, alpha=alpha, text=MappingProxyType(dict(shell.text)))
-        try:
-            prime(image, pickle.loads((entry / "adq.pickle").read_bytes()))
+            luma = luma_of(rgb)
+            luma.setflags(write=False)
+            image = replace(shell, data=data, jpeg=jpeg, rgb=rgb, luma=luma, alpha=alpha, text=MappingProxyType(dict(shell.text)))
+            adq = entry / "adq.pickle"
+            if adq.exists():  # absent: not a JPEG with coefficients, or its analysis failed, and a method computes it
+                prime(image, pickle.loads(adq.read_bytes()))
         except FileNotFoundError:
-            pass  # not a JPEG with coefficients, or its analysis failed: a method computes it
-        except (OSError, EOFError, pickle.UnpicklingError, ValueError):
+            return None  # removed under us: the caller decodes
+        except Exception:  # noqa: BLE001 - the share is a cache: an entry it cannot read is decoded again
+            logger.warning("the shared decode %s could not be read; decoding the image again", entry.name, exc_info=True)
             return None
         return image
 

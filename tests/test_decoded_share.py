@@ -5,6 +5,7 @@ cache (eviction, discard, refusal of entries larger than the budget)."""
 import hashlib
 import io
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -160,6 +161,32 @@ def test_an_entry_of_another_layout_is_never_read(tmp_path: Path, astronaut: np.
     assert entry.name == f"{decoded.sha256}-{LAYOUT}" and share.load(decoded.sha256) is not None
     entry.rename(tmp_path / decoded.sha256)
     assert share.load(decoded.sha256) is None
+
+
+@pytest.mark.parametrize(
+    ("part", "content"),
+    [
+        ("adq.pickle", pickle.dumps({"double_compressed": True})),  # an analysis of another shape: no "map"
+        ("image.pickle", pickle.dumps(Settings)),  # not a decoded image
+        ("image.pickle", b"cno_such_module\nDecodedImage\n."),  # a class from a module that is gone
+    ],
+)
+def test_an_entry_that_cannot_be_read_is_decoded_again(tmp_path: Path, astronaut: np.ndarray, part: str, content: bytes) -> None:
+    """The share is a cache: whatever an entry holds (left by another version, or damaged), a reader
+    that cannot use it decodes the image itself instead of failing its method or its join."""
+    twice = jpeg_bytes(np.asarray(PILImage.open(io.BytesIO(jpeg_bytes(astronaut, quality=70)))), quality=90)
+    share = SharedDecodes(tmp_path, 1 << 30)
+    share.save(load_image(twice, filename="twice.jpg"))
+    sha = hashlib.sha256(twice).hexdigest()
+    entry = tmp_path / f"{sha}-{LAYOUT}"
+    assert (entry / "adq.pickle").exists()
+    (entry / part).write_bytes(content)
+    assert share.load(sha) is None
+    cache = DecodeCache(Settings(home=tmp_path, decode_share_folder=tmp_path))
+    storage = LocalStorage(tmp_path / "storage")
+    storage.put_bytes("original", twice, "image/jpeg")
+    decoded = cache.get(Image(sha256=sha, storage_key="original", filename="twice.jpg"), storage)
+    assert decoded.sha256 == sha and REGISTRY["jpeg"].run(decoded).status.value == "ok"
 
 
 def test_the_double_quantization_analysis_is_shared_with_the_decode(

@@ -28,6 +28,7 @@ def test_embedded_mode_serves_api_and_worker_with_no_external_server(tmp_path: P
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("FORENSICS_", "DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_"))}
     env["FORENSICS_HOME"] = str(home)
+    env["FORENSICS_DECODE_SHARE_FOLDER"] = str(home / "decoded")  # not the user's /dev/shm share, which other runs use
     env["FORENSICS_API_KEY"] = key = "fsk_embedded_test_key_0123456789abcdef"
     auth = {"Authorization": f"Bearer {key}"}
     env["FORENSICS_WEBHOOK_ALLOWLIST"] = f"{HOST}/32"
