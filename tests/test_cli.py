@@ -101,7 +101,7 @@ def test_evaluate_refits_leave_one_dataset_out(tmp_path: Path, capsys: pytest.Ca
 #: Distributions of the service extra (and the service's own packages): the engine's CLI needs none of them.
 SERVICE_ONLY = ("api", "service", "worker", "fastapi", "starlette", "uvicorn", "python_multipart", "pydantic", "pydantic_settings",
                 "sqlalchemy", "alembic", "psycopg2", "celery", "kombu", "billiard", "redis", "boto3", "botocore", "httpx",
-                "standardwebhooks", "threadpoolctl", "prometheus_client")
+                "standardwebhooks", "prometheus_client")
 _WITHOUT_SERVICE = f"""
 import importlib.abc, sys
 class Absent(importlib.abc.MetaPathFinder):
