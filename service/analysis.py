@@ -397,6 +397,8 @@ def fuse_image(image_id: uuid.UUID) -> None:
         image = session.get(Image, image_id)
         if image is None or image.status != ImageStatus.FUSING:
             return
+        image.fuse_attempts += 1  # counted before the work: a join that kills its process counts too
+        session.commit()
         with heartbeat(_IMAGE_BEAT, {"image_id": image_id, "status": ImageStatus.FUSING.value}):
             _fuse(session, image)
 
@@ -509,6 +511,7 @@ class Repairs:
     requeued_prepares: list[uuid.UUID] = field(default_factory=list)
     failed_prepares: list[uuid.UUID] = field(default_factory=list)
     requeued_fuses: list[uuid.UUID] = field(default_factory=list)
+    failed_fuses: list[uuid.UUID] = field(default_factory=list)
     closed_cases: list[uuid.UUID] = field(default_factory=list)
 
     def __bool__(self) -> bool:
@@ -573,12 +576,16 @@ def reconcile(now: datetime | None = None) -> Repairs:
             else:
                 session.execute(_update(Image).where(Image.id == image_id).values(enqueued_at=now, updated_at=now))
                 repairs.requeued_prepares.append(image_id)
-        # Joins whose fuse message was lost or whose fuse task died.
-        repairs.requeued_fuses.extend(
-            session.scalars(select(Image.id).where(Image.status == ImageStatus.FUSING, Image.updated_at < stale)).all()
-        )
-        for image_id in repairs.requeued_fuses:
-            session.execute(_update(Image).where(Image.id == image_id).values(updated_at=now))
+        # Joins whose fuse message was lost or whose fuse task died or failed: sent again, or the
+        # image failed once max_attempts joins have not finished.
+        for image_id, fuse_attempts in session.execute(
+            select(Image.id, Image.fuse_attempts).where(Image.status == ImageStatus.FUSING, Image.updated_at < stale)
+        ).all():
+            if fuse_attempts >= settings.max_attempts:
+                repairs.failed_fuses.append(image_id)
+            else:
+                session.execute(_update(Image).where(Image.id == image_id).values(updated_at=now))
+                repairs.requeued_fuses.append(image_id)
         session.commit()
         # Images whose last finding was recorded by a task that died before its join.
         unjoined = session.scalars(
@@ -591,6 +598,8 @@ def reconcile(now: datetime | None = None) -> Repairs:
         repairs.requeued_fuses.extend(i for i in unjoined if try_join(session, i))
         for image_id in repairs.failed_prepares:
             fail_image(session, image_id, "ANALYSIS_ERROR", "The image could not be prepared for analysis.")
+        for image_id in repairs.failed_fuses:
+            fail_image(session, image_id, "ANALYSIS_ERROR", f"The findings could not be fused ({settings.max_attempts} attempts).")
         open_cases = session.scalars(
             select(Case.id).where(
                 Case.status.in_([CaseStatus.QUEUED, CaseStatus.RUNNING]),

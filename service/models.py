@@ -192,6 +192,8 @@ class Image(Base):
     overlay_key: Mapped[str | None] = mapped_column(String(500))
     seconds: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: Joins started: one that fails every time (past ``max_attempts``) fails the image instead of looping.
+    fuse_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]

@@ -313,6 +313,34 @@ def test_work_whose_process_died_is_found_after_the_lease(database: None, sent: 
     assert [str(preparing)] in _messages(sent, queue.PREPARE_IMAGE) and [str(fusing)] in _messages(sent, queue.FUSE_IMAGE)
 
 
+def test_a_join_that_fails_every_time_fails_its_image_and_closes_the_case(
+    database: None, sent: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A join that raises is sent again a lease later, up to max_attempts (2 here); then the image
+    fails with a reason and its case closes, instead of staying in ``fusing`` for good."""
+    case_id, (image_id,) = _new_case(["tampered/039_F.png"])
+    analysis.prepare_image(image_id)
+    for image, method in _messages(sent, queue.RUN_METHOD):
+        analysis.run_method(uuid.UUID(image), method)
+
+    def broken(*_args: object) -> Fused:
+        raise RuntimeError("a fusion bug")
+
+    monkeypatch.setattr(analysis, "fuse", broken)
+    for attempt in (1, 2):
+        with pytest.raises(RuntimeError):
+            analysis.fuse_image(image_id)
+        repairs = analysis.reconcile(utcnow() + timedelta(seconds=2))
+        if attempt == 1:  # (other tests' images share this database)
+            assert image_id in repairs.requeued_fuses and image_id not in repairs.failed_fuses
+    assert image_id in repairs.failed_fuses and case_id in repairs.closed_cases
+    with session_scope() as session:
+        image = session.get_one(Image, image_id)
+        assert (image.status, image.error_code, image.fuse_attempts) == (ImageStatus.FAILED, "ANALYSIS_ERROR", 2)
+        assert "could not be fused" in (image.error_detail or "")
+        assert session.get_one(Case, case_id).status == "failed"
+
+
 def test_work_that_could_not_be_published_is_sent_a_lease_later(
     database: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
