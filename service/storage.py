@@ -8,6 +8,7 @@ SHA-256 under the case's prefix, so a file uploaded twice in a case is stored on
 import os
 import shutil
 import tempfile
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from functools import lru_cache
@@ -115,11 +116,29 @@ class LocalStorage(Storage):
             raise
 
     def put_file(self, key: str, path: Path, content_type: str) -> None:
-        def write(out: BinaryIO) -> None:
-            with path.open("rb") as src:
-                shutil.copyfileobj(src, out, 1024 * 1024)
+        """Store the finished file ``path``: by a hard link where it lies on the same file system, so
+        an upload's bytes are not written a second time (every caller hands over a file nobody
+        writes again: an upload, a fetched original, a stored object), else by a copy. The object
+        is made private to this user, as a copied one is."""
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        link = target.parent / f".part-{uuid.uuid4().hex}"
+        try:
+            os.link(path, link)
+        except OSError:  # another file system, or no hard links there
 
-        self._atomic_write(key, write)
+            def write(out: BinaryIO) -> None:
+                with path.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1024 * 1024)
+
+            self._atomic_write(key, write)
+            return
+        try:
+            os.chmod(link, 0o600)
+            os.replace(link, target)
+        except BaseException:
+            link.unlink(missing_ok=True)
+            raise
 
     def put_bytes(self, key: str, data: bytes, content_type: str) -> None:
         self._atomic_write(key, lambda out: out.write(data))

@@ -420,6 +420,32 @@ def test_storage_keys_are_relative_and_confined(tmp_path: Path) -> None:
             storage.get_bytes(bad)
 
 
+def test_local_storage_links_a_finished_file_and_copies_across_file_systems(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+    import os
+
+    from service.storage import LocalStorage
+
+    storage = LocalStorage(tmp_path / "storage")
+    upload = tmp_path / "upload"
+    upload.write_bytes(b"original bytes")
+    storage.put_file("cases/a/original", upload, "image/jpeg")
+    stored = tmp_path / "storage" / "cases" / "a" / "original"
+    assert stored.read_bytes() == b"original bytes" and stored.stat().st_ino == upload.stat().st_ino  # no copy
+    assert stored.stat().st_mode & 0o777 == 0o600
+    upload.unlink()  # the request's temporary folder goes; the object stays
+    assert storage.get_bytes("cases/a/original") == b"original bytes"
+
+    def other_device(*_args: object) -> None:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", other_device)
+    storage.copy("cases/a/original", "cases/b/original")
+    copied = tmp_path / "storage" / "cases" / "b" / "original"
+    assert copied.read_bytes() == b"original bytes" and copied.stat().st_ino != stored.stat().st_ino
+    assert not [p for p in copied.parent.iterdir() if p.name.startswith(".part-")]
+
+
 def test_the_status_fingerprint_moves_at_every_visible_change_and_only_then(
     database: None, sent: list[tuple[str, list[str]]]
 ) -> None:
