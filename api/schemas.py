@@ -7,6 +7,7 @@ from uuid import UUID
 from pydantic import BaseModel, Field, StringConstraints
 
 from forensics.options import Sensitivity
+from service.anomalies import MAX_LIMITS
 from service.names import TEXT_PATTERN
 
 #: A webhook event type (service.webhooks.endpoints.EVENT_TYPES).
@@ -115,9 +116,9 @@ class DuplicateSearchResult(BaseModel):
 class AnomalyLimits(BaseModel):
     """A case's anomaly limits; an omitted one keeps the tenant's default."""
 
-    max_time_spread_hours: float | None = Field(None, gt=0, le=1e6, description="Capture times farther than this from the case's median")
-    max_distance_km: float | None = Field(None, gt=0, le=40000, description="GPS positions farther than this from the case's median position")
-    max_age_days: float | None = Field(None, gt=0, le=1e6, description="Pictures taken longer than this before the case was created")
+    max_time_spread_hours: float | None = Field(None, gt=0, le=MAX_LIMITS["max_time_spread_hours"], description="Capture times farther than this from the case's median")
+    max_distance_km: float | None = Field(None, gt=0, le=MAX_LIMITS["max_distance_km"], description="GPS positions farther than this from the case's median position")
+    max_age_days: float | None = Field(None, gt=0, le=MAX_LIMITS["max_age_days"], description="Pictures taken longer than this before the case was created")
 
 
 class Anomaly(BaseModel):

@@ -47,8 +47,9 @@ def resolve_limits(settings: Settings, *overrides: Mapping[str, Any] | None) -> 
     return limits
 
 
-#: The largest limit a tenant or a case may set (the same bound as the API's).
-MAX_LIMIT = 1e6
+#: The largest value of each limit a tenant or a case may set (the API's multipart and JSON
+#: forms and ``forensics-admin`` all check these); a distance beyond the Earth's circumference means nothing.
+MAX_LIMITS: dict[str, float] = {"max_time_spread_hours": 1e6, "max_distance_km": 40_000.0, "max_age_days": 1e6}
 
 
 def set_tenant_defaults(settings: Settings, tenant: Tenant, changes: Mapping[str, float | None], *, clear: bool = False) -> dict[str, float]:
@@ -58,8 +59,8 @@ def set_tenant_defaults(settings: Settings, tenant: Tenant, changes: Mapping[str
     for name, value in changes.items():
         if name not in LIMITS:
             raise ValueError(f"unknown anomaly limit {name!r}; known: {', '.join(LIMITS)}")
-        if value is not None and not 0 < value <= MAX_LIMIT:
-            raise ValueError(f"{name} must be a positive number up to {MAX_LIMIT:.0f}")
+        if value is not None and not 0 < value <= MAX_LIMITS[name]:
+            raise ValueError(f"{name} must be a positive number up to {MAX_LIMITS[name]:.0f}")
     current = {} if clear else dict(tenant.anomaly_limits or {})
     current.update({name: float(value) for name, value in changes.items() if value is not None})
     tenant.anomaly_limits = current or None

@@ -137,8 +137,8 @@ def _limits(fields: dict[str, str]) -> dict[str, float] | None:
             number = float(value)
         except ValueError:
             number = float("nan")
-        if not 0 < number <= 1e6:
-            raise Problem("BAD_REQUEST", f"anomaly_{name} must be a positive number up to 1000000")
+        if not 0 < number <= anomalies.MAX_LIMITS[name]:
+            raise Problem("BAD_REQUEST", f"anomaly_{name} must be a positive number up to {anomalies.MAX_LIMITS[name]:.0f}")
         limits[name] = number
     return limits or None
 
