@@ -104,6 +104,11 @@ class NearDuplicate(BaseModel):
     filename: str
     distance: int = Field(description="Hamming distance of the 256-bit PDQ hashes (0: the same picture)")
     first_seen: datetime
+    match: Literal["pdq", "keypoints"] = Field(
+        "pdq", description="pdq: within the PDQ distance; keypoints: shares a region on one transform (a crop, or the picture cropped from)"
+    )
+    inliers: int | None = Field(None, description="keypoints: keypoint pairs on the shared transform")
+    coverage: float | None = Field(None, description="keypoints: share of the stored picture's area that the searched picture shows")
 
 
 class DuplicateSearchResult(BaseModel):
@@ -161,7 +166,7 @@ class ImageReport(BaseModel):
     created_at: datetime | None = None
     completed_at: datetime | None = None
     seconds: float | None = None
-    near_duplicates: list[NearDuplicate] = Field([], description="The tenant's other images showing the same picture (PDQ)")
+    near_duplicates: list[NearDuplicate] = Field([], description="The tenant's other images showing the same picture (PDQ) or a region of it (keypoints)")
     anomalies: list[Anomaly] = Field([], description="Contextual anomalies against the rest of the case (information; no effect on the score)")
     reverse_search: ReverseSearch | None = None
 

@@ -195,11 +195,18 @@ def compute(
     for key, matches in (near or {}).items():
         for match in matches:
             where = "this case" if match.get("same_case") else "an earlier case"
+            if match.get("match") == "keypoints":
+                message = (
+                    f"Shares a region with {match['filename']} in {where}: {match['inliers']} keypoints on one transform, "
+                    f"covering {match['coverage']:.0%} of it (a crop, an edited copy, or a shot from the same spot)."
+                )
+            else:
+                message = f"The same picture as {match['filename']} in {where} (PDQ distance {match['distance']})."
             found.setdefault(key, []).append(
                 _anomaly(
                     "duplicate",
-                    f"The same picture as {match['filename']} in {where} (PDQ distance {match['distance']}).",
-                    {k: match[k] for k in ("image_id", "case_id", "filename", "distance") if k in match},
+                    message,
+                    {k: match[k] for k in ("image_id", "case_id", "filename", "distance", "match", "inliers", "coverage") if match.get(k) is not None},
                     duplicates.MATCH_DISTANCE,
                 )
             )

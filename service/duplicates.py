@@ -15,6 +15,14 @@ back through SQL filtered on the tenant, so one tenant never sees another's imag
 
 If the index fails (memory, a bug) the search degrades to a scan of the tenant's hashes read
 from SQL, with a warning: slower, never a failed request or case.
+
+PDQ is a global hash: a crop of a few per cent of a side moves it as far as an unrelated
+picture's. Crops are found by a second stage on local features (:mod:`forensics.keypoints`): a
+per-tenant inverted index from keypoint keys to images (:class:`KeypointIndex`, also loaded by
+``seq``) proposes the images that share the most rare keys, and each of the best
+:data:`CANDIDATES` is checked geometrically against its stored keypoints. Such a match is reported
+with ``match: "keypoints"``, its inlier pairs and the share of the stored picture the query
+covers. If that index fails, candidates come from a scan of the stored keys in SQL.
 """
 
 import logging
@@ -29,7 +37,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from forensics import pdq
+from forensics import keypoints, pdq
 from service.models import Case, Image, ImageHash
 
 logger = logging.getLogger(__name__)
@@ -49,6 +57,12 @@ _MASKS = {
 }
 #: A tail of unsorted rows bigger than this is merged in (a rebuild of a million rows takes a few seconds).
 _TAIL_LIMIT = 20_000
+#: Images proposed by the keypoint index that are checked geometrically, and the keys a proposal shares at least.
+CANDIDATES = 8
+MIN_SHARED_KEYS = 2
+#: A key held by more than this share of the tenant's images (and by more than 50) proposes nothing:
+#: it comes from flat or repetitive patches that many pictures have.
+COMMON_KEY_SHARE = 0.05
 
 
 def _codes(digests: bytes) -> np.ndarray:
@@ -142,7 +156,73 @@ def _verify(codes: np.ndarray, keys: np.ndarray, rows: np.ndarray, q: np.ndarray
     return dict(zip(keys[rows][hit].tolist(), best[hit].tolist(), strict=True))
 
 
+class KeypointIndex:
+    """An inverted index from keypoint keys (:func:`forensics.keypoints.stored_keys`) to the images that
+    hold them: one sorted array of keys and one of owners (positions in ``seqs``), with an unsorted
+    tail for images added since the last build. Eight bytes a key, about 1 KB an image."""
+
+    def __init__(self) -> None:
+        self.seqs = np.zeros(0, dtype=np.int64)
+        self.keys = np.zeros(0, dtype=np.uint32)
+        self.owners = np.zeros(0, dtype=np.int32)
+        self.last_seq = 0
+        self._built = 0
+
+    def __len__(self) -> int:
+        return len(self.seqs)
+
+    def add(self, seqs: list[int], blobs: list[bytes]) -> None:
+        if not seqs:
+            return
+        keys = [np.frombuffer(b, dtype="<u4") for b in blobs]
+        owners = np.repeat(np.arange(len(self.seqs), len(self.seqs) + len(seqs), dtype=np.int32), [len(k) for k in keys])
+        self.seqs = np.concatenate([self.seqs, np.asarray(seqs, dtype=np.int64)])
+        self.keys = np.concatenate([self.keys, *keys]).astype(np.uint32, copy=False)
+        self.owners = np.concatenate([self.owners, owners])
+        self.last_seq = max(self.last_seq, int(self.seqs[-1]))
+        if len(self.keys) - self._built > _TAIL_LIMIT * keypoints.INDEXED:
+            self.build()
+
+    def build(self) -> None:
+        order = np.argsort(self.keys, kind="stable")
+        self.keys, self.owners = self.keys[order], self.owners[order]
+        self._built = len(self.keys)
+
+    def candidates(self, query_keys: np.ndarray, limit: int = CANDIDATES, exclude: int | None = None) -> list[int]:
+        """The seqs of the images sharing the most rare keys with the query, best first: each shared key
+        weighs log(images / images holding it) (inverse document frequency, Sivic & Zisserman 2003)."""
+        n = len(self.seqs)
+        if not n or not len(query_keys):
+            return []
+        wanted = np.unique(query_keys.astype(np.uint32))
+        built, tail = self.keys[: self._built], self.keys[self._built :]
+        lo, hi = np.searchsorted(built, wanted, "left"), np.searchsorted(built, wanted, "right")
+        in_tail = np.isin(tail, wanted)
+        tail_counts = np.zeros(len(wanted), dtype=np.int64)
+        if in_tail.any():
+            present, counts = np.unique(tail[in_tail], return_counts=True)
+            tail_counts[np.searchsorted(wanted, present)] = counts
+        df = hi - lo + tail_counts
+        usable = (df > 0) & (df <= max(50, COMMON_KEY_SHARE * n))
+        weight = np.where(usable, np.log(n / np.maximum(df, 1)), 0.0)
+        lengths = np.where(usable, hi - lo, 0)
+        total = int(lengths.sum())
+        positions = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        owners = np.concatenate([self.owners[positions], self.owners[self._built :][in_tail]])
+        weights = np.concatenate([np.repeat(weight, lengths), weight[np.searchsorted(wanted, tail[in_tail])]])
+        if not len(owners):
+            return []
+        score = np.bincount(owners, weights=weights, minlength=n)
+        shared = np.bincount(owners, weights=(weights > 0).astype(np.float64), minlength=n)
+        score[shared < MIN_SHARED_KEYS] = 0
+        if exclude is not None:
+            score[self.seqs == exclude] = 0
+        best = np.argsort(-score, kind="stable")[:limit]
+        return self.seqs[best[score[best] > 0]].tolist()
+
+
 _INDEXES: dict[uuid.UUID, HashIndex] = {}
+_KEYPOINT_INDEXES: dict[uuid.UUID, KeypointIndex] = {}
 _LOCK = threading.Lock()
 #: Rows read from the database per query while loading an index.
 _PAGE = 100_000
@@ -162,6 +242,69 @@ def _index(session: Session, tenant_id: uuid.UUID) -> HashIndex:
             index.add(np.array([r.seq for r in rows], dtype=np.int64), b"".join(r.pdq for r in rows))
             if len(rows) < _PAGE:
                 return index
+
+
+def _keypoint_index(session: Session, tenant_id: uuid.UUID) -> KeypointIndex:
+    """The tenant's keypoint index, with the rows stored since it was last read."""
+    with _LOCK:
+        index = _KEYPOINT_INDEXES.setdefault(tenant_id, KeypointIndex())
+        while True:
+            rows = session.execute(
+                select(ImageHash.seq, ImageHash.keypoint_keys)
+                .where(ImageHash.tenant_id == tenant_id, ImageHash.seq > index.last_seq)
+                .order_by(ImageHash.seq)
+                .limit(_PAGE)
+            ).all()
+            kept = [r for r in rows if r.keypoint_keys]
+            index.add([r.seq for r in kept], [r.keypoint_keys for r in kept])
+            if rows:
+                index.last_seq = max(index.last_seq, rows[-1].seq)
+            if len(rows) < _PAGE:
+                return index
+
+
+def _sql_candidates(session: Session, tenant_id: uuid.UUID, query_keys: np.ndarray, exclude: int | None) -> list[int]:
+    """The fallback: the stored keys read from SQL a page at a time, images ranked by the keys they share."""
+    wanted, shared, last = np.unique(query_keys), {}, 0
+    while True:
+        rows = session.execute(
+            select(ImageHash.seq, ImageHash.keypoint_keys)
+            .where(ImageHash.tenant_id == tenant_id, ImageHash.seq > last, ImageHash.keypoint_keys.is_not(None))
+            .order_by(ImageHash.seq)
+            .limit(_PAGE)
+        ).all()
+        for r in rows:
+            count = int(np.isin(np.frombuffer(r.keypoint_keys, dtype="<u4"), wanted).sum())
+            if count >= MIN_SHARED_KEYS and r.seq != exclude:
+                shared[r.seq] = count
+        if rows:
+            last = rows[-1].seq
+        if len(rows) < _PAGE:
+            return sorted(shared, key=lambda seq: -shared[seq])[:CANDIDATES]
+
+
+def _region_matches(
+    session: Session, tenant_id: uuid.UUID, features: keypoints.Features, exclude: uuid.UUID | None
+) -> dict[int, keypoints.RegionMatch]:
+    """Stored images that share a region with the query (crops, and copies PDQ misses): candidates from
+    the keypoint index, each checked geometrically against its stored keypoints."""
+    query_keys = keypoints.index_keys(features.descriptors)
+    excluded = None if exclude is None else session.scalar(select(ImageHash.seq).where(ImageHash.image_id == exclude))
+    try:
+        seqs = _keypoint_index(session, tenant_id).candidates(query_keys, exclude=excluded)
+    except Exception:  # noqa: BLE001 - any failure of the index degrades to the SQL scan
+        logger.warning("keypoint index unavailable; scanning the tenant's keypoint keys in SQL", exc_info=True)
+        seqs = _sql_candidates(session, tenant_id, query_keys, excluded)
+    if not seqs:
+        return {}
+    rows = session.execute(
+        select(ImageHash.seq, ImageHash.keypoints).where(ImageHash.tenant_id == tenant_id, ImageHash.seq.in_(seqs))
+    ).all()
+    found = {}
+    for r in rows:
+        if r.keypoints and (region := keypoints.match(keypoints.Features.from_bytes(r.keypoints), features)) is not None:
+            found[r.seq] = region
+    return found
 
 
 def _sql_scan(session: Session, tenant_id: uuid.UUID, queries: list[bytes], max_distance: int) -> dict[int, int]:
@@ -184,11 +327,18 @@ def _sql_scan(session: Session, tenant_id: uuid.UUID, queries: list[bytes], max_
 
 @dataclass(frozen=True)
 class Match:
+    """A stored image showing the same picture: found by its PDQ hash (``match`` "pdq") or by shared
+    keypoints on one transform (``match`` "keypoints": a crop, or a copy PDQ missed), with the inlier
+    pairs and the share of the stored picture the query covers. ``distance`` is the PDQ distance either way."""
+
     case_id: uuid.UUID
     image_id: uuid.UUID
     filename: str
     distance: int
     first_seen: datetime
+    match: str = "pdq"
+    inliers: int | None = None
+    coverage: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -197,6 +347,9 @@ class Match:
             "filename": self.filename,
             "distance": self.distance,
             "first_seen": self.first_seen.isoformat(),
+            "match": self.match,
+            "inliers": self.inliers,
+            "coverage": self.coverage,
         }
 
 
@@ -206,13 +359,15 @@ def search(
     queries: list[bytes],
     quality: int,
     *,
+    features: keypoints.Features | None = None,
     max_distance: int = MATCH_DISTANCE,
     exclude: uuid.UUID | None = None,
     limit: int = 100,
 ) -> list[Match]:
     """The tenant's images whose hash is within ``max_distance`` of any of ``queries`` (a picture's eight
-    dihedral hashes), nearest first. A query below PDQ's quality floor (a flat, nearly blank picture,
-    whose bits are noise) is matched exactly only."""
+    dihedral hashes), nearest first, then those that share a region with the picture's keypoints
+    (``features``: crops), most inliers first. A query below PDQ's quality floor (a flat, nearly
+    blank picture, whose bits are noise) is matched exactly only."""
     if tenant_id is None or not queries:
         return []
     distances = {
@@ -225,15 +380,25 @@ def search(
             logger.warning("near-duplicate index unavailable; scanning the tenant's hashes in SQL", exc_info=True)
             near = _sql_scan(session, tenant_id, queries, max_distance)
         distances = near | distances
-    if not distances:
+    regions = _region_matches(session, tenant_id, features, exclude) if features is not None and len(features) else {}
+    if not distances and not regions:
         return []
     rows = session.execute(
-        select(ImageHash.seq, ImageHash.image_id, ImageHash.case_id, ImageHash.created_at, Image.filename)
+        select(ImageHash.seq, ImageHash.pdq, ImageHash.image_id, ImageHash.case_id, ImageHash.created_at, Image.filename)
         .join(Image, Image.id == ImageHash.image_id)
-        .where(ImageHash.tenant_id == tenant_id, ImageHash.seq.in_(list(distances)))
+        .where(ImageHash.tenant_id == tenant_id, ImageHash.seq.in_([*distances, *regions]))
     ).all()
-    matches = [Match(r.case_id, r.image_id, r.filename, distances[r.seq], r.created_at) for r in rows if r.image_id != exclude]
-    matches.sort(key=lambda m: (m.distance, m.first_seen))
+    matches = []
+    for r in rows:
+        if r.image_id == exclude:
+            continue
+        if r.seq in distances:
+            matches.append(Match(r.case_id, r.image_id, r.filename, distances[r.seq], r.created_at))
+        else:
+            region = regions[r.seq]
+            distance = min(pdq.distance(r.pdq, q) for q in queries)
+            matches.append(Match(r.case_id, r.image_id, r.filename, distance, r.created_at, "keypoints", region.inliers, region.coverage))
+    matches.sort(key=lambda m: (m.match != "pdq", m.distance if m.match == "pdq" else -(m.inliers or 0), m.first_seen))
     return matches[:limit]
 
 
@@ -244,14 +409,22 @@ def hash_queries(luma: np.ndarray) -> tuple[list[bytes], int]:
 
 
 def record(session: Session, image: Image, luma: np.ndarray) -> None:
-    """Store an image's hash (once; a redelivered prepare keeps the first). Called by the prepare step."""
+    """Store an image's hashes and keypoints (once; a redelivered prepare keeps the first). Called by the prepare step."""
     tenant_id = session.scalar(select(Case.tenant_id).where(Case.id == image.case_id))
     if tenant_id is None or session.scalar(select(ImageHash.seq).where(ImageHash.image_id == image.id)) is not None:
         return
     digests, quality = hash_queries(luma)
+    features = keypoints.extract(luma)
     session.add(
         ImageHash(
-            image_id=image.id, case_id=image.case_id, tenant_id=tenant_id, pdq=digests[0], variants=b"".join(digests[1:]), quality=quality
+            image_id=image.id,
+            case_id=image.case_id,
+            tenant_id=tenant_id,
+            pdq=digests[0],
+            variants=b"".join(digests[1:]),
+            quality=quality,
+            keypoints=features.to_bytes(),
+            keypoint_keys=keypoints.stored_keys(features).astype("<u4").tobytes(),
         )
     )
 
@@ -263,4 +436,5 @@ def near_duplicates_of(session: Session, tenant_id: uuid.UUID | None, image_id: 
     if row is None or tenant_id is None:
         return []
     queries = [row.pdq] + [row.variants[i : i + 32] for i in range(0, len(row.variants), 32)]
-    return [m.as_dict() for m in search(session, tenant_id, queries, row.quality, exclude=image_id)]
+    features = keypoints.Features.from_bytes(row.keypoints) if row.keypoints else None
+    return [m.as_dict() for m in search(session, tenant_id, queries, row.quality, features=features, exclude=image_id)]

@@ -374,7 +374,10 @@ class ImageHash(Base):
 
     ``pdq`` is the hash of the picture as stored; ``variants`` the seven hashes of its flips and
     quarter-turns (7 x 32 bytes), so that a stored image searches for rotated copies without its
-    pixels. ``seq`` orders rows so that the in-process index loads only what it has not seen.
+    pixels. ``keypoints`` are its local features (:class:`forensics.keypoints.Features`, about
+    10 KB) for crop-tolerant search, and ``keypoint_keys`` the index keys of the strongest of them
+    (uint32, little-endian); both are empty for images stored before they existed. ``seq`` orders
+    rows so that the in-process indexes load only what they have not seen.
     """
 
     __tablename__ = "image_hashes"
@@ -387,4 +390,6 @@ class ImageHash(Base):
     pdq: Mapped[bytes] = mapped_column(LargeBinary(32))
     variants: Mapped[bytes] = mapped_column(LargeBinary(224))
     quality: Mapped[int] = mapped_column(Integer)
+    keypoints: Mapped[bytes | None] = mapped_column(LargeBinary)
+    keypoint_keys: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

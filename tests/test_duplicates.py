@@ -1,6 +1,6 @@
 """Near-duplicates: PDQ's robustness on real pictures, the multi-index table against a full scan, the
-search on Postgres with two tenants (no match crosses tenants), the fallback when the index fails,
-and the search route."""
+keypoint index against a direct count, the search on Postgres with two tenants (no match crosses
+tenants), crops found by keypoints, the fallbacks when an index fails, and the search route."""
 
 import io
 import logging
@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image as PILImage
 
-from forensics import pdq
+from forensics import keypoints, pdq
 from service import duplicates
 from service.db import session_scope
 from service.models import Case, Image
@@ -123,8 +123,10 @@ def database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         ),
     ):
         duplicates._INDEXES.clear()
+        duplicates._KEYPOINT_INDEXES.clear()
         yield
         duplicates._INDEXES.clear()
+        duplicates._KEYPOINT_INDEXES.clear()
 
 
 def _store(tenant_id: uuid.UUID, pictures: dict[str, PILImage.Image]) -> dict[str, uuid.UUID]:
@@ -165,7 +167,11 @@ def test_search_within_the_tenant_only(database: None, caplog: pytest.LogCapture
             "filename",
             "distance",
             "first_seen",
+            "match",
+            "inliers",
+            "coverage",
         }
+        assert near[0]["match"] == "pdq"
         assert duplicates.near_duplicates_of(session, tenant_a, a["other.png"]) == []
         assert duplicates.near_duplicates_of(session, tenant_b, a["original.png"]) == []  # not B's image
 
@@ -177,6 +183,51 @@ def test_search_within_the_tenant_only(database: None, caplog: pytest.LogCapture
             fallback = duplicates.search(session, tenant_a, queries, quality)
         assert [(m.image_id, m.distance) for m in fallback] == [(m.image_id, m.distance) for m in found]
         assert "index unavailable" in caplog.text
+
+
+def test_keypoint_index_ranks_by_rare_shared_keys() -> None:
+    rng = np.random.default_rng(3)
+    stored = [np.unique(rng.integers(0, 1 << 25, 120, dtype=np.uint32)) for _ in range(300)]
+    common = np.uint32(12345)
+    stored = [np.union1d(keys, [common]) for keys in stored]  # a key every image holds proposes nothing
+    query = np.concatenate([stored[7][:40], stored[250][:10], stored[120][:1], [common]]).astype(np.uint32)
+    index = duplicates.KeypointIndex()
+    index.add(list(range(1, 201)), [k.astype("<u4").tobytes() for k in stored[:200]])
+    index.build()
+    index.add(list(range(201, 301)), [k.astype("<u4").tobytes() for k in stored[200:]])  # the unsorted tail
+    assert len(index) == 300 and index.last_seq == 300
+    assert index.candidates(query) == [8, 251]  # seq = position + 1; one shared key is not enough
+    assert index.candidates(query, exclude=8) == [251]
+    assert index.candidates(np.array([common], dtype=np.uint32)) == []
+
+
+def test_crops_found_by_keypoints(database: None, caplog: pytest.LogCaptureFixture) -> None:
+    original = _picture(PICTURES[0])
+    w, h = original.size
+    crop = _jpeg(original.crop((w // 10, h // 10, w, h)), 80)
+    tenant_a, _ = make_tenant()
+    tenant_b, _ = make_tenant()
+    a = _store(tenant_a, {"original.png": original, "other.png": _picture(PICTURES[1]), "third.jpg": _picture(PICTURES[2])})
+    a2 = _store(tenant_a, {"crop.jpg": crop})
+    _store(tenant_b, {"theirs.png": original})
+    queries, quality = duplicates.hash_queries(_luma(crop))
+    features = keypoints.extract(_luma(crop))
+    with session_scope() as session:
+        assert duplicates.search(session, tenant_a, queries, quality, exclude=a2["crop.jpg"]) == []  # PDQ alone misses a 10 % crop...
+        found = duplicates.search(session, tenant_a, queries, quality, features=features, exclude=a2["crop.jpg"])
+        assert [(m.image_id, m.match) for m in found] == [(a["original.png"], "keypoints")]  # ...keypoints find it
+        assert found[0].distance > duplicates.MATCH_DISTANCE and found[0].inliers >= 50 and found[0].coverage == pytest.approx(0.81, abs=0.02)
+        near = duplicates.near_duplicates_of(session, tenant_a, a["original.png"])
+        assert [(n["image_id"], n["match"]) for n in near] == [(str(a2["crop.jpg"]), "keypoints")] and near[0]["coverage"] == 1.0
+        assert duplicates.near_duplicates_of(session, tenant_a, a["other.png"]) == []
+
+        def broken(*_: object, **__: object) -> list[int]:
+            raise MemoryError("keypoint index unavailable")
+
+        with pytest.MonkeyPatch.context() as patch, caplog.at_level(logging.WARNING, logger="service.duplicates"):
+            patch.setattr(duplicates.KeypointIndex, "candidates", broken)
+            fallback = duplicates.search(session, tenant_a, queries, quality, features=features, exclude=a2["crop.jpg"])
+        assert fallback == found and "keypoint index unavailable" in caplog.text
 
 
 def test_search_route(database: None) -> None:

@@ -6,7 +6,7 @@ from fastapi.concurrency import run_in_threadpool
 from api.deps import PrincipalDep, ReadSessionDep, SettingsDep
 from api.routes.tools import _body, _decode, _form, _pick
 from api.schemas import DuplicateSearchResult, NearDuplicate
-from forensics import pdq
+from forensics import keypoints, pdq
 from service import duplicates
 
 router = APIRouter(prefix="/v1/duplicates", tags=["duplicates"])
@@ -17,14 +17,16 @@ async def search_duplicates(
     request: Request, principal: PrincipalDep, session: ReadSessionDep, settings: SettingsDep
 ) -> DuplicateSearchResult:
     """Search the tenant's images (all cases, all time) for near-duplicates of one image (field `image`):
-    re-encodes, resizes, flips and quarter-turns of the same picture, nearest first (PDQ, 256 bits)."""
+    re-encodes, resizes, flips and quarter-turns of the same picture, nearest first (PDQ, 256 bits),
+    then crops of it or pictures it was cropped from (`match` "keypoints": shared keypoints on one transform)."""
     form = await _form(request, settings)
     try:
         image = await run_in_threadpool(_decode, _pick(form, "image"), settings)
     finally:
         form.cleanup()
     queries, quality = await run_in_threadpool(duplicates.hash_queries, image.luma)
-    matches = await run_in_threadpool(duplicates.search, session, principal.tenant_id, queries, quality)
+    features = await run_in_threadpool(keypoints.extract, image.luma)
+    matches = await run_in_threadpool(duplicates.search, session, principal.tenant_id, queries, quality, features=features)
     return DuplicateSearchResult(
         pdq=pdq.PdqHash(queries[0], quality).hex,
         quality=quality,
