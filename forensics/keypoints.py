@@ -61,7 +61,10 @@ MAX_TILT_DEGREES = 15.0
 #: Lowe's ratio: a pair is kept when its distance is below this fraction of the second-nearest's.
 RATIO = 0.8
 
-_ORB = dict(nfeatures=FEATURES, scaleFactor=1.1, nlevels=14, edgeThreshold=15, patchSize=31, fastThreshold=8)
+#: ORB's settings. FAST's contrast threshold is 2 grey levels rather than 20: ORB keeps the
+#: FEATURES corners with the best Harris response anyway, and a low threshold lets a low-contrast
+#: picture (a sheet of paper, a white wall, a quarter-size copy) have corners at all.
+_ORB = dict(nfeatures=FEATURES, scaleFactor=1.1, nlevels=14, edgeThreshold=15, patchSize=31, fastThreshold=2)
 
 
 @dataclass(frozen=True)
