@@ -41,7 +41,7 @@ from service.cases import Intake
 from service.db import session_scope
 from service.decoded import decoded as decoded_image
 from service.decoded import release
-from service.dispatch import heartbeat, send_fuses, send_methods, send_prepares
+from service.dispatch import heartbeat, send_case_pdf, send_fuses, send_methods, send_prepares
 from service.heatmaps import load_heatmap, store_heatmap
 from service.models import (
     FINDING_DONE,
@@ -481,7 +481,8 @@ def _as_finding(row: FindingRow, storage: Storage) -> Finding:
 def complete_case_if_done(session: Session, case_id: uuid.UUID) -> bool:
     """Close the case when no image is left: ``completed`` if any image completed, else ``failed``.
 
-    Exactly one finisher gets True, and writes the webhook outbox rows in the same transaction.
+    Exactly one finisher gets True, and writes the webhook outbox rows in the same transaction; it
+    then asks a worker for the case's PDF (:mod:`service.case_pdf`).
     """
     unfinished = exists().where(Image.case_id == case_id, Image.status.not_in(IMAGE_DONE))
     any_completed = exists().where(Image.case_id == case_id, Image.status == ImageStatus.COMPLETED)
@@ -496,6 +497,8 @@ def complete_case_if_done(session: Session, case_id: uuid.UUID) -> bool:
     events = outbox.add_case_event(session, case_id) if won else []
     session.commit()
     outbox.enqueue(events)
+    if won:
+        send_case_pdf(case_id)
     return won == 1
 
 

@@ -75,6 +75,11 @@ def send_methods(jobs: Iterable[tuple[uuid.UUID, str]]) -> None:
             _mark(waiting, None)
 
 
+def send_case_pdf(case_id: uuid.UUID) -> None:
+    """Ask a worker for a closed case's PDF; if that publish fails the API renders it on request."""
+    _publish(queue.STORE_CASE_PDF, lambda: queue.enqueue_case_pdf(case_id), 1)
+
+
 def send_fuses(image_ids: Iterable[uuid.UUID]) -> None:
     """Publish join tasks; an image left ``fusing`` stops beating, so the reconciler re-sends it after the lease."""
     ids = list(image_ids)

@@ -1,10 +1,11 @@
 """The Celery application (configuration only) and the functions that enqueue work by task name.
 
 The API sends tasks by name through this app without importing the worker's code; the
-worker (``worker/celery_app.py``) uses the same app and registers the tasks. Four queues,
+worker (``worker/celery_app.py``) uses the same app and registers the tasks. Five queues,
 consumed in this order where the broker supports it (Redis ``queue_order_strategy``):
 ``control`` (the reconciler), ``webhooks`` (deliveries and their dispatcher: a worker may
-also consume only this queue with ``-Q webhooks``), ``analysis`` (methods and joins: finish
+also consume only this queue with ``-Q webhooks``), ``reports`` (a closed case's PDF, ahead of
+the analysis so that it does not wait behind other cases' work), ``analysis`` (methods and joins: finish
 started images first, which also keeps decoded images in the workers' caches), ``intake``
 (prepare).
 """
@@ -25,9 +26,11 @@ FUSE_IMAGE = "forensics.fuse_image"
 RECONCILE = "forensics.reconcile"
 DELIVER_WEBHOOK = "forensics.deliver_webhook"
 DISPATCH_WEBHOOKS = "forensics.dispatch_webhooks"
+STORE_CASE_PDF = "forensics.store_case_pdf"
 
-QUEUES = ("control", "webhooks", "analysis", "intake")
+QUEUES = ("control", "webhooks", "reports", "analysis", "intake")
 ROUTES = {
+    STORE_CASE_PDF: "reports",
     PREPARE_IMAGE: "intake",
     RUN_METHOD: "analysis",
     FUSE_IMAGE: "analysis",
@@ -123,6 +126,10 @@ def enqueue_methods(jobs: Iterable[tuple[UUID, str]]) -> None:
 
 def enqueue_fuse(image_ids: Iterable[UUID]) -> None:
     _send(FUSE_IMAGE, ([str(i)] for i in image_ids))
+
+
+def enqueue_case_pdf(case_id: UUID) -> None:
+    _send(STORE_CASE_PDF, [[str(case_id)]])
 
 
 def enqueue_webhooks(delivery_ids: Iterable[str]) -> None:

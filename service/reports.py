@@ -129,22 +129,22 @@ def _folder(image: Image) -> str:
 
 
 def write_report_zip(case: Case, storage: Storage, out: IO[bytes], anomalies: dict[str, list[dict[str, Any]]] | None = None) -> None:
-    """The dossier's layout: ``batch_summary.json``, ``report.pdf`` (the editors' PDF of the whole case),
+    """The dossier's layout: ``batch_summary.json``, ``report.pdf`` (the editors' PDF of the whole case, as the
+    worker stored it when the case closed, else rendered now: :mod:`service.case_pdf`),
     and per image a folder with ``forensic_report.json``, colour heatmaps per method (``heatmap_<method>.png``),
     views, the fused heatmap and the overlay.
 
     ``case`` must have its images and their findings loaded; ``anomalies`` (:func:`service.anomalies.for_case`),
     when given, go into the summary, each image's report and the PDF.
     """
-    from service.pdf_report import write_case_pdf  # imports this module
+    from service import case_pdf  # imports this module
 
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("batch_summary.json", json.dumps(batch_summary(case, anomalies), indent=2))
         pdf = zipfile.ZipInfo("report.pdf", date_time=datetime.now().timetuple()[:6])
         pdf.compress_type = zipfile.ZIP_STORED  # its streams are compressed already
         with archive.open(pdf, "w") as stream:
-            listed = {key: {"anomalies": pdf_anomalies(found)} for key, found in (anomalies or {}).items()}
-            write_case_pdf(case, storage, stream, extra=listed)
+            case_pdf.write(case, storage, stream, lambda: anomalies or {})
         for image in case.images:
             folder = _folder(image)
             names: dict[str, str] = {}

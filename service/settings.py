@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     method_time_limit: int = Field(default=300, ge=2)
     prepare_time_limit: int = Field(default=120, ge=2)
     fuse_time_limit: int = Field(default=120, ge=2)
+    pdf_time_limit: int = Field(default=300, ge=2, description="Seconds, hard limit of rendering a closed case's PDF in the worker")
     max_attempts: int = Field(default=3, ge=1, description="Deliveries of one method before it is recorded as an error")
     requeue_after: int = Field(default=900, ge=1, description="Seconds before queued work whose message is lost is re-sent")
     lease_seconds: float = Field(

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image as PILImage
 from pypdf import PdfReader
+from sqlalchemy import update
 
 from service import pdf_report
 from service.models import Case, FindingRow, Image
@@ -236,3 +237,42 @@ def test_the_routes_serve_the_pdfs_to_the_case_tenant_only(app: Any) -> None:
             assert refused.status_code == 404 and refused.headers["content-type"] == "application/problem+json"
             assert client.get(path).status_code == 401
         assert client.get(f"/v1/cases/{case_id}/images/{uuid.uuid4()}/report.pdf", headers=bearer(key)).status_code == 404
+
+
+def test_a_closed_case_is_served_the_pdf_the_worker_stored(app: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from service import case_pdf
+    from service.db import session_scope
+    from service.storage import get_storage
+
+    tenant_id, key = make_tenant()
+    storage = get_storage()
+    case = _case(storage)  # type: ignore[arg-type]
+    case.tenant_id = tenant_id
+    case_id = case.id
+    with session_scope() as session:
+        session.add(case)
+        session.commit()
+    stored = case_pdf.store(case_id)  # the worker's task, run here without a worker
+    assert stored == f"cases/{case_id}/report-20261206T091400000000Z.pdf" and case_pdf.store(case_id) == stored
+    data = storage.get_bytes(stored)
+    assert "Flood photos" in pdf_text(data)
+    with TestClient(app) as client:
+        served = client.get(f"/v1/cases/{case_id}/report.pdf", headers=bearer(key))
+        assert served.status_code == 200 and served.content == data  # byte for byte: not rendered again
+        dossier = zipfile.ZipFile(io.BytesIO(client.get(f"/v1/cases/{case_id}/report.zip", headers=bearer(key)).content))
+        assert dossier.read("report.pdf") == data
+        # a case that closes again gets a new PDF: the old one is never served for it
+        with session_scope() as session:
+            session.execute(
+                update(Case).where(Case.id == case_id).values(completed_at=datetime(2026, 12, 7, tzinfo=UTC), label="Floods, again")
+            )
+            session.commit()
+        again = client.get(f"/v1/cases/{case_id}/report.pdf", headers=bearer(key))
+        assert again.status_code == 200 and again.content != data and "Floods, again" in pdf_text(again.content)
+    # an open case has no stored PDF: it is rendered on request from what it holds
+    with session_scope() as session:
+        session.execute(update(Case).where(Case.id == case_id).values(status="running", completed_at=None))
+        session.commit()
+    assert case_pdf.store(case_id) is None

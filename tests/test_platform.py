@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import uuid
 import zipfile
 from collections.abc import Iterator
@@ -158,7 +159,18 @@ def test_batch_completes_with_every_method_and_reports_are_fetchable(platform: P
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="forensics-test", Prefix=prefix)["Contents"]]
     assert sorted(k.rsplit("/", 1)[1] for k in keys) == sorted({hashlib.sha256(b).hexdigest() for b in originals.values()})
 
+    # a worker rendered the closed case's PDF into storage; the API and the dossier serve those bytes
+    case_prefix = prefix.removesuffix("originals/")
+    for _ in range(300):
+        listed = s3.list_objects_v2(Bucket="forensics-test", Prefix=f"{case_prefix}report-").get("Contents", [])
+        if listed:
+            break
+        time.sleep(0.1)
+    assert [o["Key"].rsplit("/", 1)[1][:7] for o in listed] == ["report-"], "the worker stored the case's PDF"
+    stored_pdf = s3.get_object(Bucket="forensics-test", Key=listed[0]["Key"])["Body"].read()
+    assert platform.client.get(f"/v1/cases/{created['id']}/report.pdf").content == stored_pdf
     archive = zipfile.ZipFile(io.BytesIO(platform.client.get(f"/v1/cases/{created['id']}/report.zip").content))
+    assert archive.read("report.pdf") == stored_pdf
     names = archive.namelist()
     summary = json.loads(archive.read("batch_summary.json"))
     assert summary["case_id"] == created["id"] and len(summary["images"]) == 4

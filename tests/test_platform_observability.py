@@ -174,7 +174,7 @@ def test_api_metrics_count_requests_by_route_and_read_the_state(service: Service
     assert _value(samples, "forensics_cases_in_flight", status="running") == 0
     assert {dict(labels)["status"] for name, labels in samples if name == "forensics_images_in_flight"} == {"queued", "running", "fusing"}
     depths = {dict(labels)["queue"]: value for (name, labels), value in samples.items() if name == "forensics_queue_depth"}
-    assert set(depths) == {"control", "webhooks", "analysis", "intake"} and all(v >= 0 for v in depths.values())
+    assert set(depths) == {"control", "webhooks", "reports", "analysis", "intake"} and all(v >= 0 for v in depths.values())
 
 
 def test_worker_metrics_count_tasks_methods_webhooks_and_repairs(service: Service, processed_case: dict[str, Any]) -> None:
@@ -230,7 +230,7 @@ def test_queue_depth_counts_waiting_messages_per_queue(broker: str, tmp_path: Pa
             queue.enqueue_prepare([uuid.uuid4() for _ in range(3)])
             queue.enqueue_fuse([uuid.uuid4()])
             family = ServiceCollector._queue_depth()
-            assert {s.labels["queue"]: s.value for s in family.samples} == {"control": 0, "webhooks": 0, "analysis": 1, "intake": 3}
+            assert {s.labels["queue"]: s.value for s in family.samples} == {"control": 0, "webhooks": 0, "reports": 0, "analysis": 1, "intake": 3}
         finally:
             if broker == "redis":
                 drop_redis_keys(prefix)

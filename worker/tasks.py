@@ -10,7 +10,7 @@ from uuid import UUID
 from celery.exceptions import SoftTimeLimitExceeded
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from service import analysis, queue
+from service import analysis, case_pdf, queue
 from service.settings import get_settings
 from service.storage import StorageError
 from service.webhooks import delivery, outbox
@@ -56,6 +56,12 @@ def run_method(image_id: str, method: str) -> None:
 def fuse_image(image_id: str) -> None:
     """Fuse an image's findings into its score, verdict and maps; close the case if it was the last."""
     analysis.fuse_image(UUID(image_id))
+
+
+@app.task(name=queue.STORE_CASE_PDF, time_limit=settings.pdf_time_limit, **RELIABLE)
+def store_case_pdf(case_id: str) -> None:
+    """Render a closed case's PDF and keep it in storage, for the API and the dossier zip."""
+    case_pdf.store(UUID(case_id))
 
 
 @app.task(name=queue.RECONCILE, time_limit=300, **RELIABLE)

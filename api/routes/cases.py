@@ -33,7 +33,7 @@ from api.status_cache import make_body, status_bodies
 from api.uploads import UploadForm, read_multipart, to_intake
 from forensics.formats import ImageFormat
 from forensics.options import Sensitivity
-from service import anomalies, cases, duplicates, idempotency, intake, names, pdf_report, reports, reverse_search
+from service import anomalies, case_pdf, cases, duplicates, idempotency, intake, names, pdf_report, reports, reverse_search
 from service.intake import Answer, Archive, CaseRequest
 from service.models import Case, CaseStatus, Image
 from service.settings import Settings
@@ -346,11 +346,10 @@ def get_case_pdf(
     case_id: UUID, principal: PrincipalDep, session: ReadSessionDep, storage: StorageDep, settings: SettingsDep
 ) -> FileResponse:
     """The editors' PDF of the case: a cover with the verdicts, then per image its verdict, score, overlay,
-    findings, metadata and evidence chain (the content of the dossier, rendered on request, as the zip)."""
+    findings, metadata and evidence chain. A closed case's PDF is the one the worker rendered when it
+    closed; an open case's is rendered on request from what it holds."""
     case = cases.get_case_with_findings(session, principal.tenant_id, case_id)
-    found = anomalies.for_case(session, settings, case)
-    extra = {key: {"anomalies": reports.pdf_anomalies(listed)} for key, listed in found.items()}
-    return _pdf(partial(pdf_report.write_case_pdf, case, storage, extra=extra), f"case_{case_id}.pdf")
+    return _pdf(partial(case_pdf.write, case, storage, found=partial(anomalies.for_case, session, settings, case)), f"case_{case_id}.pdf")
 
 
 
