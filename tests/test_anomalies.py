@@ -121,7 +121,15 @@ def test_duplicates_are_reported_with_the_matching_image() -> None:
     (dup,) = found["a"]
     assert dup["rule"] == "duplicate" and dup["values"] == {"image_id": other, "case_id": "c", "filename": "copy.jpg", "distance": 4}
     assert "copy.jpg in this case" in dup["message"]
-    crop = {"image_id": other, "case_id": "c", "filename": "whole.jpg", "distance": 96, "match": "keypoints", "inliers": 140, "coverage": 0.81}
+    crop = {
+        "image_id": other,
+        "case_id": "c",
+        "filename": "whole.jpg",
+        "distance": 96,
+        "match": "keypoints",
+        "inliers": 140,
+        "coverage": 0.81,
+    }
     (dup,) = anomalies.compute({"a": real(TUSCANY[0]), "b": real(TUSCANY[1])}, OLD_OK, NOW, {"a": [crop]})["a"]
     assert dup["values"] == crop and "Shares a region with whole.jpg in an earlier case" in dup["message"]
     assert "140 keypoints" in dup["message"] and "covering 81% of it" in dup["message"]

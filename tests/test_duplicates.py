@@ -57,6 +57,31 @@ def test_hash_is_the_reference_layout() -> None:
     assert pdq.from_chunks(pdq.to_chunks(h.digest)) == h.digest
 
 
+def _box1d_reference(values: list[float], window: int) -> list[float]:
+    """ThreatExchange's ``box1DFloat``, written out: output o is the mean of inputs o - (window - half) .. o + half - 1
+    that exist, half = (window + 2) // 2."""
+    half, n = (window + 2) // 2, len(values)
+    out = []
+    for o in range(n):
+        inside = values[max(o - (window - half), 0) : min(o + half, n)]
+        out.append(sum(inside) / len(inside))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(97, 131), (300, 41), (256, 256)])
+def test_grid_is_the_reference_jarosz_filter_then_decimation(shape: tuple[int, int]) -> None:
+    rows, cols = shape
+    picture = np.random.default_rng(rows).uniform(0, 255, shape)
+    buffer = picture.tolist()
+    for _ in range(2):  # the reference: along each row, then along each column, twice
+        buffer = [_box1d_reference(row, pdq._window(cols)) for row in buffer]
+        buffer = [list(c) for c in zip(*[_box1d_reference(list(col), pdq._window(rows)) for col in zip(*buffer)], strict=True)]
+    ri = ((np.arange(pdq.GRID) + 0.5) * rows / pdq.GRID).astype(int)
+    ci = ((np.arange(pdq.GRID) + 0.5) * cols / pdq.GRID).astype(int)
+    expected = np.array(buffer)[np.ix_(ri, ci)]
+    assert np.abs(pdq._grid(picture) - expected).max() < 1e-3
+
+
 @pytest.mark.parametrize("name", PICTURES)
 def test_edited_copies_stay_near(name: str) -> None:
     picture = _picture(name)
@@ -216,7 +241,9 @@ def test_crops_found_by_keypoints(database: None, caplog: pytest.LogCaptureFixtu
         assert duplicates.search(session, tenant_a, queries, quality, exclude=a2["crop.jpg"]) == []  # PDQ alone misses a 10 % crop...
         found = duplicates.search(session, tenant_a, queries, quality, features=features, exclude=a2["crop.jpg"])
         assert [(m.image_id, m.match) for m in found] == [(a["original.png"], "keypoints")]  # ...keypoints find it
-        assert found[0].distance > duplicates.MATCH_DISTANCE and found[0].inliers >= 50 and found[0].coverage == pytest.approx(0.81, abs=0.02)
+        assert (
+            found[0].distance > duplicates.MATCH_DISTANCE and found[0].inliers >= 50 and found[0].coverage == pytest.approx(0.81, abs=0.02)
+        )
         near = duplicates.near_duplicates_of(session, tenant_a, a["original.png"])
         assert [(n["image_id"], n["match"]) for n in near] == [(str(a2["crop.jpg"]), "keypoints")] and near[0]["coverage"] == 1.0
         assert duplicates.near_duplicates_of(session, tenant_a, a["other.png"]) == []
