@@ -47,6 +47,8 @@ GRID = 4
 LONG_SIDE = 640
 MIN_SHORT_SIDE = 256
 MAX_LONG_SIDE = 4 * LONG_SIDE
+#: Below this many pixels across (after that scaling) a picture has no keypoints: ORB needs a patch around each.
+MIN_SIDE = 32
 #: Bits of an index key, and the key tables (each takes three bytes of the descriptor).
 KEY_BITS = 24
 KEY_TABLES = 2
@@ -116,11 +118,14 @@ def extract(luma: np.ndarray) -> Features:
         size = (max(1, round(cols * factor)), max(1, round(rows * factor)))
         gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
     gray = np.clip(gray, 0, 255).astype(np.uint8)
-    keypoints, descriptors = cv2.ORB_create(**_ORB).detectAndCompute(gray, None)
     scale = float(max(gray.shape))
     width, height = gray.shape[1] / scale, gray.shape[0] / scale
+    none = Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), width, height)
+    if min(gray.shape) < MIN_SIDE:  # a sliver: no room for a keypoint's patch (and ORB's pyramid would fail)
+        return none
+    keypoints, descriptors = cv2.ORB_create(**_ORB).detectAndCompute(gray, None)
     if descriptors is None or not keypoints:
-        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8), width, height)
+        return none
     order = np.argsort([-k.response for k in keypoints], kind="stable")
     points = np.array([keypoints[i].pt for i in order], dtype=np.float32) / scale
     return Features(points, descriptors[order], width, height)

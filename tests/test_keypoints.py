@@ -74,6 +74,9 @@ def test_flat_pictures_give_nothing_to_match() -> None:
     assert keypoints.match(flat, flat) is None
     tiny = keypoints.extract(np.random.default_rng(0).uniform(0, 255, (38, 174)))
     assert tiny.width == 1 and tiny.height == pytest.approx(38 / 174, abs=0.01)
+    for sliver in ((40000, 3), (3, 40000), (1, 1), (100, 20000)):  # no room for a keypoint: none, and no error
+        found = keypoints.extract(np.random.default_rng(1).uniform(0, 255, sliver).astype(np.float32))
+        assert len(found) == 0 and keypoints.match(found, tiny) is None
 
 
 def test_storage_round_trip() -> None:
