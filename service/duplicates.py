@@ -28,13 +28,14 @@ covers. If that index fails, candidates come from a scan of the stored keys in S
 import logging
 import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import combinations
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from forensics import keypoints, pdq
@@ -233,59 +234,54 @@ _LOCK = threading.Lock()
 _PAGE = 100_000
 
 
+def _pages(session: Session, tenant_id: uuid.UUID, column: Any, after: int) -> Iterator[list[Row[Any]]]:
+    """The tenant's rows after ``after`` in ``seq`` order, a page at a time: ``seq`` and ``value`` (``column``)."""
+    while True:
+        rows = list(
+            session.execute(
+                select(ImageHash.seq, column.label("value"))
+                .where(ImageHash.tenant_id == tenant_id, ImageHash.seq > after)
+                .order_by(ImageHash.seq)
+                .limit(_PAGE)
+            ).all()
+        )
+        if rows:
+            yield rows
+            after = rows[-1].seq
+        if len(rows) < _PAGE:
+            return
+
+
 def _index(session: Session, tenant_id: uuid.UUID) -> HashIndex:
     """The tenant's index, with the rows stored since it was last read."""
     with _LOCK:
         index = _INDEXES.setdefault(tenant_id, HashIndex())
-        while True:
-            rows = session.execute(
-                select(ImageHash.seq, ImageHash.pdq)
-                .where(ImageHash.tenant_id == tenant_id, ImageHash.seq > index.last_seq)
-                .order_by(ImageHash.seq)
-                .limit(_PAGE)
-            ).all()
-            index.add(np.array([r.seq for r in rows], dtype=np.int64), b"".join(r.pdq for r in rows))
-            if len(rows) < _PAGE:
-                return index
+        for rows in _pages(session, tenant_id, ImageHash.pdq, index.last_seq):
+            index.add(np.array([r.seq for r in rows], dtype=np.int64), b"".join(r.value for r in rows))
+        return index
 
 
 def _keypoint_index(session: Session, tenant_id: uuid.UUID) -> KeypointIndex:
-    """The tenant's keypoint index, with the rows stored since it was last read."""
+    """The tenant's keypoint index, with the rows stored since it was last read (images stored before
+    keypoints existed have none, and are skipped)."""
     with _LOCK:
         index = _KEYPOINT_INDEXES.setdefault(tenant_id, KeypointIndex())
-        while True:
-            rows = session.execute(
-                select(ImageHash.seq, ImageHash.keypoint_keys)
-                .where(ImageHash.tenant_id == tenant_id, ImageHash.seq > index.last_seq)
-                .order_by(ImageHash.seq)
-                .limit(_PAGE)
-            ).all()
-            kept = [r for r in rows if r.keypoint_keys]
-            index.add([r.seq for r in kept], [r.keypoint_keys for r in kept])
-            if rows:
-                index.last_seq = max(index.last_seq, rows[-1].seq)
-            if len(rows) < _PAGE:
-                return index
+        for rows in _pages(session, tenant_id, ImageHash.keypoint_keys, index.last_seq):
+            kept = [r for r in rows if r.value]
+            index.add([r.seq for r in kept], [r.value for r in kept])
+            index.last_seq = max(index.last_seq, rows[-1].seq)
+        return index
 
 
 def _sql_candidates(session: Session, tenant_id: uuid.UUID, query_keys: np.ndarray, exclude: int | None) -> list[int]:
     """The fallback: the stored keys read from SQL a page at a time, images ranked by the keys they share."""
-    wanted, shared, last = np.unique(query_keys), {}, 0
-    while True:
-        rows = session.execute(
-            select(ImageHash.seq, ImageHash.keypoint_keys)
-            .where(ImageHash.tenant_id == tenant_id, ImageHash.seq > last, ImageHash.keypoint_keys.is_not(None))
-            .order_by(ImageHash.seq)
-            .limit(_PAGE)
-        ).all()
+    wanted, shared = np.unique(query_keys), {}
+    for rows in _pages(session, tenant_id, ImageHash.keypoint_keys, 0):
         for r in rows:
-            count = int(np.isin(np.frombuffer(r.keypoint_keys, dtype="<u4"), wanted).sum())
+            count = int(np.isin(np.frombuffer(r.value, dtype="<u4"), wanted).sum()) if r.value else 0
             if count >= MIN_SHARED_KEYS and r.seq != exclude:
                 shared[r.seq] = count
-        if rows:
-            last = rows[-1].seq
-        if len(rows) < _PAGE:
-            return sorted(shared, key=lambda seq: -shared[seq])[:CANDIDATES]
+    return sorted(shared, key=lambda seq: -shared[seq])[:CANDIDATES]
 
 
 def _region_matches(
@@ -314,20 +310,11 @@ def _region_matches(
 
 def _sql_scan(session: Session, tenant_id: uuid.UUID, queries: list[bytes], max_distance: int) -> dict[int, int]:
     """The fallback: every hash of the tenant read from SQL and compared (a page at a time)."""
-    q, found, last = _codes(b"".join(queries)), {}, 0
-    while True:
-        rows = session.execute(
-            select(ImageHash.seq, ImageHash.pdq)
-            .where(ImageHash.tenant_id == tenant_id, ImageHash.seq > last)
-            .order_by(ImageHash.seq)
-            .limit(_PAGE)
-        ).all()
-        if rows:
-            keys = np.array([r.seq for r in rows], dtype=np.int64)
-            found |= _verify(_codes(b"".join(r.pdq for r in rows)), keys, np.arange(len(rows)), q, max_distance)
-            last = rows[-1].seq
-        if len(rows) < _PAGE:
-            return found
+    q, found = _codes(b"".join(queries)), {}
+    for rows in _pages(session, tenant_id, ImageHash.pdq, 0):
+        keys = np.array([r.seq for r in rows], dtype=np.int64)
+        found |= _verify(_codes(b"".join(r.value for r in rows)), keys, np.arange(len(rows)), q, max_distance)
+    return found
 
 
 @dataclass(frozen=True)
