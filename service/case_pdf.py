@@ -38,15 +38,28 @@ def stored_key(case: Case) -> str | None:
     return f"cases/{case.id}/report-{case.completed_at.strftime('%Y%m%dT%H%M%S%fZ')}.pdf"
 
 
+def stored(case: Case, storage: Storage) -> str | None:
+    """The key of the PDF the worker stored for this closing of the case, if it has."""
+    key = stored_key(case)
+    return key if key is not None and storage.exists(key) else None
+
+
+def copy(storage: Storage, key: str, out: IO[bytes]) -> None:
+    with storage.open(key) as stream:
+        shutil.copyfileobj(stream, out)
+
+
+def _render(case: Case, storage: Storage, out: IO[bytes], found: Mapping[str, list[dict[str, Any]]]) -> None:
+    write_case_pdf(case, storage, out, extra={k: {"anomalies": pdf_anomalies(v)} for k, v in found.items()})
+
+
 def write(case: Case, storage: Storage, out: IO[bytes], found: Callable[[], Mapping[str, list[dict[str, Any]]]]) -> bool:
     """The case's PDF into ``out``: the stored one when the worker has rendered it for this closing (True),
     else rendered now with the anomalies ``found()`` returns (False). ``case`` has its images and findings loaded."""
-    key = stored_key(case)
-    if key is not None and storage.exists(key):
-        with storage.open(key) as stream:
-            shutil.copyfileobj(stream, out)
+    if (key := stored(case, storage)) is not None:
+        copy(storage, key, out)
         return True
-    write_case_pdf(case, storage, out, extra={k: {"anomalies": pdf_anomalies(v)} for k, v in found().items()})
+    _render(case, storage, out, found())
     return False
 
 
@@ -63,7 +76,7 @@ def store(case_id: uuid.UUID) -> str | None:
         with tempfile.TemporaryDirectory(prefix="forensics-pdf-") as folder:
             path = Path(folder) / "report.pdf"
             with path.open("wb") as out:
-                write(case, storage, out, lambda: anomalies.for_case(session, settings, case))
+                _render(case, storage, out, anomalies.for_case(session, settings, case))
             storage.put_file(key, path, "application/pdf")
     logger.info("stored the PDF of case %s", case_id)
     return key

@@ -348,9 +348,11 @@ def get_case_pdf(
     """The editors' PDF of the case: a cover with the verdicts, then per image its verdict, score, overlay,
     findings, metadata and evidence chain. A closed case's PDF is the one the worker rendered when it
     closed; an open case's is rendered on request from what it holds."""
+    filename = f"case_{case_id}.pdf"
+    if (key := case_pdf.stored(cases.get_case(session, principal.tenant_id, case_id), storage)) is not None:
+        return _pdf(partial(case_pdf.copy, storage, key), filename)
     case = cases.get_case_with_findings(session, principal.tenant_id, case_id)
-    return _pdf(partial(case_pdf.write, case, storage, found=partial(anomalies.for_case, session, settings, case)), f"case_{case_id}.pdf")
-
+    return _pdf(partial(case_pdf.write, case, storage, found=partial(anomalies.for_case, session, settings, case)), filename)
 
 
 @router.get("/{case_id}/images/{image_id}/report.pdf", response_class=FileResponse, responses=PDF_RESPONSE)
