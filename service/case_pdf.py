@@ -53,14 +53,13 @@ def _render(case: Case, storage: Storage, out: IO[bytes], found: Mapping[str, li
     write_case_pdf(case, storage, out, extra={k: {"anomalies": pdf_anomalies(v)} for k, v in found.items()})
 
 
-def write(case: Case, storage: Storage, out: IO[bytes], found: Callable[[], Mapping[str, list[dict[str, Any]]]]) -> bool:
-    """The case's PDF into ``out``: the stored one when the worker has rendered it for this closing (True),
-    else rendered now with the anomalies ``found()`` returns (False). ``case`` has its images and findings loaded."""
+def write(case: Case, storage: Storage, out: IO[bytes], found: Callable[[], Mapping[str, list[dict[str, Any]]]]) -> None:
+    """The case's PDF into ``out``: the stored one when the worker has rendered it for this closing, else
+    rendered now with the anomalies ``found()`` returns. ``case`` has its images and findings loaded."""
     if (key := stored(case, storage)) is not None:
         copy(storage, key, out)
-        return True
-    _render(case, storage, out, found())
-    return False
+    else:
+        _render(case, storage, out, found())
 
 
 def store(case_id: uuid.UUID) -> str | None:
