@@ -113,29 +113,44 @@ KEY_CACHE_SECONDS = 5.0
 _KEY_CACHE_SIZE = 10_000
 _known: dict[str, tuple[float, Principal]] = {}
 _known_lock = threading.Lock()
+#: One lock per key being looked up: the simultaneous first requests of a key (a client's burst
+#: on a fresh API, or when its entry expires) wait for one query instead of each making its own.
+_lookups: dict[str, threading.Lock] = {}
+
+
+def _cached(digest: str) -> Principal | None:
+    with _known_lock:
+        hit = _known.get(digest)
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
 
 
 def authenticate(session: Session, key: str) -> Principal | None:
     """The caller of ``key``, or None when the key is unknown or revoked (unknown keys are never cached)."""
     digest = hash_key(key)
-    now = time.monotonic()
+    principal = _cached(digest)
+    if principal is not None:
+        return principal
     with _known_lock:
-        hit = _known.get(digest)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    row = session.execute(
-        select(ApiKey.prefix, Tenant.id, Tenant.name, Tenant.requests_per_minute, Tenant.images_per_day)
-        .join(Tenant, Tenant.id == ApiKey.tenant_id)
-        .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-    ).first()
-    if row is None:
-        return None
-    prefix, tenant_id, tenant_name, rpm, ipd = row
-    principal = Principal(tenant_id, tenant_name, prefix, rpm, ipd)
-    with _known_lock:
-        if len(_known) >= _KEY_CACHE_SIZE:
-            _known.clear()
-        _known[digest] = (now + KEY_CACHE_SECONDS, principal)
+        if len(_lookups) >= _KEY_CACHE_SIZE:  # unknown keys are never cached, so their locks are dropped here
+            _lookups.clear()
+        lookup = _lookups.setdefault(digest, threading.Lock())
+    with lookup:
+        principal = _cached(digest)
+        if principal is not None:
+            return principal
+        row = session.execute(
+            select(ApiKey.prefix, Tenant.id, Tenant.name, Tenant.requests_per_minute, Tenant.images_per_day)
+            .join(Tenant, Tenant.id == ApiKey.tenant_id)
+            .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
+        ).first()
+        if row is None:
+            return None
+        prefix, tenant_id, tenant_name, rpm, ipd = row
+        principal = Principal(tenant_id, tenant_name, prefix, rpm, ipd)
+        with _known_lock:
+            if len(_known) >= _KEY_CACHE_SIZE:
+                _known.clear()
+            _known[digest] = (time.monotonic() + KEY_CACHE_SECONDS, principal)
     return principal
 
 

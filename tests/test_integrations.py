@@ -193,6 +193,49 @@ def test_admin_cli_creates_lists_and_revokes_keys(integ: Integrations, capsys: p
     assert capsys.readouterr().out.strip() == "0 cases adopted"  # every case here was made with a tenant
 
 
+def test_a_burst_of_a_keys_first_requests_looks_the_key_up_once(integ: Integrations) -> None:
+    import threading
+
+    from sqlalchemy import event
+
+    from service import tenants
+    from service.db import get_engine, session_scope
+
+    lookups: list[str] = []
+
+    def count(_conn, _cursor, statement: str, *_args: object) -> None:  # type: ignore[no-untyped-def]
+        if "api_keys" in statement:
+            lookups.append(statement)
+
+    start = threading.Barrier(16)
+    found: list[object] = []
+
+    def request(key: str) -> None:
+        with session_scope() as session:
+            start.wait()
+            found.append(tenants.authenticate(session, key))
+
+    tenants._known.clear()  # as on a fresh API, or when the key's entry expires
+    event.listen(get_engine(), "before_cursor_execute", count)
+    try:
+        threads = [threading.Thread(target=request, args=(integ.key,)) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(found) == 16 and {getattr(p, "tenant_id", None) for p in found} == {integ.tenant_id}
+        assert len(lookups) == 1
+        start.reset()
+        threads = [threading.Thread(target=request, args=(integ.key + "x",)) for _ in range(16)]  # unknown: never cached
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert found[16:] == [None] * 16
+    finally:
+        event.remove(get_engine(), "before_cursor_execute", count)
+
+
 def test_admin_cli_sets_a_tenants_anomaly_defaults_which_new_cases_take(integ: Integrations, capsys: pytest.CaptureFixture[str]) -> None:
     from sqlalchemy import select
 
