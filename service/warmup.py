@@ -34,8 +34,10 @@ def warm_up() -> None:
                 connection.execute(text("SELECT 1"))
         except Exception as exc:  # noqa: BLE001 - start anyway; /health reports it
             logger.warning("the database is not reachable at start-up: %s", exc)
+    celery = get_celery()
+    celery.backend  # noqa: B018 - built on first use (imports, a scan of entry points), then shared by every thread
     try:
-        with get_celery().connection_for_write() as connection:
+        with celery.connection_for_write() as connection:
             connection.ensure_connection(max_retries=1)
     except Exception as exc:  # noqa: BLE001
         logger.warning("the broker is not reachable at start-up: %s", exc)

@@ -510,3 +510,16 @@ def test_pool_processes_are_recycled_rarely_by_count_and_early_by_memory() -> No
     conf = queue.make_celery(Settings()).conf
     assert conf.worker_max_tasks_per_child == 10000 and conf.worker_max_memory_per_child == 3072 * 1024
     assert queue.make_celery(Settings(worker_max_memory_mb=0)).conf.worker_max_memory_per_child is None
+
+
+def test_publishing_threads_share_one_result_backend() -> None:
+    """Celery builds a thread's result backend on its first publish (about 15 ms of entry-point scanning);
+    there is no result backend here, so every thread of the API's pool uses the one built at start-up."""
+    import threading
+
+    app = queue.make_celery(Settings())
+    backends = [app.backend]
+    thread = threading.Thread(target=lambda: backends.append(app.backend))
+    thread.start()
+    thread.join()
+    assert backends[0] is backends[1]
