@@ -8,9 +8,11 @@ import base64
 import binascii
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,17 @@ from service.webhooks import outbox
 
 #: Originals stored at once when a case is created.
 UPLOAD_THREADS = 8
+
+
+def _run_all(calls: list[Callable[[], object]]) -> None:
+    """Run storage calls, several in parallel (object stores are slow per request but not per byte);
+    a single one in the caller's thread, since a thread of its own only adds a hand-over of the
+    interpreter lock, which costs milliseconds when dozens of requests arrive at once."""
+    if len(calls) == 1:
+        calls[0]()
+    elif calls:
+        with ThreadPoolExecutor(max_workers=min(UPLOAD_THREADS, len(calls))) as pool:
+            list(pool.map(lambda call: call(), calls))
 
 
 @dataclass(frozen=True)
@@ -97,10 +110,11 @@ def create_case(
             queued.append(image.id)
         case.images.append(image)
     # Originals go to storage before the rows exist (a crash leaves an orphan object, never a row
-    # without its file); in parallel, since object stores are slow per request but not per byte.
-    with ThreadPoolExecutor(max_workers=UPLOAD_THREADS) as pool:
-        list(pool.map(lambda item: storage.put_file(item[0], *item[1]), uploads.items()))
-        list(pool.map(lambda item: storage.copy(item[1], item[0]), copies.items()))
+    # without its file).
+    _run_all(
+        [partial(storage.put_file, key, path, mime) for key, (path, mime) in uploads.items()]
+        + [partial(storage.copy, source, key) for key, source in copies.items()]
+    )
     if not queued:
         case.status = CaseStatus.FAILED
         case.completed_at = now
