@@ -4,6 +4,7 @@ The schema is made by ``alembic upgrade head`` before the API starts (the compos
 ``migrate`` step, or :func:`api.embedded.serve`), never by the API itself.
 """
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -25,6 +26,11 @@ from service.warmup import warm_up
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     await run_in_threadpool(warm_up)
+    # What start-up made (modules, the engine's tables and models, the clients) lives as long as the
+    # process: frozen, the collector stops walking it on every full collection, which a burst of
+    # first requests triggers (about 3 ms of the event loop per request of such a burst).
+    gc.collect()
+    gc.freeze()
     yield
 
 
