@@ -220,3 +220,34 @@ def test_a_tiled_texture_is_periodic_but_a_single_clone_in_it_is_not() -> None:
     single = METHOD.run(load_image(png_bytes(np.repeat(cloned[..., None], 3, axis=2))))
     assert single.score >= 50, single.details
     assert single.details["discarded_periodic"] == 0
+
+
+@pytest.mark.parametrize("relpath", ["authentic/005_O.png", "authentic/041_O.png"])
+def test_the_far_pair_of_a_roughly_even_row_of_identical_objects_is_part_of_the_row(relpath: str) -> None:
+    """Three identical beer coasters hung in a row (CoMoFoD originals, 1.5: statistic 1.4 and 3.1):
+    neighbours echo one step on and are periodic; the first and third, a step from 2t and with the
+    first inside the row's repeated area, are the row's further multiple, not a clone."""
+    finding = _run("comofod_subset", relpath)
+    assert finding.score < 50, finding.details
+    far = [c for c in finding.details["clusters"] if c["periodic"] and c["lattice_shift_px"] != c["shift_px"]]
+    assert far and all(c["discarded"] == "periodic" for c in far)
+
+
+def test_a_roughly_even_row_of_look_alikes_is_periodic_but_a_clone_of_one_pasted_off_the_row_is_not() -> None:
+    """Three copies of one printed object, each with its own sensor noise, 110 and 114 px apart: the
+    far pair is a step from 2t and belongs to the row; an exact copy of the first object pasted
+    below the row, at no multiple of its step, is a clone."""
+    rng = np.random.default_rng(11)
+    background = rng.normal(128, 30, (480, 640)).astype(np.float32)
+    printed = cv2.GaussianBlur(rng.normal(0, 1, (60, 60)).astype(np.float32), (0, 0), 2) * 400 + 128
+    row = background.copy()
+    for x in (40, 150, 264):
+        row[100:160, x : x + 60] = printed + rng.normal(0, 3, (60, 60))
+    row = np.clip(row, 0, 255).astype(np.uint8)
+    pattern = METHOD.run(load_image(png_bytes(np.repeat(row[..., None], 3, axis=2))))
+    assert pattern.score < 50, pattern.details
+    assert any(c["periodic"] and c["lattice_shift_px"] != c["shift_px"] for c in pattern.details["clusters"])
+    cloned = row.copy()
+    cloned[330:390, 470:530] = row[100:160, 40:100]
+    found = METHOD.run(load_image(png_bytes(np.repeat(cloned[..., None], 3, axis=2))))
+    assert found.score >= 50, found.details

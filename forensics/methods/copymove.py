@@ -68,7 +68,10 @@ E. Angelopoulou, "An evaluation of popular copy-move forgery detection approache
   verified part of an overlapping clone is the part whose source survived) and (n - 2) / (n - 1)
   or more for a lattice of n copies, about 1 for an edge shifted along itself. Pairs at further
   multiples of a lattice (2t, 3t: their end copies have nothing beyond them) are recognised as
-  lying inside the area a periodic pair found to repeat. Such a pair is reported with
+  lying inside the area a periodic pair found to repeat; so is a pair whose shift is near such a
+  multiple and one of whose regions lies in that area, as in a row of identical objects set
+  down by hand, whose spacing is only roughly even (the first and third of three coasters).
+  Such a pair is reported with
   ``periodic: true``, its ``lattice_shift_px`` and ``discarded: "periodic"``, and does not count.
 - **Synthetic content.** Where most of a pair's neighbourhood is exactly flat (3x3 luma variance
   0: no sensor noise at all), the image is drawn, not photographed: charts, diagrams, caption
@@ -90,9 +93,9 @@ exact-duplicate search reads full resolution, and only up to EXACT_MAX_PIXELS.
 Known limits (CoMoFoD, README "Accuracy"): small clones that were also rotated or scaled give
 SIFT too few matches and are missed; clones that were distorted, or resampled by a kernel
 other than the cubic one verification assumes, lose fine grain and score low; physically
-identical printed objects (coasters, book spines) that occur only twice have no lattice to
-reveal them and can still score as clones (CoMoFoD 037_O and 041_O, statistic 5.1 and 3.1); a
-clone pasted inside a repeated pattern it was taken from is set aside with the pattern.
+identical printed objects (book spines, labels) that occur only twice have no lattice to
+reveal them and can still score as clones (CoMoFoD 037_O, statistic 5.1); a clone pasted inside
+a repeated pattern it was taken from, or one step further along it, is set aside with the pattern.
 """
 
 import io
@@ -192,6 +195,10 @@ FLAT_RING = 15
 #: A pair whose source and target each lie at least this much inside the area of a periodic
 #: pair is a further multiple of that lattice (see _lattice_members).
 LATTICE_COVER = 0.5
+#: A pair whose shift is within this share of the lattice's shift of a multiple k >= 2 of it, and
+#: one of whose regions lies inside the lattice's area, is a further copy of an unevenly spaced
+#: row (measured: the first and third coasters of CoMoFoD 005 and 041 lie 0.10 of a step from 2t).
+LATTICE_STEP_TOLERANCE = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -636,8 +643,11 @@ def _lattice_members(regions: list[_Region]) -> list[_Region]:
 
     A pattern of n copies along a shift t also yields pairs at 2t, 3t, ... whose far ends have no
     copy beyond them (the first and last copies), so their own echo can be 0; but both their
-    source and their target lie inside the area the pair at t found to repeat. A clone taken from
-    a pattern and pasted elsewhere keeps its target outside that area and is not affected.
+    source and their target lie inside the area the pair at t found to repeat. Where the copies
+    are only roughly evenly spaced (objects in a row), the far pair's end copy may fall outside
+    that area, so a pair whose shift is near a multiple k >= 2 of t needs only one of its regions
+    inside it. A clone taken from a pattern and pasted elsewhere keeps its target outside that
+    area, at a shift that is no multiple of the pattern's, and is not affected.
     """
     lattices = [r for r in regions if r.echo >= PERIODIC_ECHO]
     if not lattices:
@@ -647,12 +657,24 @@ def _lattice_members(regions: list[_Region]) -> list[_Region]:
         if r.echo < PERIODIC_ECHO:
             for lat in lattices:
                 area = lat.target | lat.source
-                if area[r.target].mean() >= LATTICE_COVER and area[r.source].mean() >= LATTICE_COVER:
+                inside_target, inside_source = area[r.target].mean() >= LATTICE_COVER, area[r.source].mean() >= LATTICE_COVER
+                if (inside_target and inside_source) or ((inside_target or inside_source) and _near_multiple(r, lat)):
                     m = lat.candidate.matrix
                     r = replace(r, lattice=(float(m[0, 2]), float(m[1, 2])))
                     break
         out.append(r)
     return out
+
+
+def _near_multiple(pair: _Region, lattice: _Region) -> bool:
+    """Whether ``pair``'s shift is within LATTICE_STEP_TOLERANCE steps of k times ``lattice``'s, |k| >= 2."""
+    step = lattice.candidate.matrix[:, 2].astype(np.float64)
+    length = float(np.hypot(*step))
+    if length == 0.0:
+        return False
+    shift = pair.candidate.matrix[:, 2].astype(np.float64)
+    k = round(float(shift @ step) / length**2)
+    return abs(k) >= 2 and float(np.hypot(*(shift - k * step))) <= LATTICE_STEP_TOLERANCE * length
 
 
 def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str, Any]:
@@ -680,7 +702,7 @@ def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str
 
 class CopyMove(Method):
     name = "copymove"
-    version = "1.5"
+    version = "1.6"
     # the statistic is a share of the image, from 0 to hundreds per mille: scored on its log
     default_logistic = Logistic(center=1.8, scale=0.6, log=True)
 
