@@ -251,3 +251,15 @@ def test_a_roughly_even_row_of_look_alikes_is_periodic_but_a_clone_of_one_pasted
     cloned[330:390, 470:530] = row[100:160, 40:100]
     found = METHOD.run(load_image(png_bytes(np.repeat(cloned[..., None], 3, axis=2))))
     assert found.score >= 50, found.details
+
+
+def test_parallel_straight_edges_match_a_few_pixels_along_and_are_not_a_clone() -> None:
+    """The slats of an air conditioner seen at an angle (recapture_phone real_007, 1.6: statistic
+    1.7): one slat's edge matches the next, but the spacing changes along the grille, so there is no
+    echo; the match still holds with the transform moved 3 px along the slats, which a
+    two-dimensional copy never does, and the pair is set aside with the repeated patterns."""
+    finding = _run("recapture_phone", "authentic/akshan/real_007.jpg")
+    assert finding.score < 50, finding.details
+    (pair,) = finding.details["clusters"]
+    assert pair["slide"] >= copymove.SLIDE_SHARE and pair["fine_correlation"] < copymove.SLIDE_MAX_FINE
+    assert pair["discarded"] == "periodic" and "repeated pattern" in finding.summary
