@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,17 +49,19 @@ def copy(storage: Storage, key: str, out: IO[bytes]) -> None:
         shutil.copyfileobj(stream, out)
 
 
-def _render(case: Case, storage: Storage, out: IO[bytes], found: Mapping[str, list[dict[str, Any]]]) -> None:
+def render(case: Case, storage: Storage, out: IO[bytes], found: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Render the case's PDF into ``out`` with the anomalies ``found`` (:func:`service.anomalies.for_case`);
+    ``case`` has its images and findings loaded."""
     write_case_pdf(case, storage, out, extra={k: {"anomalies": pdf_anomalies(v)} for k, v in found.items()})
 
 
-def write(case: Case, storage: Storage, out: IO[bytes], found: Callable[[], Mapping[str, list[dict[str, Any]]]]) -> None:
+def write(case: Case, storage: Storage, out: IO[bytes], found: Mapping[str, list[dict[str, Any]]]) -> None:
     """The case's PDF into ``out``: the stored one when the worker has rendered it for this closing, else
-    rendered now with the anomalies ``found()`` returns. ``case`` has its images and findings loaded."""
+    rendered now (:func:`render`)."""
     if (key := stored(case, storage)) is not None:
         copy(storage, key, out)
     else:
-        _render(case, storage, out, found())
+        render(case, storage, out, found)
 
 
 def store(case_id: uuid.UUID) -> str | None:
@@ -75,7 +77,7 @@ def store(case_id: uuid.UUID) -> str | None:
         with tempfile.TemporaryDirectory(prefix="forensics-pdf-") as folder:
             path = Path(folder) / "report.pdf"
             with path.open("wb") as out:
-                _render(case, storage, out, anomalies.for_case(session, settings, case))
+                render(case, storage, out, anomalies.for_case(session, settings, case))
             storage.put_file(key, path, "application/pdf")
     logger.info("stored the PDF of case %s", case_id)
     return key

@@ -144,7 +144,7 @@ def write_report_zip(case: Case, storage: Storage, out: IO[bytes], anomalies: di
         pdf = zipfile.ZipInfo("report.pdf", date_time=datetime.now().timetuple()[:6])
         pdf.compress_type = zipfile.ZIP_STORED  # its streams are compressed already
         with archive.open(pdf, "w") as stream:
-            case_pdf.write(case, storage, stream, lambda: anomalies or {})
+            case_pdf.write(case, storage, stream, anomalies or {})
         for image in case.images:
             folder = _folder(image)
             names: dict[str, str] = {}

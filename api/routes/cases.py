@@ -352,7 +352,7 @@ def get_case_pdf(
     if (key := case_pdf.stored(cases.get_case(session, principal.tenant_id, case_id), storage)) is not None:
         return _pdf(partial(case_pdf.copy, storage, key), filename)
     case = cases.get_case_with_findings(session, principal.tenant_id, case_id)
-    return _pdf(partial(case_pdf.write, case, storage, found=partial(anomalies.for_case, session, settings, case)), filename)
+    return _pdf(lambda out: case_pdf.render(case, storage, out, anomalies.for_case(session, settings, case)), filename)
 
 
 @router.get("/{case_id}/images/{image_id}/report.pdf", response_class=FileResponse, responses=PDF_RESPONSE)
