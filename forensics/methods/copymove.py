@@ -586,30 +586,41 @@ def _flat(gray: np.ndarray) -> np.ndarray:
     return (mean2 - mean * mean) <= 1e-6
 
 
+def _window_corr(a: np.ndarray, b: np.ndarray, noise_a: np.ndarray | None, noise_b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Correlation of two residuals in CORR_WINDOW windows, and where it is usable.
+
+    With the compression noise's local variances (``noise_a``, ``noise_b``; see
+    :func:`_compression_noise`) those are removed from the two variances, and only windows whose
+    content dominates its noise (NOISE_MIN_SNR) are usable. Every usable window also keeps at
+    least RESIDUAL_MIN_STD of content of its own on both sides: a flat area matches anything.
+    """
+    ma, mb = _box(a), _box(b)
+    va = np.maximum(_box(a * a) - ma * ma, 0.0)
+    vb = np.maximum(_box(b * b) - mb * mb, 0.0)
+    cov = _box(a * b) - ma * mb
+    usable = np.ones(a.shape, dtype=bool)
+    if noise_a is not None and noise_b is not None:
+        usable = (va >= NOISE_MIN_SNR * noise_a) & (vb >= NOISE_MIN_SNR * noise_b)
+        va, vb = np.maximum(va - noise_a, 0.0), np.maximum(vb - noise_b, 0.0)
+    floor = RESIDUAL_MIN_STD**2
+    usable &= (va >= floor) & (vb >= floor)
+    return cov / np.sqrt(va * vb + 1e-6), usable
+
+
 def _verify(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, cand: _Candidate, noise: _Noise | None, flat: np.ndarray) -> _Region | None:
     """Dense check of one transform: where does the residual agree with its warped copy?"""
     h, w = gray.shape
     m = cand.matrix
     warped, warped_fine = _warp_residuals(gray, resid, fine, m, cubic=noise is None)
     valid = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
-    ma, mb = _box(resid), _box(warped)
-    va = np.maximum(_box(resid * resid) - ma * ma, 0.0)
-    vb = np.maximum(_box(warped * warped) - mb * mb, 0.0)
-    cov = _box(resid * warped) - ma * mb
-    floor = RESIDUAL_MIN_STD**2
-    clean = np.ones((h, w), dtype=bool)
-    if noise is not None:  # what remains is the content's own residual, where it dominates the noise
-        na = noise.resid
-        nb = cv2.warpAffine(noise.resid, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
-        clean = (va >= NOISE_MIN_SNR * na) & (vb >= NOISE_MIN_SNR * nb)
-        va, vb = np.maximum(va - na, 0.0), np.maximum(vb - nb, 0.0)
-    corr = cov / np.sqrt(va * vb + 1e-6)
+    noise_b = None if noise is None else cv2.warpAffine(noise.resid, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
+    corr, usable = _window_corr(resid, warped, None if noise is None else noise.resid, noise_b)
     # The displacement at each target pixel must exceed the minimum distance (no self-match).
     xx = np.arange(w, dtype=np.float32)[None, :]
     yy = np.arange(h, dtype=np.float32)[:, None]
     inv = cv2.invertAffineTransform(m)
     disp = np.hypot((inv[0, 0] - 1) * xx + inv[0, 1] * yy + inv[0, 2], inv[1, 0] * xx + (inv[1, 1] - 1) * yy + inv[1, 2])
-    ok = (corr >= CORR_THRESHOLD) & (va >= floor) & (vb >= floor) & valid & clean
+    ok = (corr >= CORR_THRESHOLD) & usable & valid
     ok &= disp >= MIN_DISTANCE_FRACTION * max(h, w)
     mask = cv2.morphologyEx(ok.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     mask = cv2.morphologyEx(mask, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
@@ -656,28 +667,17 @@ def _slide(resid: np.ndarray, noise: _Noise | None, target: np.ndarray, m: np.nd
     h, w = resid.shape
     ys, xs = np.nonzero(target)
     pad = CORR_WINDOW
-    y0, y1, x0, x1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1), max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
-    a = resid[y0:y1, x0:x1]
-    ma = _box(a)
-    va_own = np.maximum(_box(a * a) - ma * ma, 0.0)
-    na = noise.resid[y0:y1, x0:x1] if noise is not None else None
-    inside = target[y0:y1, x0:x1]
-    floor = RESIDUAL_MIN_STD**2
+    box = np.s_[max(0, ys.min() - pad) : min(h, ys.max() + pad + 1), max(0, xs.min() - pad) : min(w, xs.max() + pad + 1)]
+    inside = target[box]
 
     def rate(offset: tuple[float, float]) -> float:
         moved = m.astype(np.float64)
         moved[:, 2] += offset
-        b = cv2.warpAffine(resid, moved, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[y0:y1, x0:x1]
-        mb = _box(b)
-        va, vb = va_own, np.maximum(_box(b * b) - mb * mb, 0.0)
-        cov = _box(a * b) - ma * mb
-        match = (va >= floor) & (vb >= floor)
-        if na is not None:
-            nb = cv2.warpAffine(noise.resid, moved, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)[y0:y1, x0:x1]
-            match &= (va >= NOISE_MIN_SNR * na) & (vb >= NOISE_MIN_SNR * nb)
-            va, vb = np.maximum(va - na, 0.0), np.maximum(vb - nb, 0.0)
-        match &= cov / np.sqrt(va * vb + 1e-6) >= CORR_THRESHOLD
-        return float(match[inside].mean())
+        linear = {"dsize": (w, h), "flags": cv2.INTER_LINEAR, "borderValue": 0.0}
+        b = cv2.warpAffine(resid, moved, **linear)[box]
+        noise_b = None if noise is None else cv2.warpAffine(noise.resid, moved, **linear)[box]
+        corr, usable = _window_corr(resid[box], b, None if noise is None else noise.resid[box], noise_b)
+        return float(((corr >= CORR_THRESHOLD) & usable)[inside].mean())
 
     own = rate((0.0, 0.0))
     if own <= 0.0:
@@ -766,7 +766,7 @@ def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str
 
 class CopyMove(Method):
     name = "copymove"
-    version = "1.7"
+    version = "1.8"
     # the statistic is a share of the image, from 0 to hundreds per mille: scored on its log
     default_logistic = Logistic(center=1.8, scale=0.6, log=True)
 
