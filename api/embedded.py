@@ -14,9 +14,16 @@ killed ``serve`` before it could stop the worker): the API stops taking requests
 worker, a process group of its own, gets SIGTERM, which Celery is told to treat as a cold
 shutdown (``REMAP_SIGTERM``): running tasks get ``FORENSICS_WORKER_SOFT_SHUTDOWN_SECONDS``
 to finish, the others are stopped and, acknowledged only once done, go back to the queue for
-the next start. A worker still running at the deadline is killed with its pool and beat (its
-unfinished work is then found by the reconciler after its lease). A second signal kills at
-once. Should ``serve`` itself die, the kernel sends the worker SIGTERM (``PR_SET_PDEATHSIG``).
+the next start. A worker still running at the deadline is killed with its pool and beat (a
+cold shutdown of Celery's prefork pool can deadlock on a pipe lock that a stopped pool process
+held). A second signal kills at once. Should ``serve`` itself die, the kernel sends the worker
+SIGTERM (``PR_SET_PDEATHSIG``).
+
+The messages a killed worker had taken die with it (the filesystem transport keeps them in the
+worker's memory until they are acknowledged). So ``serve`` marks a worker that stopped by
+itself (``$FORENSICS_HOME/worker-stopped``); the next start without that mark, before its
+worker starts, sends everything in flight again (:func:`service.analysis.reconcile` with
+``workers_gone``), rather than leaving it to the reconciler's ``FORENSICS_REQUEUE_AFTER``.
 """
 
 import contextlib
@@ -125,8 +132,9 @@ class _Stop:
     """The handler of SIGTERM and SIGINT: the first stops the API and the worker in order, with a
     deadline for the worker; a second one stops both at once."""
 
-    def __init__(self, worker: subprocess.Popen[bytes]) -> None:
+    def __init__(self, worker: subprocess.Popen[bytes], stopped_mark: Path) -> None:
         self.worker = worker
+        self.stopped_mark = stopped_mark
         self.server: uvicorn.Server | None = None
         self.deadline: float | None = None
 
@@ -152,6 +160,8 @@ class _Stop:
         try:
             self.worker.wait(timeout=max(0.0, self.deadline - time.monotonic()))
             logger.info("the worker stopped (exit status %s)", self.worker.returncode)
+            if self.worker.returncode == 0:  # a cold shutdown put what it had taken back in the queue
+                self.stopped_mark.touch()
         except subprocess.TimeoutExpired:
             logger.warning("the worker did not stop within %.0f s of the signal: killing it", WORKER_STOP_SECONDS)
             _signal_worker(self.worker, signal.SIGKILL, group=True)
@@ -172,6 +182,18 @@ def _signal_worker(worker: subprocess.Popen[bytes], signum: int, *, group: bool 
                 os.kill(worker.pid, signum)
 
 
+def _resend_if_worker_killed(stopped_mark: Path) -> None:
+    """Before the worker starts: unless the last one stopped by itself, send again what was in
+    flight (its taken messages may have died with it); then clear the mark for this run."""
+    if stopped_mark.exists():
+        stopped_mark.unlink()
+        return
+    from service.analysis import reconcile  # after _share_metrics: it imports prometheus_client
+
+    if reconcile(workers_gone=True):
+        logger.info("the last worker did not stop by itself: what was in flight is sent again")
+
+
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     """Migrate the database, start a worker process, and serve the API until SIGTERM or SIGINT."""
     settings = get_settings()
@@ -185,7 +207,8 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
                          f"  curl -H 'Authorization: Bearer {key}' http://{host}:{port}/v1/cases\n\n")
         sys.stderr.flush()
     _share_metrics(settings)
-    stop = _Stop(_start_worker(settings))
+    _resend_if_worker_killed(settings.home / "worker-stopped")
+    stop = _Stop(_start_worker(settings), settings.home / "worker-stopped")
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
     try:

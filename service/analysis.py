@@ -521,18 +521,24 @@ class Repairs:
         return any(bool(v) for v in vars(self).values())
 
 
-def reconcile(now: datetime | None = None) -> Repairs:
+def reconcile(now: datetime | None = None, *, workers_gone: bool = False) -> Repairs:
     """Repair lost work; safe to run anywhere, any time.
 
     Work is lost when its process died (its heartbeat is older than the lease), when its
     message was never published (``enqueued_at`` still unset a lease after its row was written:
     the publish failed, or the process died between the commit and the publish; see
     :mod:`service.dispatch`), or when its message vanished with the broker (queued for
-    ``FORENSICS_REQUEUE_AFTER``)."""
+    ``FORENSICS_REQUEUE_AFTER``).
+
+    ``workers_gone`` says that no worker runs and that messages taken by the last ones may have
+    died with them (``forensics serve`` starting after its worker had to be killed: the
+    filesystem transport keeps a taken message only in the worker's memory until it is
+    acknowledged). Then everything in flight before ``now`` is lost, and is sent again at once; a
+    copy of a message that did survive is refused by the claims."""
     settings = get_settings()
     now = now or utcnow()
-    stale = now - timedelta(seconds=settings.lease_seconds)
-    lost_cutoff = now - timedelta(seconds=settings.requeue_after)
+    stale = now if workers_gone else now - timedelta(seconds=settings.lease_seconds)
+    lost_cutoff = now if workers_gone else now - timedelta(seconds=settings.requeue_after)
     repairs = Repairs()
     with session_scope() as session:
         # Methods whose process died: run again, or record an error after max_attempts.

@@ -32,11 +32,11 @@ STOP_WITHIN = 20.0
 class Serve:
     """``forensics serve`` on ``home`` and a free port, in a session (and process group) of its own."""
 
-    def __init__(self, home: Path, log: Path) -> None:
+    def __init__(self, home: Path, log: Path, **settings: str) -> None:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FORENSICS_", "DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_"))}
-        env.update(FORENSICS_HOME=str(home), FORENSICS_API_KEY=KEY, FORENSICS_DECODE_SHARE_FOLDER=str(home / "decoded"))
+        env.update(FORENSICS_HOME=str(home), FORENSICS_API_KEY=KEY, FORENSICS_DECODE_SHARE_FOLDER=str(home / "decoded"), **settings)
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "forensics.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -77,6 +77,11 @@ def _photos(count: int) -> list[bytes]:
 def _statuses(home: Path) -> list[str]:
     with sqlite3.connect(home / "forensics.db") as db:
         return [row[0] for row in db.execute("SELECT status FROM images")]
+
+
+def _running_methods(home: Path) -> int:
+    with sqlite3.connect(home / "forensics.db") as db:
+        return db.execute("SELECT count(*) FROM findings WHERE status = 'running'").fetchone()[0]
 
 
 @pytest.mark.parametrize(
@@ -125,8 +130,45 @@ def test_a_busy_serve_stops_within_20_s_and_finishes_the_work_after_a_restart(tm
             assert [f["method"] for f in report["findings"]] == list(REGISTRY), "each method once"
             assert all(f["status"] in ("ok", "not_applicable") for f in report["findings"]), report["findings"]
     finally:
-        serve.process.send_signal(signal.SIGTERM)
-        try:
-            serve.process.wait(timeout=STOP_WITHIN)
-        except subprocess.TimeoutExpired:
-            serve.kill()
+        _stop(serve)
+
+
+def _stop(serve: Serve) -> None:
+    serve.process.send_signal(signal.SIGTERM)
+    try:
+        serve.process.wait(timeout=STOP_WITHIN)
+    except subprocess.TimeoutExpired:
+        serve.kill()
+
+
+def test_the_work_a_killed_worker_held_is_sent_again_at_the_next_start(tmp_path: Path) -> None:
+    """A worker killed (at the stop's deadline, or by the kernel's out-of-memory killer) takes the
+    messages it held with it. The next start sends everything in flight again before its worker
+    starts: the case completes long before the lease (600 s here) would have freed the running
+    methods or FORENSICS_REQUEUE_AFTER (900 s) the rest, each finding once."""
+    home, log = tmp_path / "home", tmp_path / "serve.log"
+    settings = {"FORENSICS_LEASE_SECONDS": "600"}
+    serve = Serve(home, log, **settings)
+    try:
+        created = httpx.post(f"{serve.base}/v1/cases", headers=AUTH, files=[("images", ("photo.jpg", _photos(1)[0], "image/jpeg"))], timeout=60)
+        assert created.status_code == 202, created.text
+        case_url = created.headers["location"]
+        poll(lambda: _running_methods(home), bool, 120, "methods running (their messages taken by the worker)")
+        (worker,) = [pid for pid in descendants(serve.process.pid) if os.getpgid(pid) == pid]  # in a session of its own
+        os.killpg(worker, signal.SIGKILL)
+        _stop(serve)
+        assert not (home / "worker-stopped").exists(), "a killed worker is not marked as stopped by itself"
+    except BaseException:
+        serve.kill()
+        raise
+
+    serve = Serve(home, log, **settings)
+    try:
+        case = poll(lambda: serve.get(case_url), lambda c: c["status"] in ("completed", "failed"), 180, "the case done after the restart")
+        assert case["status"] == "completed", case
+        report = serve.get(case["images"][0]["url"])
+        assert [f["method"] for f in report["findings"]] == list(REGISTRY), "each method once"
+        assert all(f["status"] in ("ok", "not_applicable") for f in report["findings"]), report["findings"]
+    finally:
+        _stop(serve)
+    assert (home / "worker-stopped").exists(), "a worker that stopped by itself is marked"
