@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 import pytest
 from sqlalchemy import event, func, select, text, update
+from threadpoolctl import threadpool_limits
 
 from forensics import analyze, load_image
 from forensics.exif import extract_metadata
@@ -125,10 +126,13 @@ def test_the_service_fuses_what_the_engine_fuses(
     fused_by_service: list[Fused] = []
     monkeypatch.setattr(analysis, "fuse", lambda *args: fused_by_service.append(fuse(*args)) or fused_by_service[-1])
     _, (image_id,) = _new_case([name], folder)
-    analysis.prepare_image(image_id)
-    for image, method in _messages(sent, queue.RUN_METHOD):
-        analysis.run_method(uuid.UUID(image), method)
-    analysis.fuse_image(image_id)
+    # One BLAS thread, as in a pool process (worker/celery_app.py) and in the engine's parallel
+    # pipeline: with two, a matrix product sums in another order and a few float16 roundings differ.
+    with threadpool_limits(limits=1, user_api="blas"):
+        analysis.prepare_image(image_id)
+        for image, method in _messages(sent, queue.RUN_METHOD):
+            analysis.run_method(uuid.UUID(image), method)
+        analysis.fuse_image(image_id)
     engine = analyze(data_file(folder, name).read_bytes())
     (service,) = fused_by_service
     assert engine.fused.score is not None and engine.fused.heatmap is not None and service.heatmap is not None
@@ -148,7 +152,7 @@ def test_the_service_fuses_what_the_engine_fuses(
             if expected is not None:
                 assert row.heatmap_key is not None and row.heatmap_key.endswith(".png")
                 assert storage.get_bytes(row.heatmap_key).startswith(b"\x89PNG")  # for clients, as before
-                np.testing.assert_array_equal(load_heatmap(storage, row.heatmap_key), expected.astype(np.float16).astype(np.float32))
+                np.testing.assert_array_equal(load_heatmap(storage, row.heatmap_key), expected.astype(np.float16).astype(np.float32), err_msg=row.method)
                 maps += 1
         assert maps >= 2, "the fused map should combine more than one method's map"
         assert image.heatmap_key is not None
@@ -523,3 +527,32 @@ def test_publishing_threads_share_one_result_backend() -> None:
     thread.start()
     thread.join()
     assert backends[0] is backends[1]
+
+
+def test_work_in_flight_when_the_workers_were_killed_is_sent_again_at_once(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    """``forensics serve`` starting after its worker was killed (``workers_gone``): messages the worker
+    had taken died with it, so everything in flight is sent again now, not a lease or
+    FORENSICS_REQUEUE_AFTER later; what is done is left alone."""
+    _, (queued_id, prepared_id) = _new_case(["tampered/053_F.png", "tampered/054_F.png"])
+    dispatch.send_prepares([queued_id, prepared_id])
+    analysis.prepare_image(prepared_id)
+    (first, *_rest) = [m for i, m in _messages(sent, queue.RUN_METHOD) if i == str(prepared_id)]
+    analysis.run_method(prepared_id, first)
+    with session_scope() as session:  # a second method was running when the worker was killed
+        running = session.scalars(
+            select(FindingRow.method).where(FindingRow.image_id == prepared_id, FindingRow.status == FindingStatus.PENDING)
+        ).first()
+        session.execute(
+            update(FindingRow)
+            .where(FindingRow.image_id == prepared_id, FindingRow.method == running)
+            .values(status=FindingStatus.RUNNING, attempts=1, alive_at=utcnow())
+        )
+        session.commit()
+    sent.clear()
+    repairs = analysis.reconcile()
+    assert queued_id not in repairs.requeued_prepares and all(i != prepared_id for i, _ in repairs.requeued_methods)
+    repairs = analysis.reconcile(workers_gone=True)
+    assert queued_id in repairs.requeued_prepares
+    assert sorted(m for i, m in repairs.requeued_methods if i == prepared_id) == sorted(set(REGISTRY) - {first})
+    assert sorted(m for i, m in _messages(sent, queue.RUN_METHOD) if i == str(prepared_id)) == sorted(set(REGISTRY) - {first})
+    assert [str(queued_id)] in _messages(sent, queue.PREPARE_IMAGE)
