@@ -58,7 +58,7 @@ which matches itself shifted along its own direction. These are the main source 
 positives of keypoint and block detectors (V. Christlein, C. Riess, J. Jordan, C. Riess,
 E. Angelopoulou, "An evaluation of popular copy-move forgery detection approaches", IEEE TIFS
 7(6), 2012; Amerini et al. 2011 discuss repeated structures as their failure case). A clone is
-*one* region pasted *once* under one transform, so four tests set a verified pair aside:
+*one* region pasted *once* under one transform, so three tests set a verified pair aside:
 
 - **Echo (periodicity).** The dense correlation map already says, at every pixel, whether it
   matches its pre-image under the transform. Read on the source, it says whether the source
@@ -83,9 +83,6 @@ E. Angelopoulou, "An evaluation of popular copy-move forgery detection approache
   0: no sensor noise at all), the image is drawn, not photographed: charts, diagrams, caption
   bars, the padding around a rotated photo. Drawings repeat pixel-exact elements by construction,
   so such a pair (``discarded: "synthetic"``) does not count either.
-- **Support.** A clone's transform is proposed by matches spread over the clone. A verified
-  region that holds only one of the matches that proposed its transform rests on one chance
-  alignment of look-alike texture (``discarded: "unsupported"``).
 
 The echo and flat-share tests were measured on the benchmark (README "Accuracy"; the slide test's
 figures are at SLIDE_SHARE): on the clone pairs of the 99
@@ -216,14 +213,6 @@ SLIDE_MAX_FINE = 0.97
 #: around the forgeries' clones).
 SYNTHETIC_FLAT = 0.5
 FLAT_RING = 15
-#: A clone's transform is proposed by matches spread over the clone, so its verified region holds
-#: several of them. A region holding fewer than MIN_SEEDS of the matches that proposed its
-#: transform rests on one chance alignment: the other matches agreed on the transform elsewhere,
-#: and look-alike texture verified around the one (measured: CoMoFoD 001_O saved as JPEG at
-#: qualities 70 and 80, a 2.9 degree turn proposed by 4 and 5 matches, 1 in the region, statistic
-#: 1.9 and 0.6; among the 99 CoMoFoD, CVIP and NoSo forgeries two such pairs, neither the one that
-#: scored its image).
-MIN_SEEDS = 2
 #: A pair whose source and target each lie at least this much inside the area of a periodic
 #: pair is a further multiple of that lattice (see _lattice_members).
 LATTICE_COVER = 0.5
@@ -285,8 +274,6 @@ class _Region:
             return "periodic"
         if self.synthetic:
             return "synthetic"
-        if self.seeds < MIN_SEEDS:
-            return "unsupported"
         return None
 
     @property
@@ -819,7 +806,6 @@ class CopyMove(Method):
         statistic = 1000.0 * best
         periodic = sum(r.discarded == "periodic" for r in regions)
         synthetic = sum(r.discarded == "synthetic" for r in regions)
-        unsupported = sum(r.discarded == "unsupported" for r in regions)
         details: dict[str, Any] = {
             "working_size": [gray.shape[1], gray.shape[0]],
             **kp_info,
@@ -829,20 +815,17 @@ class CopyMove(Method):
             "verified_pairs": len(regions),
             "discarded_periodic": periodic,
             "discarded_synthetic": synthetic,
-            "discarded_unsupported": unsupported,
             "strong_match_fraction": round(best, 5),
             "duplicated_fraction": round(float(heat.mean()), 5),
             "clusters": [_describe(r, scale, gray.shape) for r in regions[:MAX_CLUSTERS]],
         }
         discarded_note = ""
-        if periodic or synthetic or unsupported:
+        if periodic or synthetic:
             parts = []
             if periodic:
                 parts.append(f"{periodic} repeated pattern(s) that also match one shift further or a few pixels along (a lattice, stripes, parallel edges: not one clone)")
             if synthetic:
                 parts.append(f"{synthetic} in noise-free drawn content (charts, captions, padding), where repeats are by construction")
-            if unsupported:
-                parts.append(f"{unsupported} whose transform only one of the matches that proposed it supports (a chance alignment)")
             discarded_note = " Set aside as no evidence of cloning: " + " and ".join(parts) + "."
         if kept:
             top = details["clusters"][0]
