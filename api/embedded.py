@@ -7,6 +7,10 @@ setup, selected only by the settings' defaults. ``forensics serve`` calls :func:
 On first start (no tenant yet) a tenant ``default`` is made with one API key: the value of
 ``FORENSICS_API_KEY`` when set, else a new key printed once on standard error.
 
+One ``serve`` per home: it locks ``$FORENSICS_HOME/serve.lock`` (and its worker holds the lock
+too, through the inherited descriptor, until it has exited), so a second one on the same home
+stops at once with :class:`HomeInUse` instead of sharing the database and the broker folder.
+
 Stopping: SIGTERM (systemd, Docker) or SIGINT (Ctrl-C), sent to ``serve`` or to its whole
 process group, stops everything within :data:`WORKER_STOP_SECONDS`. ``serve`` handles both
 signals itself (uvicorn's own handling re-raises SIGTERM once the API has stopped, which
@@ -28,6 +32,7 @@ worker starts, sends everything in flight again (:func:`service.analysis.reconci
 
 import contextlib
 import ctypes
+import fcntl
 import logging
 import os
 import signal
@@ -55,6 +60,24 @@ WORKER_STOP_SECONDS = 15.0
 API_STOP_SECONDS = 5
 #: ``prctl`` option: the signal this process gets when its parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
+
+
+class HomeInUse(RuntimeError):
+    """Another ``forensics serve``, or the worker of one that is still stopping, uses this home."""
+
+
+def _claim_home(home: Path) -> int:
+    """An exclusive lock on ``home/serve.lock`` (its descriptor, kept open for the process's life
+    and passed to the worker): the kernel releases it only once ``serve`` and its worker are both
+    gone, however they end. So whatever the last worker left in flight when ``serve`` starts is
+    truly abandoned (see :func:`_resend_if_worker_killed`)."""
+    fd = os.open(home / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise HomeInUse(f"{home} is in use by another forensics serve (or its worker, still stopping)") from None
+    return fd
 
 
 def worker_command(concurrency: int | None = None) -> list[str]:
@@ -109,14 +132,21 @@ def _die_with_parent() -> Callable[[], None]:
     return arm
 
 
-def _start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+def _start_worker(settings: Settings, home_lock: int) -> subprocess.Popen[bytes]:
     """The worker in a session (and process group) of its own, so that a signal to ``serve``'s
     group reaches ``serve`` alone, which stops the worker in order; SIGTERM means a bounded
-    cold shutdown to it and its pool (their SIGTERM is ignored, SIGQUIT stops them)."""
+    cold shutdown to it and its pool (their SIGTERM is ignored, SIGQUIT stops them). It
+    inherits the home's lock (see :func:`_claim_home`)."""
     env = {**os.environ, "FORENSICS_HOME": str(settings.home), "REMAP_SIGTERM": "SIGQUIT"}
     with (settings.home / "worker.log").open("ab") as log:
         return subprocess.Popen(
-            worker_command(), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent()
+            worker_command(),
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent(),
+            pass_fds=(home_lock,),
         )
 
 
@@ -184,7 +214,8 @@ def _signal_worker(worker: subprocess.Popen[bytes], signum: int, *, group: bool 
 
 def _resend_if_worker_killed(stopped_mark: Path) -> None:
     """Before the worker starts: unless the last one stopped by itself, send again what was in
-    flight (its taken messages may have died with it); then clear the mark for this run."""
+    flight (its taken messages may have died with it); then clear the mark for this run. The
+    home's lock says that no worker of an earlier ``serve`` still runs."""
     if stopped_mark.exists():
         stopped_mark.unlink()
         return
@@ -195,9 +226,12 @@ def _resend_if_worker_killed(stopped_mark: Path) -> None:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
-    """Migrate the database, start a worker process, and serve the API until SIGTERM or SIGINT."""
+    """Migrate the database, start a worker process, and serve the API until SIGTERM or SIGINT.
+
+    Raises :class:`HomeInUse` when another ``serve`` uses the same home."""
     settings = get_settings()
     settings.home.mkdir(parents=True, exist_ok=True)
+    home_lock = _claim_home(settings.home)
     migrate()
     with session_scope() as session:
         key = ensure_first_key(session, settings.api_key)
@@ -208,7 +242,7 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
         sys.stderr.flush()
     _share_metrics(settings)
     _resend_if_worker_killed(settings.home / "worker-stopped")
-    stop = _Stop(_start_worker(settings), settings.home / "worker-stopped")
+    stop = _Stop(_start_worker(settings, home_lock), settings.home / "worker-stopped")
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
     try:

@@ -37,6 +37,7 @@ class Serve:
         self.base = f"http://127.0.0.1:{port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(("FORENSICS_", "DATABASE_URL", "BROKER_URL", "STORAGE_URL", "S3_"))}
         env.update(FORENSICS_HOME=str(home), FORENSICS_API_KEY=KEY, FORENSICS_DECODE_SHARE_FOLDER=str(home / "decoded"), **settings)
+        self.env = env
         with log.open("ab") as out:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "forensics.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -145,7 +146,8 @@ def test_the_work_a_killed_worker_held_is_sent_again_at_the_next_start(tmp_path:
     """A worker killed (at the stop's deadline, or by the kernel's out-of-memory killer) takes the
     messages it held with it. The next start sends everything in flight again before its worker
     starts: the case completes long before the lease (600 s here) would have freed the running
-    methods or FORENSICS_REQUEUE_AFTER (900 s) the rest, each finding once."""
+    methods or FORENSICS_REQUEUE_AFTER (900 s) the rest, each finding once. Meanwhile a second
+    ``serve`` on the same home is refused."""
     home, log = tmp_path / "home", tmp_path / "serve.log"
     settings = {"FORENSICS_LEASE_SECONDS": "600"}
     serve = Serve(home, log, **settings)
@@ -164,6 +166,11 @@ def test_the_work_a_killed_worker_held_is_sent_again_at_the_next_start(tmp_path:
 
     serve = Serve(home, log, **settings)
     try:
+        second = subprocess.run(
+            [sys.executable, "-m", "forensics.cli", "serve", "--port", str(free_port())],
+            cwd=REPO, env=serve.env, capture_output=True, text=True, timeout=120,
+        )
+        assert second.returncode == 1 and "in use by another forensics serve" in second.stderr, second.stderr[-2000:]
         case = poll(lambda: serve.get(case_url), lambda c: c["status"] in ("completed", "failed"), 180, "the case done after the restart")
         assert case["status"] == "completed", case
         report = serve.get(case["images"][0]["url"])
