@@ -241,8 +241,9 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
                          f"  curl -H 'Authorization: Bearer {key}' http://{host}:{port}/v1/cases\n\n")
         sys.stderr.flush()
     _share_metrics(settings)
-    _resend_if_worker_killed(settings.home / "worker-stopped")
-    stop = _Stop(_start_worker(settings, home_lock), settings.home / "worker-stopped")
+    stopped_mark = settings.home / "worker-stopped"
+    _resend_if_worker_killed(stopped_mark)
+    stop = _Stop(_start_worker(settings, home_lock), stopped_mark)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, stop)
     try:
