@@ -586,7 +586,17 @@ def _flat(gray: np.ndarray) -> np.ndarray:
     return (mean2 - mean * mean) <= 1e-6
 
 
-def _window_corr(a: np.ndarray, b: np.ndarray, noise_a: np.ndarray | None, noise_b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+_Moments = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _moments(x: np.ndarray) -> _Moments:
+    """``x`` with its mean and variance in CORR_WINDOW windows (one side of :func:`_window_corr`,
+    computed once where it is correlated with many others)."""
+    mean = _box(x)
+    return x, mean, np.maximum(_box(x * x) - mean * mean, 0.0)
+
+
+def _window_corr(a: _Moments, b: np.ndarray, noise_a: np.ndarray | None, noise_b: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Correlation of two residuals in CORR_WINDOW windows, and where it is usable.
 
     With the compression noise's local variances (``noise_a``, ``noise_b``; see
@@ -594,9 +604,8 @@ def _window_corr(a: np.ndarray, b: np.ndarray, noise_a: np.ndarray | None, noise
     content dominates its noise (NOISE_MIN_SNR) are usable. Every usable window also keeps at
     least RESIDUAL_MIN_STD of content of its own on both sides: a flat area matches anything.
     """
-    ma, mb = _box(a), _box(b)
-    va = np.maximum(_box(a * a) - ma * ma, 0.0)
-    vb = np.maximum(_box(b * b) - mb * mb, 0.0)
+    a, ma, va = a
+    _, mb, vb = _moments(b)
     cov = _box(a * b) - ma * mb
     usable = np.ones(a.shape, dtype=bool)
     if noise_a is not None and noise_b is not None:
@@ -614,7 +623,7 @@ def _verify(gray: np.ndarray, resid: np.ndarray, fine: np.ndarray, cand: _Candid
     warped, warped_fine = _warp_residuals(gray, resid, fine, m, cubic=noise is None)
     valid = cv2.warpAffine(np.ones((h, w), np.uint8), m, (w, h), flags=cv2.INTER_NEAREST, borderValue=0) > 0
     noise_b = None if noise is None else cv2.warpAffine(noise.resid, m, (w, h), flags=cv2.INTER_LINEAR, borderValue=0.0)
-    corr, usable = _window_corr(resid, warped, None if noise is None else noise.resid, noise_b)
+    corr, usable = _window_corr(_moments(resid), warped, None if noise is None else noise.resid, noise_b)
     # The displacement at each target pixel must exceed the minimum distance (no self-match).
     xx = np.arange(w, dtype=np.float32)[None, :]
     yy = np.arange(h, dtype=np.float32)[:, None]
@@ -669,14 +678,16 @@ def _slide(resid: np.ndarray, noise: _Noise | None, target: np.ndarray, m: np.nd
     pad = CORR_WINDOW
     box = np.s_[max(0, ys.min() - pad) : min(h, ys.max() + pad + 1), max(0, xs.min() - pad) : min(w, xs.max() + pad + 1)]
     inside = target[box]
+    here = _moments(resid[box])
+    noise_a = None if noise is None else noise.resid[box]
+    linear = {"dsize": (w, h), "flags": cv2.INTER_LINEAR, "borderValue": 0.0}
 
     def rate(offset: tuple[float, float]) -> float:
         moved = m.astype(np.float64)
         moved[:, 2] += offset
-        linear = {"dsize": (w, h), "flags": cv2.INTER_LINEAR, "borderValue": 0.0}
         b = cv2.warpAffine(resid, moved, **linear)[box]
         noise_b = None if noise is None else cv2.warpAffine(noise.resid, moved, **linear)[box]
-        corr, usable = _window_corr(resid[box], b, None if noise is None else noise.resid[box], noise_b)
+        corr, usable = _window_corr(here, b, noise_a, noise_b)
         return float(((corr >= CORR_THRESHOLD) & usable)[inside].mean())
 
     own = rate((0.0, 0.0))
