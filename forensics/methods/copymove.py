@@ -676,17 +676,19 @@ def _slide(resid: np.ndarray, noise: _Noise | None, target: np.ndarray, m: np.nd
     h, w = resid.shape
     ys, xs = np.nonzero(target)
     pad = CORR_WINDOW
-    box = np.s_[max(0, ys.min() - pad) : min(h, ys.max() + pad + 1), max(0, xs.min() - pad) : min(w, xs.max() + pad + 1)]
+    y0, y1, x0, x1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1), max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
+    box = np.s_[y0:y1, x0:x1]
     inside = target[box]
     here = _moments(resid[box])
     noise_a = None if noise is None else noise.resid[box]
-    linear = {"dsize": (w, h), "flags": cv2.INTER_LINEAR, "borderValue": 0.0}
+    # Warped straight into the box: its pixels only, not the whole image's.
+    linear = {"dsize": (x1 - x0, y1 - y0), "flags": cv2.INTER_LINEAR, "borderValue": 0.0}
 
     def rate(offset: tuple[float, float]) -> float:
         moved = m.astype(np.float64)
-        moved[:, 2] += offset
-        b = cv2.warpAffine(resid, moved, **linear)[box]
-        noise_b = None if noise is None else cv2.warpAffine(noise.resid, moved, **linear)[box]
+        moved[:, 2] += (offset[0] - x0, offset[1] - y0)
+        b = cv2.warpAffine(resid, moved, **linear)
+        noise_b = None if noise is None else cv2.warpAffine(noise.resid, moved, **linear)
         corr, usable = _window_corr(here, b, noise_a, noise_b)
         return float(((corr >= CORR_THRESHOLD) & usable)[inside].mean())
 
