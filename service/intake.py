@@ -21,14 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from forensics.options import Sensitivity
 from service import anomalies, cases, correlation, dispatch, idempotency, ingest, netguard, ratelimit
 from service.cases import Intake
 from service.errors import Refused
-from service.models import Case, Tenant
+from service.models import Case
 from service.settings import Settings
 from service.storage import Storage
 from service.tenants import Principal
@@ -118,7 +117,7 @@ def create_case(
                 label=request.label,
                 callback_url=request.callback_url,
                 sensitivity=request.sensitivity,
-                anomaly_limits=anomalies.resolve_limits(settings, _tenant_limits(session, tenant_id), request.anomaly_limits),
+                anomaly_limits=anomalies.resolve_limits(settings, principal.anomaly_limits, request.anomaly_limits),
                 intakes=intakes,
                 stored=stored_keys,
             )
@@ -140,11 +139,6 @@ def create_case(
         if key is not None:
             idempotency.release(tenant_id, key)
         raise
-
-
-def _tenant_limits(session: Session, tenant_id: uuid.UUID) -> dict[str, float] | None:
-    """The tenant's default anomaly limits, read at creation so that the case keeps them if the tenant's defaults change."""
-    return session.scalar(select(Tenant.anomaly_limits).where(Tenant.id == tenant_id))
 
 
 def _gather(

@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
@@ -38,6 +39,10 @@ class Principal:
     key_prefix: str
     requests_per_minute: int | None
     images_per_day: int | None
+    #: The tenant's default anomaly limits (service.anomalies), read with the key so that creating a
+    #: case needs no query of its own before its insert; like the rate limits, a change reaches a
+    #: process that has the key cached within KEY_CACHE_SECONDS.
+    anomaly_limits: Mapping[str, float] | None
 
 
 def hash_key(key: str) -> str:
@@ -139,14 +144,13 @@ def authenticate(session: Session, key: str) -> Principal | None:
         if principal is not None:
             return principal
         row = session.execute(
-            select(ApiKey.prefix, Tenant.id, Tenant.name, Tenant.requests_per_minute, Tenant.images_per_day)
+            select(ApiKey.prefix, Tenant.id, Tenant.name, Tenant.requests_per_minute, Tenant.images_per_day, Tenant.anomaly_limits)
             .join(Tenant, Tenant.id == ApiKey.tenant_id)
             .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
         ).first()
         if row is None:
             return None
-        prefix, tenant_id, tenant_name, rpm, ipd = row
-        principal = Principal(tenant_id, tenant_name, prefix, rpm, ipd)
+        principal = Principal(row.id, row.name, row.prefix, row.requests_per_minute, row.images_per_day, row.anomaly_limits)
         with _known_lock:
             if len(_known) >= _KEY_CACHE_SIZE:
                 _known.clear()

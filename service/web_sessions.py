@@ -37,7 +37,15 @@ def signed_in(session: Session, token: str) -> tuple[Principal, str] | None:
     """The caller of a session cookie and the session's CSRF token; None when the session is
     unknown, revoked or expired, or its key is revoked."""
     row = session.execute(
-        select(ApiKey.prefix, Tenant.id, Tenant.name, Tenant.requests_per_minute, Tenant.images_per_day, WebSession.csrf_token)
+        select(
+            ApiKey.prefix,
+            Tenant.id,
+            Tenant.name,
+            Tenant.requests_per_minute,
+            Tenant.images_per_day,
+            Tenant.anomaly_limits,
+            WebSession.csrf_token,
+        )
         .join(ApiKey, ApiKey.id == WebSession.api_key_id)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
         .where(
@@ -49,8 +57,7 @@ def signed_in(session: Session, token: str) -> tuple[Principal, str] | None:
     ).first()
     if row is None:
         return None
-    prefix, tenant_id, tenant_name, rpm, ipd, csrf = row
-    return Principal(tenant_id, tenant_name, prefix, rpm, ipd), csrf
+    return Principal(row.id, row.name, row.prefix, row.requests_per_minute, row.images_per_day, row.anomaly_limits), row.csrf_token
 
 
 def sign_out(session: Session, token: str) -> None:

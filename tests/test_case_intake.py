@@ -50,7 +50,7 @@ def sent(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
 
 def _principal(images_per_day: int | None = None) -> Principal:
     tenant_id, key = make_tenant()
-    return Principal(tenant_id, "tenant", key[:12], None, images_per_day)
+    return Principal(tenant_id, "tenant", key[:12], None, images_per_day, None)
 
 
 def _png(seed: int) -> bytes:
