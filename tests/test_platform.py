@@ -344,6 +344,30 @@ def test_a_status_poll_reads_on_the_autocommit_engine_only(platform: Platform, a
     assert seen["autocommit"] and all(seen["autocommit"]) and seen["transactional"] == [], seen
 
 
+def test_a_case_creation_writes_its_rows_in_one_transaction_and_reads_nothing(platform: Platform, astronaut: np.ndarray) -> None:
+    """With the key known, creating a case queries nothing before its INSERTs (the tenant's defaults
+    come with the key), so its one transaction opens only once the originals are stored; then the
+    publish is recorded in one autocommit UPDATE."""
+    from sqlalchemy import event
+
+    from service.db import get_autocommit_engine, get_engine
+
+    photo = jpeg_bytes(astronaut)
+    assert platform.client.post("/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))]).status_code == 202
+    seen: dict[str, list[str]] = {"autocommit": [], "transactional": []}
+    listeners = {name: (lambda _c, _cur, statement, *_, name=name: seen[name].append(statement.split()[0])) for name in seen}
+    engines = {"autocommit": get_autocommit_engine(), "transactional": get_engine()}
+    for name, engine in engines.items():
+        event.listen(engine, "before_cursor_execute", listeners[name])
+    try:
+        created = platform.client.post("/v1/cases", files=[("images", ("a.jpg", photo, "image/jpeg"))])
+    finally:
+        for name, engine in engines.items():
+            event.remove(engine, "before_cursor_execute", listeners[name])
+    assert created.status_code == 202, created.text
+    assert seen == {"transactional": ["INSERT", "INSERT"], "autocommit": ["UPDATE"]}, seen
+
+
 def test_pinned_pool_processes_each_get_their_own_cpu(platform: Platform) -> None:
     """FORENSICS_WORKER_PIN_CPUS: pool process i runs on the i-th allowed CPU only."""
     cpus = sorted(os.sched_getaffinity(0))
