@@ -17,12 +17,11 @@ not run its ``__init__``, and the ONNX file is checked against :data:`ENCODER_SH
 onnxruntime opens it. A missing package or an altered file raises
 :class:`~forensics.learn.runtime.ModelUnavailable`.
 
-The INT8 matrix products run with onnxruntime's ``session.x64quantprecision``: on x86 CPUs
-without VNNI (AVX2 alone, AVX-512 without VNNI) onnxruntime otherwise adds pairs of u8 x s8
-products in 16-bit registers that saturate (microsoft/onnxruntime issues 6004 and 14642), and
-the same photo got a different embedding on such a machine (three Dresden photos read 0.56-0.62
-by the probe instead of 0.17-0.19). With the option the products are exact, as CPUs with VNNI
-compute them, at about 20 % more encoder time on the CPUs without.
+The encoder's INT8 matrix products are computed exactly, as CPUs with VNNI compute them
+(``session.x64quantprecision``, set for every model in
+:func:`~forensics.learn.runtime.session_options`): with onnxruntime's saturating default, an
+AVX2-only CPU gave three Dresden photos probe probabilities of 0.56-0.62 instead of 0.17-0.19.
+Exactness costs about 20 % more encoder time on CPUs without VNNI.
 
 Preprocessing is CLIP's own: shorter side resized to 224 px (bicubic, antialiased), the
 centre 224x224 crop, CLIP's channel mean and standard deviation. Every image therefore
@@ -88,11 +87,7 @@ def _load(path: Path) -> Any:
             f"expected {ENCODER_SHA256[:12]}... ({PACKAGE} {PACKAGE_VERSION})"
         )
     try:
-        options = session_options()
-        # Exact INT8 products on every x86 CPU (see the module's docstring): without it, CPUs
-        # without VNNI saturate the u8 x s8 pair sums and the embedding depends on the machine.
-        options.add_session_config_entry("session.x64quantprecision", "1")
-        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        return onnxruntime.InferenceSession(str(path), session_options(), providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types for a malformed graph
         raise ModelUnavailable(f"the CLIP encoder does not load: {exc}") from None
 

@@ -71,14 +71,18 @@ def reference_inputs(shapes: dict[str, Any]) -> dict[str, np.ndarray]:
 
 def session_options() -> Any:
     """The options of every model session: one thread (the worker already runs methods in
-    parallel processes) and no memory arena (buffers go back after each run instead of staying
-    at their peak)."""
+    parallel processes), no memory arena (buffers go back after each run instead of staying
+    at their peak), and exact INT8 products (``session.x64quantprecision``): on x86 CPUs
+    without VNNI onnxruntime otherwise sums pairs of u8 x s8 products in saturating 16-bit
+    registers, so a quantized model such as the CLIP encoder would give another output on such
+    a machine (microsoft/onnxruntime issues 6004 and 14642); float models are unaffected."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = False
+    options.add_session_config_entry("session.x64quantprecision", "1")
     return options
 
 
