@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -43,6 +44,16 @@ class Principal:
     #: case needs no query of its own before its insert; like the rate limits, a change reaches a
     #: process that has the key cached within KEY_CACHE_SECONDS.
     anomaly_limits: Mapping[str, float] | None
+
+
+#: The columns a caller is read from, by key (:func:`authenticate`) or by web session
+#: (service.web_sessions): the key's prefix and its tenant's settings; see :func:`principal_of`.
+PRINCIPAL_COLUMNS = (ApiKey.prefix, Tenant.id, Tenant.name, Tenant.requests_per_minute, Tenant.images_per_day, Tenant.anomaly_limits)
+
+
+def principal_of(row: Any) -> Principal:
+    """The :class:`Principal` of a result row that holds :data:`PRINCIPAL_COLUMNS`."""
+    return Principal(row.id, row.name, row.prefix, row.requests_per_minute, row.images_per_day, row.anomaly_limits)
 
 
 def hash_key(key: str) -> str:
@@ -144,13 +155,13 @@ def authenticate(session: Session, key: str) -> Principal | None:
         if principal is not None:
             return principal
         row = session.execute(
-            select(ApiKey.prefix, Tenant.id, Tenant.name, Tenant.requests_per_minute, Tenant.images_per_day, Tenant.anomaly_limits)
+            select(*PRINCIPAL_COLUMNS)
             .join(Tenant, Tenant.id == ApiKey.tenant_id)
             .where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
         ).first()
         if row is None:
             return None
-        principal = Principal(row.id, row.name, row.prefix, row.requests_per_minute, row.images_per_day, row.anomaly_limits)
+        principal = principal_of(row)
         with _known_lock:
             if len(_known) >= _KEY_CACHE_SIZE:
                 _known.clear()

@@ -15,7 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from service.models import ApiKey, Tenant, WebSession, utcnow
-from service.tenants import Principal, hash_key
+from service.tenants import PRINCIPAL_COLUMNS, Principal, hash_key, principal_of
 
 
 def sign_in(session: Session, key: str, lifetime: timedelta) -> tuple[str, str] | None:
@@ -37,15 +37,7 @@ def signed_in(session: Session, token: str) -> tuple[Principal, str] | None:
     """The caller of a session cookie and the session's CSRF token; None when the session is
     unknown, revoked or expired, or its key is revoked."""
     row = session.execute(
-        select(
-            ApiKey.prefix,
-            Tenant.id,
-            Tenant.name,
-            Tenant.requests_per_minute,
-            Tenant.images_per_day,
-            Tenant.anomaly_limits,
-            WebSession.csrf_token,
-        )
+        select(*PRINCIPAL_COLUMNS, WebSession.csrf_token)
         .join(ApiKey, ApiKey.id == WebSession.api_key_id)
         .join(Tenant, Tenant.id == ApiKey.tenant_id)
         .where(
@@ -57,7 +49,7 @@ def signed_in(session: Session, token: str) -> tuple[Principal, str] | None:
     ).first()
     if row is None:
         return None
-    return Principal(row.id, row.name, row.prefix, row.requests_per_minute, row.images_per_day, row.anomaly_limits), row.csrf_token
+    return principal_of(row), row.csrf_token
 
 
 def sign_out(session: Session, token: str) -> None:
