@@ -119,15 +119,16 @@ def test_generated_gallery_images_score_above_camera_originals() -> None:
     assert float((np.asarray(p_gen)[:, None] > np.asarray(p_cam)[None, :]).mean()) > 0.8
 
 
-def test_the_encoder_computes_the_same_embedding_on_every_cpu() -> None:
-    """The INT8 encoder's products are exact (``session.x64quantprecision``): on a CPU without VNNI
-    the saturating default gave this image an embedding starting 0.0095, -0.0455, -0.0318, ...,
-    and camera originals probe probabilities about three times higher."""
-    yy, xx = np.mgrid[0:256, 0:320]
-    rgb = np.stack([(xx * 0.8) % 256, (yy * 0.9) % 256, ((xx + yy) * 0.5) % 256], -1).astype(np.uint8)
-    rgb = np.clip(rgb + np.random.default_rng(7).normal(0, 12, rgb.shape), 0, 255).astype(np.uint8)
-    expected = [0.0039, -0.0879, -0.0097, 0.0031, 0.0095, 0.0353]
-    np.testing.assert_allclose(clip_encoder.embed(rgb)[:6], expected, atol=2e-3)
+def test_the_probe_reads_camera_originals_alike_on_every_cpu() -> None:
+    """The INT8 encoder's integer products are exact (``session.x64quantprecision``): on a CPU
+    without VNNI the saturating default gave these six camera originals probabilities of
+    0.56-0.62. What still differs between CPUs is the float arithmetic around the products
+    (AVX2, AVX-512 and AMX kernels, fused or not), which moves the embedding by about 1 %
+    (cosine 0.99) and these probabilities by up to 0.04; 0.17-0.19 on an AVX2-only CPU."""
+    camera = sorted(dataset("dresden_natural"), key=lambda s: s.path.name)[:6]
+    measured = [METHOD.run(load_image(s.path.read_bytes())).details["pixel_probe"]["probability"] for s in camera]
+    expected = [0.186, 0.173, 0.203, 0.173, 0.196, 0.167]  # an AVX-512/AMX CPU, 2026-12-07
+    np.testing.assert_allclose(measured, expected, atol=0.08)
 
 
 def test_too_small_for_the_probe_is_not_applicable_but_metadata_still_counts() -> None:
