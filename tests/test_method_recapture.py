@@ -1,4 +1,4 @@
-"""The recapture method: real recaptures vs originals, small images, a corrupt model, the training smoke run."""
+"""The recapture method: real recaptures vs originals, small images, a corrupt model, the shared embedding, the training smoke run."""
 
 import json
 import shutil
@@ -9,13 +9,15 @@ import pytest
 
 from forensics.finding import Status
 from forensics.image import load_image
-from forensics.learn.recapture_input import PATCH, PATCHES, prepare
+from forensics.learn import clip_encoder
 from forensics.learn.runtime import MODELS_DIR, load_model
-from forensics.methods.recapture import LINE, Recapture
+from forensics.methods.ai_generated import AiGenerated
+from forensics.methods.recapture import LINE, MIN_SIDE, Recapture
 from tests.conftest import SHARED_DATA, dataset, jpeg_bytes
 
-#: Files of one contributor (LegenD742) of recapture_phone, photos of screens and direct photos: the shipped
-#: model scores these recaptures above +6 and these originals below -3.7 (its line is 0.36), a wide margin.
+#: Files of one contributor (LegenD742) of recapture_phone, photos of screens and direct photos. In-sample (the
+#: shipped head was fitted on them): logits 0.87 and 1.41 for these recaptures, -0.69 and -1.04 for these
+#: originals, against a line of -0.14; held-out figures are in forensics/models/recapture.md.
 RECAPTURED = ("WhatsApp_Image_2026-07-02_at_20.50.38.jpeg", "WhatsApp_Image_2026-07-02_at_20.50.37_3_.jpeg")
 AUTHENTIC = ("WhatsApp_Image_2026-07-02_at_20.00.52.jpeg", "WhatsApp_Image_2026-07-02_at_20.00.44_2_.jpeg")
 
@@ -33,8 +35,15 @@ def test_recaptured_scores_above_the_same_contributors_originals() -> None:
     recaptured = [_finding(p) for p in _by_name(RECAPTURED)]
     authentic = [_finding(p) for p in _by_name(AUTHENTIC)]
     assert all(f.status is Status.OK for f in recaptured + authentic)
-    assert min(f.details["statistic"] for f in recaptured) > max(f.details["statistic"] for f in authentic)
-    assert all(f.details["patches_used"] == PATCHES for f in recaptured + authentic)
+    assert all(f.label == "looks recaptured" and f.score > 50 for f in recaptured)
+    assert all(f.label == "no sign of recapture" and f.score < 50 for f in authentic)
+    assert min(f.details["logit"] for f in recaptured) > max(f.details["logit"] for f in authentic)
+
+
+def test_camera_originals_read_as_direct_photos() -> None:
+    camera = sorted(dataset("dresden_natural"), key=lambda s: s.path.name)[:6]
+    findings = [_finding(s.path) for s in camera]
+    assert all(f.status is Status.OK and f.score < 50 for f in findings), [f.score for f in findings]
 
 
 def test_line_matches_the_card() -> None:
@@ -45,13 +54,19 @@ def test_line_matches_the_card() -> None:
 def test_small_image_is_not_applicable(astronaut: np.ndarray) -> None:
     finding = Recapture().run(load_image(jpeg_bytes(astronaut[:100, :300]), filename="small.jpg"))
     assert finding.status is Status.NOT_APPLICABLE
-    assert "128 px" in finding.summary
+    assert f"{MIN_SIDE} px" in finding.summary
 
 
-def test_input_is_deterministic_and_full_resolution(astronaut: np.ndarray) -> None:
-    a, b = prepare(astronaut), prepare(astronaut.copy())
-    assert a.patches.shape == (PATCHES, 4, PATCH, PATCH)
-    assert np.array_equal(a.patches, b.patches) and np.array_equal(a.corners, b.corners)
+def test_the_ai_probe_and_the_recapture_head_share_one_embedding_per_image(astronaut: np.ndarray) -> None:
+    image = load_image(jpeg_bytes(astronaut), filename="a.jpg")
+    first = clip_encoder.embed_image(image)
+    assert clip_encoder.embed_image(image) is first and not first.flags.writeable
+    assert np.allclose(first, clip_encoder.embed(image.rgb), atol=1e-6)
+    AiGenerated().run(image)
+    Recapture().run(image)
+    assert clip_encoder.embed_image(image) is first
+    other = load_image(jpeg_bytes(astronaut[::-1]), filename="b.jpg")
+    assert clip_encoder.embed_image(other) is not first
 
 
 def test_corrupt_model_gives_an_error_finding(tmp_path: Path, astronaut: np.ndarray) -> None:

@@ -1,10 +1,9 @@
 """Train the ``ai_pixels`` head: a linear probe on frozen CLIP ViT-B/16 embeddings.
 
 Following Ojha, Li & Lee ("Towards universal fake image detectors that generalize across
-generative models", CVPR 2023), the encoder (:mod:`forensics.learn.clip_encoder`; Radford et
-al. 2021) stays frozen and only a logistic-regression head ``nn.Linear(512, 1)`` is fitted
-(L2-penalised, class-balanced, full-batch L-BFGS): a linear read-out of a representation that
-was never trained on any generator has little room to memorise one generator's artefacts.
+generative models", CVPR 2023), only a logistic-regression head on the frozen encoder is fitted
+(:mod:`training.probe`): a linear read-out of a representation that was never trained on any
+generator has little room to memorise one generator's artefacts.
 
 Data (../shared/data): generated images of four generators, Disco Diffusion, DALL-E mini and
 GLID-3 (``imagen_gallery``, the folder in the file name) and Stable Diffusion 1.4
@@ -25,7 +24,7 @@ false-alarm rate on the held-out camera/phone originals at the fold's line: the
 :data:`LINE_QUANTILE` quantile of the logit on the fold's *training* genuine photos (about 1 %
 false alarms there). A check prints how well pixel count and "is PNG" alone separate generated
 from genuine on the same data. The shipped head is then fitted on everything, its line chosen
-the same way, and exported with :func:`training.common.export`.
+the same way, and exported with :func:`training.probe.export_head`.
 """
 
 import io
@@ -36,13 +35,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from torch import nn
 
 from forensics.dataset import read_index
 from forensics.evaluation import roc_auc
-from forensics.image import load_image
 from forensics.learn import clip_encoder
-from training.common import RunSettings, export, seed_everything, timed
+from training import probe
+from training.common import RunSettings, seed_everything
 
 NAME = "ai_pixels"
 #: Bumped when the data, the encoder or the head changes (cache key and card version).
@@ -63,10 +61,7 @@ CIFAKE_DRAW = 300
 CIFAKE_PER_CLASS = 150
 #: Quantile of the training genuine photos' logits that sets the decision line (about 1 % false alarms there).
 LINE_QUANTILE = 0.99
-L2 = 1e-3
 JPEG_QUALITIES = (70, 95)
-#: Cached per image: the embedding, then pixel count and is-PNG (for the size/format check).
-EMBED_ROW = clip_encoder.EMBED_DIM + 2
 #: Per preset: images per group (None: all; CIFAKE_PER_CLASS per CIFAKE class).
 PRESETS: dict[str, int | None] = {"default": None, "tiny": 2}
 
@@ -118,67 +113,9 @@ def _bytes_of(item: Item) -> bytes:
 
 def embeddings(items: list[Item], settings: RunSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Item]]:
     """Embeddings, pixel counts and is-PNG flags of the items the engine decodes (cached per file on disk)."""
-    cache = settings.work / f"{NAME}_embeddings_{clip_encoder.ENCODER_SHA256[:12]}.npz"
-    stored: dict[str, np.ndarray] = dict(np.load(cache)) if cache.exists() else {}
-    done = timed(f"embeddings ({sum(1 for i in items if i.key not in stored)} to compute)")
-    kept, new = [], 0
-    for item in items:
-        if item.key not in stored:
-            try:
-                image = load_image(_bytes_of(item), filename=item.path.name)
-            except Exception as exc:  # a file the engine refuses is reported and left out
-                print(f"  skipped {item.key}: {exc}")
-                stored[item.key] = np.full(EMBED_ROW, np.nan, np.float32)
-                continue
-            h, w = image.rgb.shape[:2]
-            png = float(image.format.value == "png")
-            stored[item.key] = np.concatenate([clip_encoder.embed(image.rgb), [h * w, png]]).astype(np.float32)
-            new += 1
-            if new % 50 == 0:
-                _save(cache, stored)
-                print(f"  {new} embedded", flush=True)
-        if np.isfinite(stored[item.key]).all():
-            kept.append(item)
-    if new:
-        _save(cache, stored)
-    done()
-    rows = np.stack([stored[i.key] for i in kept])
-    return rows[:, : clip_encoder.EMBED_DIM], rows[:, -2], rows[:, -1], kept
-
-
-def _save(path: Path, stored: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, **stored)
-    tmp.replace(path)
-
-
-def fit(x: np.ndarray, y: np.ndarray) -> nn.Linear:
-    """Class-balanced L2-penalised logistic regression, fitted to convergence by full-batch L-BFGS."""
-    head = nn.Linear(x.shape[1], 1)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    xt, yt = torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.float32))[:, None]
-    positives = float(y.mean())
-    weights = torch.where(yt > 0.5, 0.5 / positives, 0.5 / (1 - positives))
-    optimiser = torch.optim.LBFGS(
-        head.parameters(), lr=1.0, max_iter=500, tolerance_grad=1e-7, history_size=20, line_search_fn="strong_wolfe"
-    )
-    loss_fn = nn.BCEWithLogitsLoss(weight=weights)
-
-    def closure() -> torch.Tensor:
-        optimiser.zero_grad()
-        loss = loss_fn(head(xt), yt) + L2 * head.weight.pow(2).sum()
-        loss.backward()
-        return loss
-
-    optimiser.step(closure)
-    return head.eval()
-
-
-def logits(head: nn.Linear, x: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return head(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy()
+    sources = [probe.Source(i.key, i.path.name, lambda i=i: _bytes_of(i)) for i in items]
+    x, pixels, png, kept = probe.embeddings(sources, settings.work / f"{NAME}_embeddings_{clip_encoder.ENCODER_SHA256[:12]}.npz")
+    return x, pixels, png, [items[k] for k in kept]
 
 
 def _fmt(value: float | None) -> str:
@@ -197,8 +134,8 @@ def _folds(x: np.ndarray, items: list[Item]) -> list[dict[str, str]]:
         train = ~test_pos & ~test_neg
         if not test_pos.any() or not (train & ai).any():
             continue
-        head = fit(x[train], ai[train])
-        scores = logits(head, x)
+        head = probe.fit(x[train], ai[train])
+        scores = probe.logits(head, x)
         line = float(np.quantile(scores[train & ~ai], LINE_QUANTILE))
         where = f"held out: {GENERATOR_NAMES[generator]} vs {', '.join(held_genuine)}"
         stored = test_pos & ~jpeg
@@ -272,8 +209,8 @@ def train(settings: RunSettings) -> Path:
     counts = {g: sum(1 for i in items if i.group == g) for g in dict.fromkeys(i.group for i in items)}
     print(f"{len(items)} images: " + ", ".join(f"{g} {n}" for g, n in counts.items()), flush=True)
     figures = _folds(x, items) + _size_format_check(pixels, png, items)
-    head = fit(x, ai)
-    scores = logits(head, x)
+    head = probe.fit(x, ai)
+    scores = probe.logits(head, x)
     line = float(np.quantile(scores[~ai], LINE_QUANTILE))
     figures.append(
         {
@@ -294,7 +231,7 @@ def train(settings: RunSettings) -> Path:
             "(shorter side to 224 px, centre 224x224 crop, CLIP normalisation)",
             f"encoder: {clip_encoder.ENCODER_ID}, ONNX SHA-256 {clip_encoder.ENCODER_SHA256}",
         ],
-        "architecture": f"nn.Linear(512, 1), class-balanced logistic regression with L2 penalty {L2} (full-batch L-BFGS); logits out",
+        "architecture": f"nn.Linear(512, 1), class-balanced logistic regression with L2 penalty {probe.L2} (full-batch L-BFGS); logits out",
         "data": [
             "generated: imagen_gallery (Disco Diffusion, DALL-E mini, GLID-3; each PNG also re-saved as JPEG q70-95) and "
             f"cifake_subset ai (Stable Diffusion 1.4, {CIFAKE_PER_CLASS} drawn)",
@@ -315,13 +252,4 @@ def train(settings: RunSettings) -> Path:
         "line_quantile": LINE_QUANTILE,
         "encoder": {"id": clip_encoder.ENCODER_ID, "revision": clip_encoder.ENCODER_REVISION, "sha256": clip_encoder.ENCODER_SHA256},
     }
-    return export(
-        head,
-        NAME,
-        settings,
-        inputs={"embedding": (1, clip_encoder.EMBED_DIM)},
-        outputs=["logits"],
-        dynamic_axes={"embedding": {0: "batch"}, "logits": {0: "batch"}},
-        card=card,
-        started=started,
-    )
+    return probe.export_head(head, NAME, settings, card, started)

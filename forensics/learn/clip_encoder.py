@@ -33,12 +33,14 @@ takes about 0.25 s per crop on one core).
 import hashlib
 import importlib.util
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from forensics.image import DecodedImage
 from forensics.learn.runtime import ModelUnavailable, session_options
 
 #: The distribution that carries the encoder, its pinned version and the file inside it.
@@ -58,6 +60,8 @@ STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 
 _session: Any = None
 _lock = threading.Lock()
+_embeddings: weakref.WeakKeyDictionary[DecodedImage, np.ndarray] = weakref.WeakKeyDictionary()
+_embeddings_lock = threading.Lock()
 
 
 def encoder_path() -> Path:
@@ -118,3 +122,17 @@ def embed(rgb: np.ndarray) -> np.ndarray:
     sess = session()
     out = sess.run(["image_embeds"], {"pixel_values": preprocess(rgb)})[0][0].astype(np.float32)
     return out / max(float(np.linalg.norm(out)), 1e-12)
+
+
+def embed_image(image: DecodedImage) -> np.ndarray:
+    """:func:`embed` of a decoded image, computed once per image and shared (read-only): the
+    AI-generated probe and the recapture head read the same embedding, and the engine runs them
+    in parallel threads on one :class:`~forensics.image.DecodedImage` (the second waits for the
+    first's result instead of running the encoder again)."""
+    with _embeddings_lock:
+        embedding = _embeddings.get(image)
+        if embedding is None:
+            embedding = embed(image.rgb)
+            embedding.setflags(write=False)
+            _embeddings[image] = embedding
+        return embedding

@@ -1,17 +1,17 @@
 """Recapture ("photo of a photo"): a learned detector of photographs of screens and prints.
 
-A photo of a screen or of a print carries traces of the second capture at the pixel scale:
-moire from the camera sampling the screen's sub-pixel grid again (Cao & Kot, "Identification
-of recaptured photographs on LCD screens", ICASSP 2010), halftone dots and blurred fine
-detail of a print (Tan et al., ECCV 2010, the NUAA print-attack set), changed edge profiles
-and specular glare (Thongkamwitoon, Muammar & Dragotti, IEEE TIFS 10(5), 2015). A small CNN
-(``training/recapture.py``) scores full-resolution patches cut from a grid over the image
-(:mod:`forensics.learn.recapture_input`, never resized, so those traces survive), and the
-statistic is the mean patch logit.
+A photo of a screen or of a print shows what the second capture added to the whole picture: a
+bezel or paper edge, a screen's glow and colour cast, glare on glass or gloss paper, the flat
+perspective of a rectangle filling the frame, coarse moire bands (Cao & Kot, "Identification of
+recaptured photographs on LCD screens", ICASSP 2010; Thongkamwitoon, Muammar & Dragotti, IEEE
+TIFS 10(5), 2015). A logistic head (``training/recapture.py``) reads these from the frozen CLIP
+ViT-B/16 embedding that the AI-generated probe also reads (:func:`clip_encoder.embed_image`,
+computed once per image). The pixel-scale traces themselves (the screen grid, halftone dots)
+do not survive the encoder's 224-px input, nor a messaging app's downscaled re-save; held out,
+a network on those traces ranked one contributor's recaptures at chance for that reason.
 
-The decision line is the 99th percentile of the statistic on the authentic training images
-(the card's ``line``); what the model measured is reported, not a reason it cannot know: the
-patch logits, how many patches lean each way, and where they were cut.
+The decision line is the 99th percentile of the logit on the authentic training images (the
+card's ``line``); the finding reports the logit, its probability and the line.
 """
 
 from pathlib import Path
@@ -22,18 +22,20 @@ import numpy as np
 from forensics.calibration import Logistic
 from forensics.finding import Finding
 from forensics.image import DecodedImage
-from forensics.learn.recapture_input import MIN_PATCHES, PATCH, minimum_side, prepare
+from forensics.learn import clip_encoder
 from forensics.learn.runtime import MODELS_DIR, ModelUnavailable, load_model
 from forensics.methods.base import Method
 
-VERSION = "1.0"
+VERSION = "2.0"
 MODEL = "recapture"
-#: The decision line: ``line`` of forensics/models/recapture.json (99th percentile of the mean
-#: patch logit on the authentic training images of the shipped model); a test checks they agree.
-LINE = 0.362
-#: Logit units per factor e of the score's odds: the held-out statistics of the two classes lie
-#: several units apart, so one unit maps the line +- 1 to scores of about 27 and 73.
-SCALE = 1.0
+#: The decision line: ``line`` of forensics/models/recapture.json (99th percentile of the logit
+#: on the authentic training images of the shipped head); a test checks they agree.
+LINE = -0.143
+#: Logit units per factor e of the score's odds: held out, the classes' mean logits lie 1-3
+#: units apart, so half a unit maps the line +- 0.5 to scores of about 27 and 73.
+SCALE = 0.5
+#: Shorter side below which the encoder's 224-px view would be mostly upsampling.
+MIN_SIDE = 112
 
 
 class Recapture(Method):
@@ -47,55 +49,37 @@ class Recapture(Method):
         self.models = models
 
     def examine(self, image: DecodedImage) -> Finding:
-        if min(image.width, image.height) < minimum_side():
+        if min(image.width, image.height) < MIN_SIDE:
             return self.not_applicable(
-                f"The image is {image.width}x{image.height} px; the recapture model reads {PATCH} px patches at full resolution "
-                f"and needs at least {minimum_side()} px on each side ({MIN_PATCHES} patches)."
+                f"The image is {image.width}x{image.height} px; the recapture model reads the whole picture at 224 px "
+                f"and needs at least {MIN_SIDE} px on each side."
             )
         try:
-            model = load_model(MODEL, self.models)
+            head = load_model(MODEL, self.models)
+            embedding = clip_encoder.embed_image(image)
         except ModelUnavailable as exc:
             return self.error(f"The recapture model is unavailable: {exc}.")
-        x = prepare(image.rgb)
-        logits = np.asarray(model.run(patches=x.patches)[0], np.float64).ravel()
-        statistic = float(logits.mean())
+        logit = float(np.asarray(head.run(embedding=embedding[None])[0]).ravel()[0])
         line = self.logistic.center
-        above = int((logits > line).sum())
         details = {
-            "model": {"name": MODEL, "version": model.version, "sha256": model.card["sha256"][:16]},
-            "patch_size": PATCH,
-            "patches_used": len(logits),
-            "candidate_grid": list(x.grid),
-            "patch_logits": {
-                "mean": round(statistic, 4),
-                "median": round(float(np.median(logits)), 4),
-                "min": round(float(logits.min()), 4),
-                "max": round(float(logits.max()), 4),
-            },
-            "patches_above_line": above,
+            "model": {"name": MODEL, "version": head.version, "sha256": str(head.card["sha256"])[:16]},
+            "encoder": {"id": clip_encoder.ENCODER_ID, "sha256": clip_encoder.ENCODER_SHA256[:16]},
+            "logit": round(logit, 4),
+            "probability": round(1.0 / (1.0 + float(np.exp(-np.clip(logit, -30.0, 30.0)))), 4),
             "line": line,
-            "patch_corners": x.corners.tolist(),
         }
-        label, summary = _describe(statistic, line, above, len(logits))
-        return self.ok(statistic, label, summary, details, heatmap=_patch_map(image, x.corners, logits))
+        label, summary = _describe(logit, line)
+        return self.ok(logit, label, summary, details)
 
 
-def _patch_map(image: DecodedImage, corners: np.ndarray, logits: np.ndarray) -> np.ndarray:
-    """A coarse map (one cell per patch) of the patch probabilities; cells not read are 0."""
-    rows, cols = max(1, image.height // PATCH), max(1, image.width // PATCH)
-    out = np.zeros((rows, cols), np.float32)
-    prob = 1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0)))
-    for (r, c), p in zip(corners, prob, strict=True):
-        out[min(rows - 1, int(r) // PATCH), min(cols - 1, int(c) // PATCH)] = p
-    return out
-
-
-def _describe(statistic: float, line: float, above: int, total: int) -> tuple[str, str]:
-    share = f"{above} of {total} patches read lean towards a recapture"
-    if statistic > line:
+def _describe(logit: float, line: float) -> tuple[str, str]:
+    if logit > line:
         return (
             "looks recaptured",
-            "The texture at the pixel scale looks like a photograph of a screen or print (the learned model, trained on moire, "
-            f"screen-grid, glare and print-texture examples, scores it above its line): {share}.",
+            "The picture looks like a photograph of a screen or a print to the learned model (trained on photos of laptop, "
+            f"monitor, TV and phone screens and of prints): its logit {logit:.2f} is above its line {line:.2f}.",
         )
-    return "no sign of recapture", f"The texture at the pixel scale looks like a direct camera photo to the learned model: {share}."
+    return (
+        "no sign of recapture",
+        f"The picture looks like a direct camera photo to the learned model (logit {logit:.2f}, line {line:.2f}).",
+    )
