@@ -13,7 +13,9 @@ source of truth. An entry is published by an atomic rename of a complete folder,
 when its image is fused, and the oldest entries are evicted past ``decode_share_bytes``.
 A JPEG's entry also holds its aligned double-quantization analysis
 (:func:`forensics.jpeg_history.aligned_double_quantization`, about 0.2 s at 12 MP), which the
-jpeg, resave and deep_scan methods all read: computed once, not once per method process.
+jpeg, resave and deep_scan methods all read, and every entry the CLIP embedding
+(:func:`forensics.learn.clip_encoder.embed_image`, 0.1-0.5 s depending on the CPU), which the
+ai_generated and recapture methods both read: each computed once, not once per method process.
 """
 
 import dataclasses
@@ -36,6 +38,8 @@ import numpy as np
 from forensics import DecodedImage, jpeg_history, load_image
 from forensics.image import JpegData, luma_of
 from forensics.jpeg_history import aligned_double_quantization, prime
+from forensics.learn import clip_encoder
+from forensics.learn.runtime import ModelUnavailable
 from service.models import Image
 from service.settings import Settings, get_settings
 from service.storage import Storage, get_storage
@@ -65,11 +69,12 @@ def default_folder() -> Path:
 
 def _layout_version() -> str:
     """A digest of the decoded image's structure (its classes' fields) and of the code that makes
-    the shared double-quantization analysis, part of every entry's name: a worker of another
-    version, sharing the folder during a rolling upgrade or finding entries an earlier version
-    (or another checkout) left, never reads an entry whose shape or analysis it does not know."""
+    the shared double-quantization analysis and embedding, part of every entry's name: a worker of
+    another version, sharing the folder during a rolling upgrade or finding entries an earlier
+    version (or another checkout) left, never reads an entry whose shape or analysis it does not know."""
     shapes = [(cls.__name__, [(f.name, str(f.type)) for f in dataclasses.fields(cls)]) for cls in (DecodedImage, JpegData)]
-    analysis = hashlib.sha1(Path(jpeg_history.__file__).read_bytes(), usedforsecurity=False).hexdigest()
+    code = b"".join(Path(module.__file__).read_bytes() for module in (jpeg_history, clip_encoder))
+    analysis = hashlib.sha1(code, usedforsecurity=False).hexdigest()
     return hashlib.sha1(repr((shapes, analysis)).encode(), usedforsecurity=False).hexdigest()[:10]
 
 
@@ -96,6 +101,19 @@ def _double_quantization(decoded: DecodedImage) -> dict | None:
         return None
 
 
+def _embedding(decoded: DecodedImage) -> np.ndarray | None:
+    """The CLIP embedding that two methods read (ai_generated, recapture): computed once by the
+    process that shares the decode. None when the encoder is unavailable or fails: the methods
+    then run it themselves and report what went wrong."""
+    try:
+        return clip_encoder.embed_image(decoded)
+    except ModelUnavailable:
+        return None
+    except Exception:  # noqa: BLE001 - the share is a cache: the methods meet and report the same failure
+        logger.warning("the CLIP embedding of %s was not shared", decoded.sha256[:12], exc_info=True)
+        return None
+
+
 def _nbytes(decoded: DecodedImage) -> int:
     """Bytes of the planes ``decoded`` holds in this process: its arrays and its luma."""
     return sum(a.nbytes for a in _arrays(decoded).values()) + decoded.luma.nbytes
@@ -117,9 +135,11 @@ def _mapped(path: Path) -> np.ndarray:
 class SharedDecodes:
     """Decoded images in ``folder`` (one sub-folder per SHA-256), at most ``max_bytes`` in all."""
 
-    def __init__(self, folder: Path, max_bytes: int) -> None:
+    def __init__(self, folder: Path, max_bytes: int, *, embed: bool = True) -> None:
         self.folder = folder
         self.max_bytes = max_bytes
+        #: Whether entries carry the CLIP embedding (False when no method that reads it runs).
+        self.embed = embed
         if max_bytes:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not _private(folder):
@@ -146,6 +166,9 @@ class SharedDecodes:
             adq = entry / "adq.pickle"
             if adq.exists():  # absent: not a JPEG with coefficients, or its analysis failed, and a method computes it
                 prime(image, pickle.loads(adq.read_bytes()))
+            clip = entry / "clip.npy"
+            if clip.exists():  # absent: the encoder was unavailable or not wanted, and a method computes it
+                clip_encoder.prime(image, np.load(clip))
         except FileNotFoundError:
             return None  # removed under us: the caller decodes
         except Exception:  # noqa: BLE001 - the share is a cache: an entry it cannot read is decoded again
@@ -173,6 +196,8 @@ class SharedDecodes:
             (staging / "image.pickle").write_bytes(pickle.dumps(shell, protocol=pickle.HIGHEST_PROTOCOL))
             if (adq := _double_quantization(decoded)) is not None:
                 (staging / "adq.pickle").write_bytes(pickle.dumps(adq, protocol=pickle.HIGHEST_PROTOCOL))
+            if self.embed and (embedding := _embedding(decoded)) is not None:
+                np.save(staging / "clip.npy", embedding)
             staging.rename(self.folder / f"{decoded.sha256}-{LAYOUT}")
         except OSError as exc:  # full, or another process published it first: the share is only a cache
             logger.debug("decoded image %s not shared: %s", decoded.sha256[:12], exc)
@@ -216,7 +241,12 @@ class DecodeCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.size = settings.decode_cache_size
-        self.shared = SharedDecodes(settings.decode_share_folder or default_folder(), settings.decode_share_bytes)
+        readers = {"ai_generated", "recapture"}
+        self.shared = SharedDecodes(
+            settings.decode_share_folder or default_folder(),
+            settings.decode_share_bytes,
+            embed=not settings.methods or bool(readers & set(settings.methods)),
+        )
         self._items: OrderedDict[str, DecodedImage] = OrderedDict()
 
     def get(self, image: Image, storage: Storage) -> DecodedImage:

@@ -211,3 +211,28 @@ def test_the_double_quantization_analysis_is_shared_with_the_decode(
     assert np.array_equal(shared["map"], expected["map"]) and not shared["map"].flags.writeable
     assert {k: v for k, v in shared.items() if k != "map"} == {k: v for k, v in expected.items() if k != "map"}
     assert REGISTRY["jpeg"].run(mapped).details == REGISTRY["jpeg"].run(original).details
+
+
+def test_the_clip_embedding_is_shared_with_the_decode_unless_no_method_reads_it(
+    tmp_path: Path, astronaut: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from forensics.learn import clip_encoder
+
+    original = load_image(jpeg_bytes(astronaut), filename="a.jpg")
+    SharedDecodes(tmp_path / "on", 1 << 30).save(original)
+    SharedDecodes(tmp_path / "off", 1 << 30, embed=False).save(original)
+    expected = clip_encoder.embed_image(original)
+
+    def never(*_args: object) -> None:
+        raise AssertionError("the encoder ran again")
+
+    monkeypatch.setattr(clip_encoder, "embed", never)
+    mapped = SharedDecodes(tmp_path / "on", 1 << 30).load(original.sha256)
+    assert mapped is not None and mapped is not original
+    shared = clip_encoder.embed_image(mapped)
+    assert np.array_equal(shared, expected) and not shared.flags.writeable
+    assert REGISTRY["recapture"].run(mapped).details == REGISTRY["recapture"].run(original).details
+    assert not (tmp_path / "off" / f"{original.sha256}-{LAYOUT}" / "clip.npy").exists()
+    unshared = SharedDecodes(tmp_path / "off", 1 << 30).load(original.sha256)
+    with pytest.raises(AssertionError, match="the encoder ran again"):
+        clip_encoder.embed_image(unshared)

@@ -136,3 +136,12 @@ def embed_image(image: DecodedImage) -> np.ndarray:
             embedding.setflags(write=False)
             _embeddings[image] = embedding
         return embedding
+
+
+def prime(image: DecodedImage, embedding: np.ndarray) -> None:
+    """Give ``image`` the embedding computed elsewhere (another process, on the same file), so
+    :func:`embed_image` returns it instead of running the encoder again."""
+    embedding = np.array(embedding, np.float32)
+    embedding.setflags(write=False)
+    with _embeddings_lock:
+        _embeddings.setdefault(image, embedding)
