@@ -221,7 +221,7 @@ def train(settings: RunSettings) -> Path:
             "(a monitor, a poster or a document filling the frame) can read as one, and a recapture that shows nothing of the "
             "screen or paper around the picture can pass",
             "the held-out contributor's own genuine photos sit higher than the training ones, so its false alarms at the line "
-            "are above the 1 % the line is set for (figures above)",
+            "are above the 1 % the line is set for (figures below)",
             "INT8 CLIP embeddings; the head is only valid with the pinned encoder file",
         ],
         "figures": figures,
