@@ -3,6 +3,7 @@ to ``serve``, to its process group (``kill -- -PGID``) or to each of its process
 (systemd's control group), and SIGINT to the group (Ctrl-C), end every process of it within 20 s;
 the work cut off is done after the next start on the same home, each finding once: nothing is lost."""
 
+import functools
 import os
 import signal
 import sqlite3
@@ -66,13 +67,15 @@ class Serve:
         self.process.wait()
 
 
-def _photos(count: int) -> list[bytes]:
-    """``count`` different 12 MP JPEGs: enough work to keep two pool processes busy for a while."""
+@functools.cache
+def _photos(count: int) -> tuple[bytes, ...]:
+    """``count`` different 12 MP JPEGs: enough work to keep two pool processes busy for a while
+    (made once: each test uses a home of its own)."""
     from skimage import data
 
     big = cv2.resize(data.astronaut(), (4000, 3000), interpolation=cv2.INTER_CUBIC)
     rng = np.random.default_rng(7)
-    return [jpeg_bytes(np.clip(big + rng.integers(-3, 4, big.shape), 0, 255).astype(np.uint8)) for _ in range(count)]
+    return tuple(jpeg_bytes(np.clip(big + rng.integers(-3, 4, big.shape), 0, 255).astype(np.uint8)) for _ in range(count))
 
 
 def _statuses(home: Path) -> list[str]:
@@ -131,7 +134,7 @@ def test_a_busy_serve_stops_within_20_s_and_finishes_the_work_after_a_restart(tm
             assert [f["method"] for f in report["findings"]] == list(REGISTRY), "each method once"
             assert all(f["status"] in ("ok", "not_applicable") for f in report["findings"]), report["findings"]
     finally:
-        _stop(serve)
+        serve.kill()  # the stop under test came before: cleaning up needs no grace period
 
 
 def _stop(serve: Serve) -> None:
