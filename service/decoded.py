@@ -105,6 +105,8 @@ def _embedding(decoded: DecodedImage) -> np.ndarray | None:
     """The CLIP embedding that two methods read (ai_generated, recapture): computed once by the
     process that shares the decode. None when the encoder is unavailable or fails: the methods
     then run it themselves and report what went wrong."""
+    if min(decoded.width, decoded.height) < clip_encoder.MIN_SIDE:
+        return None  # neither method reads it
     try:
         return clip_encoder.embed_image(decoded)
     except ModelUnavailable:

@@ -131,6 +131,13 @@ def test_the_probe_reads_camera_originals_alike_on_every_cpu() -> None:
     np.testing.assert_allclose(measured, expected, atol=0.08)
 
 
+def test_the_pixel_probe_reads_images_from_its_minimum_side(astronaut: np.ndarray) -> None:
+    side = clip_encoder.MIN_SIDE
+    below = METHOD.run(load_image(png_bytes(astronaut[: side - 1, :300])))
+    assert below.details["pixel_probe"]["status"] == "not applicable" and below.details["pixel_points"] == 0
+    assert METHOD.run(load_image(png_bytes(astronaut[:side, :300]))).details["pixel_probe"]["status"] == "ok"
+
+
 def test_too_small_for_the_probe_is_not_applicable_but_metadata_still_counts() -> None:
     info = PngInfo()
     info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, CFG scale: 7, Seed: 1")
@@ -139,7 +146,7 @@ def test_too_small_for_the_probe_is_not_applicable_but_metadata_still_counts() -
     finding = METHOD.run(load_image(buf.getvalue()))
     assert finding.status is Status.OK and finding.score is not None and finding.score > 95
     assert finding.details["pixel_probe"]["status"] == "not applicable"
-    assert "at least 32 px" in finding.details["pixel_probe"]["reason"]
+    assert f"at least {clip_encoder.MIN_SIDE} px" in finding.details["pixel_probe"]["reason"]
     assert finding.details["pixel_points"] == 0
 
 

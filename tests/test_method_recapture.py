@@ -12,7 +12,7 @@ from forensics.image import load_image
 from forensics.learn import clip_encoder
 from forensics.learn.runtime import MODELS_DIR, load_model
 from forensics.methods.ai_generated import AiGenerated
-from forensics.methods.recapture import LINE, MIN_SIDE, Recapture
+from forensics.methods.recapture import LINE, Recapture
 from tests.conftest import SHARED_DATA, dataset, jpeg_bytes
 
 #: Files of one contributor (LegenD742) of recapture_phone, photos of screens and direct photos. In-sample (the
@@ -54,7 +54,7 @@ def test_line_matches_the_card() -> None:
 def test_small_image_is_not_applicable(astronaut: np.ndarray) -> None:
     finding = Recapture().run(load_image(jpeg_bytes(astronaut[:100, :300]), filename="small.jpg"))
     assert finding.status is Status.NOT_APPLICABLE
-    assert f"{MIN_SIDE} px" in finding.summary
+    assert f"{clip_encoder.MIN_SIDE} px" in finding.summary
 
 
 def test_the_ai_probe_and_the_recapture_head_share_one_embedding_per_image(astronaut: np.ndarray) -> None:

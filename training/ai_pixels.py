@@ -122,8 +122,15 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
 
 
+def _too_small(item: Item) -> bool:
+    """Whether the image is under the probe's minimum side, where the method reports "not applicable"."""
+    with Image.open(item.path) as image:
+        return min(image.size) < clip_encoder.MIN_SIDE
+
+
 def _folds(x: np.ndarray, items: list[Item]) -> list[dict[str, str]]:
     groups = np.array([i.group for i in items])
+    small = np.array([_too_small(i) for i in items])
     ai = np.array([i.ai for i in items])
     jpeg = np.array([i.jpeg_quality is not None for i in items])
     rows: list[dict[str, str]] = []
@@ -149,6 +156,14 @@ def _folds(x: np.ndarray, items: list[Item]) -> list[dict[str, str]]:
                 }
             )
         rows.append({"set": where, "measure": "detected at the line (as stored)", "value": f"{float((scores[stored] > line).mean()):.3f}"})
+        if small[test_pos].any():
+            rows.append(
+                {
+                    "set": where,
+                    "measure": f"held-out generated images under {clip_encoder.MIN_SIDE} px a side: the method reports them not applicable",
+                    "value": f"{float(small[test_pos].mean()):.3f}",
+                }
+            )
         camera = test_neg & np.isin(groups, CAMERA_SETS)
         if camera.any():
             camera_scores.append(scores[camera])

@@ -24,8 +24,8 @@ training photos): with no metadata the score is the probe's odds relative to its
 the line, and at most :data:`PIXEL_SCORE_CAP` however sure the probe is. The probe was trained
 on four generators of 2021-2022 and a few hundred genuine photos: it is evidence, not proof,
 so pixels alone never reach the top of the scale, and any metadata signal (60+ points) outranks
-it in the label and the summary. Images under :data:`MIN_SIDE` px a side are not applicable
-for the pixel part. When the encoder or the head is missing or corrupt, the pixel part is
+it in the label and the summary. Images under :data:`clip_encoder.MIN_SIDE` px a side are not
+applicable for the pixel part. When the encoder or the head is missing or corrupt, the pixel part is
 recorded as unavailable (in the details and the summary) and the metadata part still gives
 the finding: the method does not fail for a missing model, it says what it could not measure.
 
@@ -65,8 +65,6 @@ PIXEL_SCORE_CAP = 80.0
 PIXEL_CAP = CENTER + SCALE * math.log(PIXEL_SCORE_CAP / (100.0 - PIXEL_SCORE_CAP))
 #: The head ``forensics/models/<MODEL>.onnx`` and its card (which holds the line).
 MODEL = "ai_pixels"
-#: Smallest side the pixel probe reads: CLIP upsamples the 224 px crop from it (CIFAKE is 32x32).
-MIN_SIDE = 32
 
 #: Evidence points per metadata signal (larger = stronger); only the strongest counts.
 POINTS = {
@@ -227,10 +225,10 @@ def _sigmoid(x: float) -> float:
 
 def _pixel_probe(image: DecodedImage, models: Path) -> dict[str, Any]:
     """The learned pixel part: status ``ok`` with its points, ``not applicable`` or ``unavailable`` with the reason."""
-    if min(image.width, image.height) < MIN_SIDE:
+    if min(image.width, image.height) < clip_encoder.MIN_SIDE:
         return {
             "status": "not applicable",
-            "reason": f"the image is {image.width}x{image.height} px; the pixel probe needs at least {MIN_SIDE} px on each side",
+            "reason": f"the image is {image.width}x{image.height} px; the pixel probe needs at least {clip_encoder.MIN_SIDE} px on each side",
         }
     try:
         head = load_model(MODEL, models)

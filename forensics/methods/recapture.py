@@ -34,8 +34,6 @@ LINE = -0.143
 #: Logit units per factor e of the score's odds: held out, the classes' mean logits lie 1-3
 #: units apart, so half a unit maps the line +- 0.5 to scores of about 27 and 73.
 SCALE = 0.5
-#: Shorter side below which the encoder's 224-px view would be mostly upsampling.
-MIN_SIDE = 112
 
 
 class Recapture(Method):
@@ -49,10 +47,10 @@ class Recapture(Method):
         self.models = models
 
     def examine(self, image: DecodedImage) -> Finding:
-        if min(image.width, image.height) < MIN_SIDE:
+        if min(image.width, image.height) < clip_encoder.MIN_SIDE:
             return self.not_applicable(
                 f"The image is {image.width}x{image.height} px; the recapture model reads the whole picture at 224 px "
-                f"and needs at least {MIN_SIDE} px on each side."
+                f"and needs at least {clip_encoder.MIN_SIDE} px on each side."
             )
         try:
             head = load_model(MODEL, self.models)
