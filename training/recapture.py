@@ -22,12 +22,15 @@ false-alarm set (``dresden_natural``, ``exif_samples_ianare`` authentic JPEGs,
 alarms come from a head that never saw it. Each fold's decision line is the 99th percentile of
 the logit on that fold's *training* authentic images. A check prints how well image size, JPEG
 quality (luma quant-table mean) and orientation alone separate the classes of recapture_phone,
-next to the head's held-out AUC. The shipped head is then fitted on every group, its line
+next to the head's held-out AUC, and each fold's head is also scored on its held-out
+recapture_phone images turned by 90 degrees, which reverses the orientation cue. The shipped head is then fitted on every group, its line
 chosen the same way.
 """
 
+import io
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -128,8 +131,20 @@ def _false_alarms(stats: np.ndarray, line: float) -> str:
     return f"{(stats > line).mean():.1%} ({int((stats > line).sum())}/{len(stats)})" if len(stats) else "-"
 
 
-def evaluate_folds(x: np.ndarray, items: list[Item]) -> tuple[list[dict[str, str]], np.ndarray]:
-    """Leave-one-group-out figures, and the held-out logit of every training-set image (NaN elsewhere)."""
+def _turned(path: Path) -> bytes:
+    """The image turned by 90 degrees, as a PNG: the orientation check's input."""
+    with Image.open(path) as image:
+        buffer = io.BytesIO()
+        image.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def evaluate_folds(x: np.ndarray, items: list[Item], turned: np.ndarray) -> tuple[list[dict[str, str]], np.ndarray]:
+    """Leave-one-group-out figures, and the held-out logit of every training-set image (NaN elsewhere).
+
+    ``turned`` holds the embeddings of the images turned by 90 degrees (NaN rows where not made):
+    the classes of recapture_phone differ in orientation, so the held-out AUC is also measured
+    with every image turned, which reverses that cue."""
     groups = np.array([i.group for i in items])
     datasets = np.array([i.dataset for i in items])
     positive = np.array([i.positive for i in items])
@@ -149,6 +164,13 @@ def evaluate_folds(x: np.ndarray, items: list[Item]) -> tuple[list[dict[str, str
             if len(pos):
                 rows.append({"set": name, "measure": f"{dataset}: image ROC AUC", "value": _fmt(roc_auc(list(pos), list(neg)))})
                 rows.append({"set": name, "measure": f"{dataset}: recaptured detected at the line", "value": f"{np.mean(pos > line):.1%}"})
+                made = part & np.isfinite(turned).all(axis=1)
+                if made.any():
+                    t = probe.logits(head, turned[made])
+                    measure = f"{dataset}: image ROC AUC, every image turned 90 degrees"
+                    rows.append(
+                        {"set": name, "measure": measure, "value": _fmt(roc_auc(list(t[positive[made]]), list(t[~positive[made]])))}
+                    )
             kind = "authentic" if dataset in TRAIN_SETS else "camera originals"
             rows.append({"set": name, "measure": f"{dataset}: false alarms, held-out {kind}", "value": _false_alarms(neg, line)})
         for row in rows:
@@ -185,7 +207,8 @@ def train(settings: RunSettings) -> Path:
     limit, folds = PRESETS[settings.size]
     items = [i for i in _items(settings, limit) if i.dataset not in settings.exclude]
     sources = [probe.Source(i.key, i.path.name, i.path.read_bytes) for i in items]
-    x, pixels, _, kept = probe.embeddings(sources, settings.work / f"{NAME}_embeddings_{clip_encoder.ENCODER_SHA256[:12]}.npz")
+    cache = settings.work / f"{NAME}_embeddings_{clip_encoder.ENCODER_SHA256[:12]}.npz"
+    x, pixels, _, kept = probe.embeddings(sources, cache)
     items = [items[k] for k in kept]
     positive = np.array([i.positive for i in items])
     print(
@@ -193,7 +216,14 @@ def train(settings: RunSettings) -> Path:
     )
     figures: list[dict[str, str]] = []
     if folds:
-        fold_figures, held_out = evaluate_folds(x, items)
+        phone = [k for k, i in enumerate(items) if i.dataset == "recapture_phone"]
+        turned_sources = [
+            probe.Source(f"{items[k].key}#turned", f"{items[k].path.stem}.png", partial(_turned, items[k].path)) for k in phone
+        ]
+        x_turned, _, _, made = probe.embeddings(turned_sources, cache)
+        turned = np.full_like(x, np.nan)
+        turned[[phone[k] for k in made]] = x_turned
+        fold_figures, held_out = evaluate_folds(x, items, turned)
         figures += fold_figures + confound_check(items, pixels, held_out)
     head = probe.fit(x, positive)
     line = float(np.quantile(probe.logits(head, x)[~positive], LINE_QUANTILE))
