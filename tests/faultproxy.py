@@ -36,7 +36,10 @@ class FaultProxy:
         for sock in sockets:
             with suppress(OSError):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
-                sock.close()
+                # close() alone leaves the socket open while a pipe thread waits in recv() on it, so
+                # a query in flight at the cut would wait for ever; shutdown() wakes that thread.
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
 
     @property
     def is_cut(self) -> bool:
@@ -88,7 +91,7 @@ class FaultProxy:
             for sock in (source, sink):  # the other direction's thread then ends too
                 with suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+            sock.close()
             with self._lock:
                 self._sockets.discard(source)
                 self._sockets.discard(sink)
