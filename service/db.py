@@ -16,6 +16,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.settings import get_settings
 
 REPO = Path(__file__).resolve().parents[1]
+#: libpq's timeouts: a connection attempt gives up after 10 s, and TCP keepalives end a
+#: connection whose peer vanished (a partition, a host gone without closing its sockets) within
+#: about a minute, instead of leaving a request waiting on it for ever.
+POSTGRES_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10, "keepalives_count": 3}
 
 
 def make_engine(url: str, *, autocommit: bool = False) -> Engine:
@@ -36,7 +40,7 @@ def make_engine(url: str, *, autocommit: bool = False) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **options)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=POSTGRES_CONNECT_ARGS, **options)
 
 
 @lru_cache

@@ -9,6 +9,7 @@ Celery processes, all with the default lease and reconciler interval.
 
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
@@ -223,3 +224,25 @@ def test_a_whole_worker_killed_mid_method_is_recovered_within_90_s(faulty: Fault
         print(f"worker killed while {running} ran: case done {time.monotonic() - killed:.1f} s after the kill")
     finally:
         successor.stop()
+
+
+def test_a_postgres_that_never_answers_fails_the_connection_within_its_timeout() -> None:
+    """A server that takes the TCP connection but never answers (a hung host, a half-open
+    proxy): the engine's connection attempt fails after libpq's ``connect_timeout``, so a
+    request waiting for a pooled connection gets an error instead of waiting for ever."""
+    from sqlalchemy.exc import OperationalError
+
+    from service.db import POSTGRES_CONNECT_ARGS, make_engine
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # the kernel completes the handshake; nobody ever reads or answers
+    engine = make_engine(f"postgresql+psycopg2://postgres@127.0.0.1:{silent.getsockname()[1]}/postgres")
+    started = time.monotonic()
+    try:
+        with pytest.raises(OperationalError, match="timeout"):
+            engine.connect()
+    finally:
+        engine.dispose()
+        silent.close()
+    assert time.monotonic() - started < POSTGRES_CONNECT_ARGS["connect_timeout"] + 5
