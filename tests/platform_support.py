@@ -175,9 +175,17 @@ class ApiServer:
         return total / 1024
 
     def stop(self) -> None:
+        """SIGTERM, then SIGKILL if uvicorn's graceful stop is still waiting on a request after 30 s
+        (so that a hung request fails its own test, not the next one)."""
         self.process.terminate()
-        self.process.wait(timeout=30)
-        self._log.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+        finally:
+            self._log.close()
 
 
 class Worker:
