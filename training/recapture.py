@@ -247,7 +247,7 @@ def train(settings: RunSettings) -> Path:
         ],
         "limits": [
             "two phone contributors and one webcam print-attack set: other phones, screens, printers and re-save chains are untested",
-            "it reads the whole picture at 224 px, not pixel-scale traces: a genuine photo framed like a screen or a print "
+            "it reads the centre square of the picture at 224 px, not pixel-scale traces: a genuine photo framed like a screen or a print "
             "(a monitor, a poster or a document filling the frame) can read as one, and a recapture that shows nothing of the "
             "screen or paper around the picture can pass",
             "the held-out contributor's own genuine photos sit higher than the training ones, so its false alarms at the line "

@@ -49,7 +49,7 @@ class Recapture(Method):
     def examine(self, image: DecodedImage) -> Finding:
         if min(image.width, image.height) < clip_encoder.MIN_SIDE:
             return self.not_applicable(
-                f"The image is {image.width}x{image.height} px; the recapture model reads the whole picture at 224 px "
+                f"The image is {image.width}x{image.height} px; the recapture model reads its centre square at 224 px "
                 f"and needs at least {clip_encoder.MIN_SIDE} px on each side."
             )
         try:
