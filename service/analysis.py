@@ -505,6 +505,10 @@ def complete_case_if_done(session: Session, case_id: uuid.UUID) -> bool:
 # ---------------------------------------------------------------------------------------- reconciler
 
 
+#: How far after a worker saw its broker connection fail a message's publish may still be stamped.
+BROKER_LOSS_MARGIN = timedelta(seconds=2)
+
+
 @dataclass
 class Repairs:
     """What one reconciler pass did (logged, and asserted by tests)."""
@@ -521,7 +525,7 @@ class Repairs:
         return any(bool(v) for v in vars(self).values())
 
 
-def reconcile(now: datetime | None = None, *, workers_gone: bool = False) -> Repairs:
+def reconcile(now: datetime | None = None, *, workers_gone: bool = False, broker_lost_at: datetime | None = None) -> Repairs:
     """Repair lost work; safe to run anywhere, any time.
 
     Work is lost when its process died (its heartbeat is older than the lease), when its
@@ -534,11 +538,23 @@ def reconcile(now: datetime | None = None, *, workers_gone: bool = False) -> Rep
     died with them (``forensics serve`` starting after its worker had to be killed: the
     filesystem transport keeps a taken message only in the worker's memory until it is
     acknowledged). Then everything in flight before ``now`` is lost, and is sent again at once; a
-    copy of a message that did survive is refused by the claims."""
+    copy of a message that did survive is refused by the claims.
+
+    ``broker_lost_at`` says that a worker lost its broker connection at that time (sent by
+    :mod:`worker.broker_loss` once it is back). A message in flight at that moment can be gone:
+    Redis hands it out with ``BRPOP`` and kombu records it as unacknowledged only in a second
+    command, so a reply lost to the cut loses the message; and a Redis that restarted without
+    its data lost every message. Work published before then and still waiting is sent again
+    now; whatever survived is refused by the claims. Rows an earlier pass stamped after that
+    time are left alone, so that the workers that all report one outage do not each send the
+    queue again. ``BROKER_LOSS_MARGIN`` covers a stamp trailing its publish and clocks that
+    differ slightly between machines."""
     settings = get_settings()
     now = now or utcnow()
     stale = now if workers_gone else now - timedelta(seconds=settings.lease_seconds)
     lost_cutoff = now if workers_gone else now - timedelta(seconds=settings.requeue_after)
+    if broker_lost_at is not None:
+        lost_cutoff = max(lost_cutoff, min(now, broker_lost_at + BROKER_LOSS_MARGIN))
     repairs = Repairs()
     with session_scope() as session:
         # Methods whose process died: run again, or record an error after max_attempts.

@@ -80,6 +80,13 @@ def send_case_pdf(case_id: uuid.UUID) -> None:
     _publish(queue.STORE_CASE_PDF, lambda: queue.enqueue_case_pdf(case_id), 1)
 
 
+def report_broker_loss(lost_at: datetime) -> None:
+    """Ask the reconciler to re-send what was queued when a worker lost the broker at ``lost_at``
+    (:func:`service.analysis.reconcile`); if this publish fails too, the reconciler's own
+    schedule re-sends lost work after ``FORENSICS_REQUEUE_AFTER``."""
+    _publish(queue.RECONCILE, lambda: queue.enqueue_reconcile(lost_at), 1)
+
+
 def send_fuses(image_ids: Iterable[uuid.UUID]) -> None:
     """Publish join tasks; an image left ``fusing`` stops beating, so the reconciler re-sends it after the lease."""
     ids = list(image_ids)

@@ -11,6 +11,7 @@ started images first, which also keeps decoded images in the workers' caches), `
 """
 
 from collections.abc import Iterable
+from datetime import datetime
 from functools import lru_cache
 from uuid import UUID
 
@@ -130,6 +131,10 @@ def enqueue_methods(jobs: Iterable[tuple[UUID, str]]) -> None:
 
 def enqueue_fuse(image_ids: Iterable[UUID]) -> None:
     _send(FUSE_IMAGE, ([str(i)] for i in image_ids))
+
+
+def enqueue_reconcile(broker_lost_at: datetime) -> None:
+    _send(RECONCILE, [[broker_lost_at.isoformat()]])
 
 
 def enqueue_case_pdf(case_id: UUID) -> None:

@@ -556,3 +556,23 @@ def test_work_in_flight_when_the_workers_were_killed_is_sent_again_at_once(datab
     assert sorted(m for i, m in repairs.requeued_methods if i == prepared_id) == sorted(set(REGISTRY) - {first})
     assert sorted(m for i, m in _messages(sent, queue.RUN_METHOD) if i == str(prepared_id)) == sorted(set(REGISTRY) - {first})
     assert [str(queued_id)] in _messages(sent, queue.PREPARE_IMAGE)
+
+
+def test_work_queued_before_a_broker_loss_is_sent_again_once(database: None, sent: list[tuple[str, list[str]]]) -> None:
+    """A worker whose broker connection failed reports when (``broker_lost_at``): what was queued
+    before then may be gone with the broker and is sent again at once, not FORENSICS_REQUEUE_AFTER
+    later; what was queued after it, or already sent again for the same outage by another
+    worker's report, is left alone."""
+    _, (before, after) = _new_case(["tampered/053_F.png", "tampered/054_F.png"])
+    dispatch.send_prepares([before])
+    lost_at = utcnow()
+    with session_scope() as session:  # stamped after the loss and its margin: a publish the broker took afterwards
+        session.execute(update(Image).where(Image.id == after).values(enqueued_at=lost_at + 2 * analysis.BROKER_LOSS_MARGIN))
+        session.commit()
+    sent.clear()
+    assert {before, after}.isdisjoint(analysis.reconcile().requeued_prepares)
+    now = lost_at + 3 * analysis.BROKER_LOSS_MARGIN
+    repairs = analysis.reconcile(now, broker_lost_at=lost_at)
+    assert before in repairs.requeued_prepares and after not in repairs.requeued_prepares
+    assert [str(before)] in _messages(sent, queue.PREPARE_IMAGE) and [str(after)] not in _messages(sent, queue.PREPARE_IMAGE)
+    assert {before, after}.isdisjoint(analysis.reconcile(now + timedelta(seconds=1), broker_lost_at=lost_at).requeued_prepares)

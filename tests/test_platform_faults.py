@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from sqlalchemy import func, select
 
 from service.db import session_scope
@@ -192,6 +193,34 @@ def _done_within(faulty: Faulty, case_id: str, since: float, seconds: float) -> 
     assert set(statuses) <= set(FINDING_DONE) and FindingStatus.ERROR not in statuses
     _stored_once([case_id])
     return case
+
+
+def _publish_stamps(case_id: str) -> list[Any]:
+    with session_scope() as session:
+        return list(session.scalars(select(Image.enqueued_at).where(Image.case_id == uuid.UUID(case_id))))
+
+
+def test_work_queued_when_redis_lost_its_messages_is_sent_again_once_the_worker_reconnects(faulty: Faulty) -> None:
+    """Redis loses a case's queued messages while the worker's connection breaks (a Redis restarted
+    without its data; a message handed out by ``BRPOP`` whose reply was lost to the cut). The
+    rows still say "sent", which alone would look like a long queue for FORENSICS_REQUEUE_AFTER
+    (900 s); the worker reports the loss when it is back, and the case completes within 60 s."""
+    case_id = _submit_photos(faulty)  # no worker consumes yet: the prepare messages wait in Redis
+    poll(lambda: _publish_stamps(case_id), all, 30, "the publishes recorded")
+    broker = redis.Redis.from_url(REDIS_URL)
+    queued = list(broker.scan_iter(f"{faulty.env['FORENSICS_BROKER_KEY_PREFIX']}intake*"))
+    assert queued and broker.delete(*queued)
+    worker = Worker({**faulty.env, "FORENSICS_METHODS": QUICK_METHODS}, faulty.home / "lost.log", "lost")
+    try:
+        faulty.redis.cut()
+        time.sleep(2)
+        faulty.redis.restore()
+        back = time.monotonic()
+        _done_within(faulty, case_id, back, 60)
+        print(f"case done {time.monotonic() - back:.1f} s after Redis came back without its messages")
+    finally:
+        worker.stop()
+    assert "re-sending the work queued before" in worker.log.read_text()
 
 
 def test_a_pool_process_killed_mid_method_is_recovered_within_90_s(faulty: Faulty) -> None:

@@ -13,9 +13,11 @@ from service.db import get_autocommit_engine, get_engine
 from service.queue import get_celery
 from service.settings import get_settings
 from worker import observability  # noqa: F401 - connects the logging, metrics and correlation signal handlers
+from worker.broker_loss import ResendAfterBrokerLoss
 
 app = get_celery()
 app.conf.include = ["worker.tasks"]
+app.steps["consumer"].add(ResendAfterBrokerLoss)
 
 
 @worker_process_init.connect

@@ -4,6 +4,7 @@ Every task is idempotent (it re-reads state and skips work already done), acknow
 late, and bounded by time limits; :func:`reconcile` repairs whatever still gets stuck.
 """
 
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -65,9 +66,10 @@ def store_case_pdf(case_id: str) -> None:
 
 
 @app.task(name=queue.RECONCILE, time_limit=300, **RELIABLE)
-def reconcile() -> None:
-    """Repair work stuck past its time limit or whose message was lost."""
-    analysis.reconcile()
+def reconcile(broker_lost_at: str | None = None) -> None:
+    """Repair work stuck past its time limit or whose message was lost; ``broker_lost_at`` (ISO
+    8601), sent by a worker whose broker connection failed, says when messages may have been lost."""
+    analysis.reconcile(broker_lost_at=None if broker_lost_at is None else datetime.fromisoformat(broker_lost_at))
 
 
 @app.task(name=queue.DELIVER_WEBHOOK, time_limit=int(settings.webhook_timeout * 2) + 30, **RELIABLE)
