@@ -26,6 +26,7 @@ from sqlalchemy import func, select
 
 from service.db import session_scope
 from service.models import FINDING_DONE, FindingRow, FindingStatus, Image
+from service.queue import QUEUES
 from tests.faultproxy import FaultProxy
 from tests.platform_support import (
     REDIS_URL,
@@ -207,8 +208,8 @@ def test_work_queued_when_redis_lost_its_messages_is_sent_again_once_the_worker_
     (900 s); the worker reports the loss when it is back, and the case completes within 60 s."""
     case_id = _submit_photos(faulty)  # no worker consumes yet: the prepare messages wait in Redis
     poll(lambda: _publish_stamps(case_id), all, 30, "the publishes recorded")
-    broker = redis.Redis.from_url(REDIS_URL)
-    queued = list(broker.scan_iter(f"{faulty.env['FORENSICS_BROKER_KEY_PREFIX']}intake*"))
+    broker = redis.Redis.from_url(REDIS_URL)  # every queue goes, as in a restart: earlier tests' leftovers too
+    queued = [key for name in QUEUES for key in broker.scan_iter(f"{faulty.env['FORENSICS_BROKER_KEY_PREFIX']}{name}*")]
     assert queued and broker.delete(*queued)
     worker = Worker({**faulty.env, "FORENSICS_METHODS": QUICK_METHODS}, faulty.home / "lost.log", "lost")
     try:
