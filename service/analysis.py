@@ -30,7 +30,6 @@ from forensics import ForensicsError
 from forensics.finding import Finding, Status
 from forensics.fusion import fuse
 from forensics.methods import REGISTRY
-from forensics.methods.base import Method
 from forensics.methods.metadata import extract_metadata
 from forensics.methods.metadata import extraction as metadata_extraction
 from forensics.options import AnalysisOptions, Sensitivity
@@ -43,6 +42,7 @@ from service.decoded import decoded as decoded_image
 from service.decoded import release
 from service.dispatch import heartbeat, send_case_pdf, send_fuses, send_methods, send_prepares
 from service.heatmaps import load_heatmap, store_heatmap
+from service.methods import selected_methods
 from service.models import (
     FINDING_DONE,
     IMAGE_DONE,
@@ -55,22 +55,11 @@ from service.models import (
     utcnow,
 )
 from service.renditions import store_display
-from service.settings import Settings, get_settings
+from service.settings import get_settings
 from service.storage import ObjectNotFound, Storage, get_storage, image_prefix, original_key
 from service.webhooks import outbox
 
 logger = logging.getLogger(__name__)
-
-def selected_methods(settings: Settings | None = None) -> list[Method]:
-    """The methods to run: every registered one, or those named in ``FORENSICS_METHODS`` (in registry order)."""
-    names = (settings or get_settings()).methods
-    if not names:
-        return list(REGISTRY.values())
-    unknown = sorted(set(names) - set(REGISTRY))
-    if unknown:
-        raise ValueError(f"FORENSICS_METHODS names unknown methods {unknown}; known: {', '.join(REGISTRY)}")
-    return [m for m in REGISTRY.values() if m.name in names]
-
 
 def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: creating the findings twice keeps one row per (image, method)."""

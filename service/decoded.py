@@ -40,6 +40,7 @@ from forensics.image import JpegData, luma_of
 from forensics.jpeg_history import aligned_double_quantization, prime
 from forensics.learn import clip_encoder
 from forensics.learn.runtime import ModelUnavailable
+from service.methods import selected_methods
 from service.models import Image
 from service.settings import Settings, get_settings
 from service.storage import Storage, get_storage
@@ -243,11 +244,10 @@ class DecodeCache:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.size = settings.decode_cache_size
-        readers = {"ai_generated", "recapture"}
         self.shared = SharedDecodes(
             settings.decode_share_folder or default_folder(),
             settings.decode_share_bytes,
-            embed=not settings.methods or bool(readers & set(settings.methods)),
+            embed=any(method.reads_clip_embedding for method in selected_methods(settings)),
         )
         self._items: OrderedDict[str, DecodedImage] = OrderedDict()
 

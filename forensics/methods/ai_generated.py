@@ -100,6 +100,7 @@ _COMMENT_CHARSET = re.compile(r"^charset=\w+ ?")
 class AiGenerated(Method):
     name: ClassVar[str] = "ai_generated"
     joins_fusion: ClassVar[bool] = False
+    reads_clip_embedding: ClassVar[bool] = True
     version: ClassVar[str] = "2.0"
     default_logistic: ClassVar[Logistic] = Logistic(center=CENTER, scale=SCALE)
     fit_logistic: ClassVar[bool] = False

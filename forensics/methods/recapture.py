@@ -39,6 +39,7 @@ SCALE = 0.5
 class Recapture(Method):
     name: ClassVar[str] = "recapture"
     joins_fusion: ClassVar[bool] = False
+    reads_clip_embedding: ClassVar[bool] = True
     version: ClassVar[str] = VERSION
     default_logistic: ClassVar[Logistic] = Logistic(center=LINE, scale=SCALE)
 
