@@ -61,6 +61,7 @@ from service.webhooks import outbox
 
 logger = logging.getLogger(__name__)
 
+
 def _insert_ignore(session: Session, rows: list[dict[str, Any]]) -> None:
     """INSERT ... ON CONFLICT DO NOTHING: creating the findings twice keeps one row per (image, method)."""
     dialect = session.get_bind().dialect.name

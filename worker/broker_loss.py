@@ -3,8 +3,9 @@
 Redis hands a message to a worker with ``BRPOP`` and kombu records it as unacknowledged in a
 second command, so a connection cut between the two (or a reply lost on the way) loses the
 message, and a Redis that restarts without its data loses every queued one. The broker cannot
-say which; the rows can (:func:`service.analysis.reconcile` with ``broker_lost_at``). Without
-this the reconciler would take such work for a long queue until ``FORENSICS_REQUEUE_AFTER``.
+say which messages went; the rows say what was waiting then, and that is sent again
+(:func:`service.analysis.reconcile` with ``broker_lost_at``). Without this the reconciler would
+take such work for a long queue until ``FORENSICS_REQUEUE_AFTER``.
 
 A consumer bootstep (Celery's "Extensions and Bootsteps"): the consumer blueprint stops its
 steps when the connection fails and starts them again once it is re-established.
@@ -23,6 +24,8 @@ logger = logging.getLogger(__name__)
 
 
 class ResendAfterBrokerLoss(bootsteps.StartStopStep):
+    """Remembers when the consumer's connection failed; reports it once the consumer is connected again."""
+
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
