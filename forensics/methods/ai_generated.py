@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.special import expit
 
 from forensics.calibration import Logistic
 from forensics.finding import Finding
@@ -219,11 +220,6 @@ def _dangling_reference(report: C2paReport, xmp: XmpFacts) -> bool:
     return not report.present and any(u.startswith("self#jumbf") for u in xmp.provenance_urls)
 
 
-
-def _sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
 def _pixel_probe(image: DecodedImage, models: Path) -> dict[str, Any]:
     """The learned pixel part: status ``ok`` with its points, ``not applicable`` or ``unavailable`` with the reason."""
     if min(image.width, image.height) < clip_encoder.MIN_SIDE:
@@ -242,10 +238,10 @@ def _pixel_probe(image: DecodedImage, models: Path) -> dict[str, Any]:
     return {
         "status": "ok",
         "points": points,
-        "probability": round(_sigmoid(logit), 4),
+        "probability": round(float(expit(logit)), 4),
         "logit": round(logit, 4),
         "line": round(line, 4),
-        "line_probability": round(_sigmoid(line), 4),
+        "line_probability": round(float(expit(line)), 4),
         "above_line": logit > line,
         "model": {"name": MODEL, "version": head.version, "sha256": str(head.card["sha256"])[:16]},
         "encoder": {"id": clip_encoder.ENCODER_ID, "revision": clip_encoder.ENCODER_REVISION, "sha256": clip_encoder.ENCODER_SHA256[:16]},

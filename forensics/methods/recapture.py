@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import numpy as np
+from scipy.special import expit
 
 from forensics.calibration import Logistic
 from forensics.finding import Finding
@@ -64,7 +65,7 @@ class Recapture(Method):
             "model": {"name": MODEL, "version": head.version, "sha256": str(head.card["sha256"])[:16]},
             "encoder": {"id": clip_encoder.ENCODER_ID, "sha256": clip_encoder.ENCODER_SHA256[:16]},
             "logit": round(logit, 4),
-            "probability": round(1.0 / (1.0 + float(np.exp(-np.clip(logit, -30.0, 30.0)))), 4),
+            "probability": round(float(expit(logit)), 4),
             "line": line,
         }
         label, summary = _describe(logit, line)
