@@ -91,7 +91,7 @@ class FaultProxy:
             for sock in (source, sink):  # the other direction's thread then ends too
                 with suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
+            sink.close()  # the socket this thread writes to; the other thread closes its own
             with self._lock:
                 self._sockets.discard(source)
                 self._sockets.discard(sink)
