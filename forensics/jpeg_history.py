@@ -37,6 +37,7 @@ from types import MappingProxyType
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 
 from forensics.dct import block_dct
 from forensics.image import DecodedImage
@@ -319,7 +320,7 @@ def _adq(coefficients: np.ndarray, table: np.ndarray, luma: np.ndarray) -> dict[
     primary_quality = closest_ijg_quality({(e["position"][0], e["position"][1]): e["q1"] for e in used}) if double else None
     # smooth the evidence over 3x3 blocks: a pasted region spans several blocks
     smoothed = box3(llr)
-    prob_double = 1.0 / (1.0 + np.exp(-np.clip(smoothed, -30.0, 30.0)))
+    prob_double = expit(smoothed)
     informative = np.abs(smoothed) > 1.0
     lacking = (prob_double < 0.5) & informative
     frac_lacking = float(lacking.sum() / max(int(informative.sum()), 1))

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
+from scipy.special import expit
 
 from forensics.calibration import Logistic
 from forensics.finding import Finding
@@ -163,7 +164,7 @@ def _probability(model: OnnxModel, views: list[tuple[np.ndarray, Any]]) -> np.nd
     prob: np.ndarray | None = None
     for view, undo in views:
         logits = model.run(features=view[None])[0][0, 0]
-        p = undo(1.0 / (1.0 + np.exp(-np.clip(logits, -30.0, 30.0))))
+        p = undo(expit(logits))
         prob = p if prob is None else prob + p
     assert prob is not None
     return (prob / len(views)).astype(np.float32)

@@ -41,7 +41,7 @@ from typing import Any, ClassVar
 
 import cv2
 import numpy as np
-from scipy.special import i0e
+from scipy.special import expit, i0e
 
 from forensics.calibration import Logistic
 from forensics.dct import block_dct
@@ -183,7 +183,7 @@ def _jpeg_traces(luma: np.ndarray, rgb: np.ndarray) -> dict[str, Any] | None:
         return None
     llr[clipped] = 0.0
     smoothed = box3(llr.reshape(rows, cols))
-    prob_fit = 1.0 / (1.0 + np.exp(-np.clip(smoothed, -30.0, 30.0)))
+    prob_fit = expit(smoothed)
     informative = np.abs(smoothed) > 1.0
     off = (prob_fit < 0.5) & informative
     return {
