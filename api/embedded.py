@@ -24,20 +24,28 @@ held). A second signal kills at once. Should ``serve`` itself die, the kernel se
 SIGTERM (``PR_SET_PDEATHSIG``).
 
 The messages a killed worker had taken die with it (the filesystem transport keeps them in the
-worker's memory until they are acknowledged). So ``serve`` marks a worker that stopped by
-itself (``$FORENSICS_HOME/worker-stopped``); the next start without that mark, before its
-worker starts, sends everything in flight again (:func:`service.analysis.reconcile` with
-``workers_gone``), rather than leaving it to the reconciler's ``FORENSICS_REQUEUE_AFTER``.
+worker's memory until they are acknowledged), and nothing else would take them up: in this
+setup there is no second worker. So a worker that exits while ``serve`` runs (the kernel's
+out-of-memory killer, a crash) is replaced: ``serve`` checks it every
+:data:`WATCH_SECONDS`, kills what is left of its process group, sends everything in flight
+again (:func:`service.analysis.reconcile` with ``workers_gone``) and starts a new worker, after
+a growing pause when the workers keep dying within :data:`CRASH_LOOP_SECONDS` of their start.
+And ``serve`` marks a worker that stopped by itself (``$FORENSICS_HOME/worker-stopped``); the
+next start without that mark (``serve`` and its worker killed together), before its worker
+starts, sends everything in flight again the same way, rather than leaving it to the
+reconciler's ``FORENSICS_REQUEUE_AFTER``.
 """
 
 import contextlib
 import ctypes
 import fcntl
+import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -58,6 +66,14 @@ logger = logging.getLogger(__name__)
 WORKER_STOP_SECONDS = 15.0
 #: Seconds the API gives requests in progress when it stops.
 API_STOP_SECONDS = 5
+#: Seconds between two checks that the worker still runs.
+WATCH_SECONDS = 1.0
+#: A worker that dies within this many seconds of its start counts as a crash loop: the next one
+#: starts after a pause, :data:`FIRST_RESTART_PAUSE` and then doubled each time, at most
+#: :data:`MAX_RESTART_PAUSE`.
+CRASH_LOOP_SECONDS = 60.0
+FIRST_RESTART_PAUSE = 2.0
+MAX_RESTART_PAUSE = 60.0
 #: ``prctl`` option: the signal this process gets when its parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
 
@@ -151,22 +167,30 @@ def _start_worker(settings: Settings, home_lock: int) -> subprocess.Popen[bytes]
 
 
 class _Server(uvicorn.Server):
-    """uvicorn's server without its signal handling: :class:`_Stop` owns SIGTERM and SIGINT."""
+    """uvicorn's server without its signal handling: :class:`_Supervisor` owns SIGTERM and SIGINT."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
 
 
-class _Stop:
-    """The handler of SIGTERM and SIGINT: the first stops the API and the worker in order, with a
-    deadline for the worker; a second one stops both at once."""
+class _Supervisor:
+    """Keeps one worker running while ``serve`` serves, and stops it when ``serve`` stops.
 
-    def __init__(self, worker: subprocess.Popen[bytes], stopped_mark: Path) -> None:
-        self.worker = worker
+    It is the handler of SIGTERM and SIGINT: the first stops the API and the worker in order,
+    with a deadline for the worker; a second one stops both at once. :meth:`watch`, in a thread
+    of its own, replaces a worker that exits while no stop was asked for: ``resend`` sends what
+    it held again, ``start`` starts the next one."""
+
+    def __init__(self, start: Callable[[], subprocess.Popen[bytes]], resend: Callable[[], None], stopped_mark: Path) -> None:
+        self.start = start
+        self.resend = resend
+        self.worker = start()
+        self.started_at = time.monotonic()
         self.stopped_mark = stopped_mark
         self.server: uvicorn.Server | None = None
         self.deadline: float | None = None
+        self.watcher = threading.Thread(target=self.watch, name="worker-watch", daemon=True)
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
         first = self.deadline is None
@@ -181,12 +205,48 @@ class _Stop:
             self.server.should_exit = True
             self.server.force_exit = not first
 
+    def watch(self) -> None:
+        """Until a stop: replace a worker that exited. What it held is sent again first (its
+        taken messages died with it; copies of any that survived are refused by the claims)."""
+        pause = 0.0
+        while self.deadline is None:
+            time.sleep(WATCH_SECONDS)
+            worker = self.worker
+            if self.deadline is not None or worker.poll() is None:
+                continue
+            lived = time.monotonic() - self.started_at
+            pause = min(MAX_RESTART_PAUSE, max(FIRST_RESTART_PAUSE, 2 * pause)) if lived < CRASH_LOOP_SECONDS else 0.0
+            logger.error(
+                "the worker exited (status %s) after %.0f s while serving: sending its work again and starting a new one%s",
+                worker.returncode, lived, f" in {pause:.0f} s" if pause else "",
+            )
+            _kill_group(worker)  # its pool processes and beat, should any outlive it
+            resume = time.monotonic() + pause
+            while self.deadline is None and time.monotonic() < resume:
+                time.sleep(min(WATCH_SECONDS, max(0.0, resume - time.monotonic())))
+            if self.deadline is not None:
+                return
+            self.started_at = time.monotonic()  # a start that fails counts as a worker that died at once
+            try:
+                self.resend()
+            except Exception:  # noqa: BLE001 - the worker matters more; the reconciler re-sends later
+                logger.exception("sending the work in flight again failed")
+            try:
+                self.worker = self.start()
+            except OSError:
+                logger.exception("the new worker could not be started")
+                continue
+            if self.deadline is not None:  # a stop signal came while it started
+                _signal_worker(self.worker, signal.SIGTERM)
+
     def wait_for_worker(self) -> None:
         """Stop the worker (if no signal did) and wait for it until the deadline, then kill it;
         then kill whatever of its process group is left (nothing, when Celery stopped cleanly)."""
         if self.deadline is None:
             self.deadline = time.monotonic() + WORKER_STOP_SECONDS
             _signal_worker(self.worker, signal.SIGTERM)
+        if self.watcher.is_alive():
+            self.watcher.join()  # within WATCH_SECONDS, or once a replacement in progress has started
         try:
             self.worker.wait(timeout=max(0.0, self.deadline - time.monotonic()))
             logger.info("the worker stopped (exit status %s)", self.worker.returncode)
@@ -196,9 +256,7 @@ class _Stop:
             logger.warning("the worker did not stop within %.0f s of the signal: killing it", WORKER_STOP_SECONDS)
             _signal_worker(self.worker, signal.SIGKILL, group=True)
             self.worker.wait()
-        # The group's id stays reserved while any member lives, so this reaches only the worker's own.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.worker.pid, signal.SIGKILL)
+        _kill_group(self.worker)
 
 
 def _signal_worker(worker: subprocess.Popen[bytes], signum: int, *, group: bool = False) -> None:
@@ -212,6 +270,21 @@ def _signal_worker(worker: subprocess.Popen[bytes], signum: int, *, group: bool 
                 os.kill(worker.pid, signum)
 
 
+def _kill_group(worker: subprocess.Popen[bytes]) -> None:
+    """SIGKILL what is left of an exited worker's process group (its pool processes and beat).
+    The group's id stays reserved while any member lives, so this reaches only the worker's own."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(worker.pid, signal.SIGKILL)
+
+
+def _resend_in_flight() -> None:
+    """Send again everything in flight: only while no worker runs on this home."""
+    from service.analysis import reconcile  # after _share_metrics: it imports prometheus_client
+
+    if reconcile(workers_gone=True):
+        logger.info("the last worker did not stop by itself: what was in flight is sent again")
+
+
 def _resend_if_worker_killed(stopped_mark: Path) -> None:
     """Before the worker starts: unless the last one stopped by itself, send again what was in
     flight (its taken messages may have died with it); then clear the mark for this run. The
@@ -219,10 +292,7 @@ def _resend_if_worker_killed(stopped_mark: Path) -> None:
     if stopped_mark.exists():
         stopped_mark.unlink()
         return
-    from service.analysis import reconcile  # after _share_metrics: it imports prometheus_client
-
-    if reconcile(workers_gone=True):
-        logger.info("the last worker did not stop by itself: what was in flight is sent again")
+    _resend_in_flight()
 
 
 def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
@@ -243,15 +313,16 @@ def serve(host: str = "127.0.0.1", port: int = 8000) -> None:
     _share_metrics(settings)
     stopped_mark = settings.home / "worker-stopped"
     _resend_if_worker_killed(stopped_mark)
-    stop = _Stop(_start_worker(settings, home_lock), stopped_mark)
+    supervisor = _Supervisor(functools.partial(_start_worker, settings, home_lock), _resend_in_flight, stopped_mark)
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, stop)
+        signal.signal(signum, supervisor)
     try:
+        supervisor.watcher.start()
         from api.main import app
 
         config = uvicorn.Config(app, host=host, port=port, log_config=logging_config(), timeout_graceful_shutdown=API_STOP_SECONDS)
-        stop.server = _Server(config)
-        stop.server.should_exit = stop.deadline is not None  # a signal came while the API was loading
-        stop.server.run()
+        supervisor.server = _Server(config)
+        supervisor.server.should_exit = supervisor.deadline is not None  # a signal came while the API was loading
+        supervisor.server.run()
     finally:
-        stop.wait_for_worker()
+        supervisor.wait_for_worker()

@@ -1,7 +1,8 @@
 """Stopping ``forensics serve`` while its worker is busy: SIGTERM (as systemd and Docker send it)
 to ``serve``, to its process group (``kill -- -PGID``) or to each of its processes at once
 (systemd's control group), and SIGINT to the group (Ctrl-C), end every process of it within 20 s;
-the work cut off is done after the next start on the same home, each finding once: nothing is lost."""
+the work cut off is done after the next start on the same home, each finding once: nothing is lost.
+A worker killed while ``serve`` runs is replaced, and its work done, without a restart."""
 
 import functools
 import os
@@ -18,6 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
+from api import embedded
 from forensics.methods import REGISTRY
 from tests.conftest import jpeg_bytes
 from tests.platform_support import REPO, descendants, free_port, poll, running
@@ -145,23 +147,52 @@ def _stop(serve: Serve) -> None:
         serve.kill()
 
 
-def test_the_work_a_killed_worker_held_is_sent_again_at_the_next_start(tmp_path: Path) -> None:
-    """A worker killed (at the stop's deadline, or by the kernel's out-of-memory killer) takes the
-    messages it held with it. The next start sends everything in flight again before its worker
-    starts: the case completes long before the lease (600 s here) would have freed the running
-    methods or FORENSICS_REQUEUE_AFTER (900 s) the rest, each finding once. Meanwhile a second
-    ``serve`` on the same home is refused."""
+def _worker(serve: Serve) -> int:
+    """The pid of ``serve``'s worker (in a session of its own)."""
+    (worker,) = [pid for pid in descendants(serve.process.pid) if os.getpgid(pid) == pid]
+    return worker
+
+
+def _case_while_methods_run(serve: Serve, home: Path, photo: bytes) -> str:
+    """A case of one photo, once its methods run (their messages taken by the worker)."""
+    created = httpx.post(f"{serve.base}/v1/cases", headers=AUTH, files=[("images", ("photo.jpg", photo, "image/jpeg"))], timeout=60)
+    assert created.status_code == 202, created.text
+    poll(lambda: _running_methods(home), bool, 120, "methods running")
+    return created.headers["location"]
+
+
+def _assert_done_once(serve: Serve, case_url: str, within: float) -> None:
+    case = poll(lambda: serve.get(case_url), lambda c: c["status"] in ("completed", "failed"), within, "the case done")
+    assert case["status"] == "completed", case
+    report = serve.get(case["images"][0]["url"])
+    assert [f["method"] for f in report["findings"]] == list(REGISTRY), "each method once"
+    assert all(f["status"] in ("ok", "not_applicable") for f in report["findings"]), report["findings"]
+
+
+def test_the_work_a_killed_worker_held_is_sent_again(tmp_path: Path) -> None:
+    """A killed worker (by the kernel's out-of-memory killer, or at the stop's deadline) takes the
+    messages it held with it. While ``serve`` runs, it replaces the worker and sends everything in
+    flight again: the case completes within the 90 s the issue allows after the kill, long before
+    the lease (600 s here) would have freed the running methods or FORENSICS_REQUEUE_AFTER (900 s)
+    the rest. When ``serve`` and its worker are killed together, the next start sends it all again
+    before its worker starts. Each finding once; meanwhile a second ``serve`` on the same home is
+    refused."""
     home, log = tmp_path / "home", tmp_path / "serve.log"
     settings = {"FORENSICS_LEASE_SECONDS": "600"}
+    first, second = _photos(2)
     serve = Serve(home, log, **settings)
     try:
-        created = httpx.post(f"{serve.base}/v1/cases", headers=AUTH, files=[("images", ("photo.jpg", _photos(1)[0], "image/jpeg"))], timeout=60)
-        assert created.status_code == 202, created.text
-        case_url = created.headers["location"]
-        poll(lambda: _running_methods(home), bool, 120, "methods running (their messages taken by the worker)")
-        (worker,) = [pid for pid in descendants(serve.process.pid) if os.getpgid(pid) == pid]  # in a session of its own
-        os.killpg(worker, signal.SIGKILL)
-        _stop(serve)
+        case_url = _case_while_methods_run(serve, home, first)
+        killed = _worker(serve)
+        os.killpg(killed, signal.SIGKILL)
+        start = time.monotonic()
+        _assert_done_once(serve, case_url, 90)
+        print(f"the case completed {time.monotonic() - start:.1f} s after its worker was killed")
+        assert _worker(serve) != killed
+        assert "the worker exited (status -9)" in log.read_text(errors="replace")
+
+        case_url = _case_while_methods_run(serve, home, second)
+        serve.kill()  # serve and its worker killed together: nothing of this run can send the work again
         assert not (home / "worker-stopped").exists(), "a killed worker is not marked as stopped by itself"
     except BaseException:
         serve.kill()
@@ -169,16 +200,41 @@ def test_the_work_a_killed_worker_held_is_sent_again_at_the_next_start(tmp_path:
 
     serve = Serve(home, log, **settings)
     try:
-        second = subprocess.run(
+        refused = subprocess.run(
             [sys.executable, "-m", "forensics.cli", "serve", "--port", str(free_port())],
             cwd=REPO, env=serve.env, capture_output=True, text=True, timeout=120,
         )
-        assert second.returncode == 1 and "in use by another forensics serve" in second.stderr, second.stderr[-2000:]
-        case = poll(lambda: serve.get(case_url), lambda c: c["status"] in ("completed", "failed"), 180, "the case done after the restart")
-        assert case["status"] == "completed", case
-        report = serve.get(case["images"][0]["url"])
-        assert [f["method"] for f in report["findings"]] == list(REGISTRY), "each method once"
-        assert all(f["status"] in ("ok", "not_applicable") for f in report["findings"]), report["findings"]
+        assert refused.returncode == 1 and "in use by another forensics serve" in refused.stderr, refused.stderr[-2000:]
+        _assert_done_once(serve, case_url, 180)
     finally:
         _stop(serve)
     assert (home / "worker-stopped").exists(), "a worker that stopped by itself is marked"
+
+
+def test_a_worker_that_keeps_dying_is_started_again_after_pauses_that_double(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that exits at once (a bad setting, a missing library) is not restarted in a tight
+    loop: each start waits twice as long as the one before, after what it held is sent again; a
+    stop ends the watch at once, and a dead worker is not marked as stopped by itself."""
+    monkeypatch.setattr(embedded, "WATCH_SECONDS", 0.05)
+    monkeypatch.setattr(embedded, "FIRST_RESTART_PAUSE", 0.3)
+    starts: list[float] = []
+    resent: list[float] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        starts.append(time.monotonic())
+        return subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"], start_new_session=True)
+
+    supervisor = embedded._Supervisor(start, lambda: resent.append(time.monotonic()), tmp_path / "worker-stopped")
+    supervisor.watcher.start()
+    poll(lambda: len(starts), lambda n: n >= 4, 30, "four starts")
+    supervisor(signal.SIGTERM, None)
+    supervisor.wait_for_worker()
+    stopped_with = len(starts)
+    time.sleep(0.5)
+
+    gaps = np.diff(starts[:4])
+    assert [round(g, 1) for g in gaps] == pytest.approx([0.3, 0.6, 1.2], abs=0.5) and all(np.diff(gaps) > 0.2), gaps
+    assert len(resent) == len(starts) - 1 and all(a <= b for a, b in zip(resent, starts[1:], strict=True))
+    assert len(starts) == stopped_with, "no start after the stop"
+    assert not supervisor.watcher.is_alive()
+    assert not (tmp_path / "worker-stopped").exists()
