@@ -69,11 +69,14 @@ def in_validation(group: str, seed: int, share: float) -> bool:
 
 
 def commit() -> str:
-    """The commit the code was trained at, with ``+dirty`` when the tree had changes."""
+    """The commit the code was trained at, with ``+dirty`` when its code had changes. The shipped
+    models' folder is not code: the export writes the new files there before the card is made,
+    and a run that retrains several models replaces them one after the other."""
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--", "forensics", "training"], cwd=REPO, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--", "forensics", "training", ":(exclude)forensics/models"],
+            cwd=REPO, capture_output=True, text=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
