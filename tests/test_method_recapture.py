@@ -16,8 +16,8 @@ from forensics.methods.recapture import LINE, Recapture
 from tests.conftest import SHARED_DATA, dataset, jpeg_bytes
 
 #: Files of one contributor (LegenD742) of recapture_phone, photos of screens and direct photos. In-sample (the
-#: shipped head was fitted on them): logits 0.87 and 1.41 for these recaptures, -0.69 and -1.04 for these
-#: originals, against a line of -0.14; held-out figures are in forensics/models/recapture.md.
+#: shipped head was fitted on them): logits 1.01 and 1.43 for these recaptures, -1.03 and -1.55 for these
+#: originals, against a line of 0.36; held-out figures are in forensics/models/recapture.md.
 RECAPTURED = ("WhatsApp_Image_2026-07-02_at_20.50.38.jpeg", "WhatsApp_Image_2026-07-02_at_20.50.37_3_.jpeg")
 AUTHENTIC = ("WhatsApp_Image_2026-07-02_at_20.00.52.jpeg", "WhatsApp_Image_2026-07-02_at_20.00.44_2_.jpeg")
 
