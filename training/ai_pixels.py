@@ -115,7 +115,7 @@ def embeddings(items: list[Item], settings: RunSettings) -> tuple[np.ndarray, np
     """Embeddings, pixel counts and is-PNG flags of the items the engine decodes (cached per file on disk)."""
     sources = [probe.Source(i.key, i.path.name, lambda i=i: _bytes_of(i)) for i in items]
     x, pixels, png, kept = probe.embeddings(sources, settings.work / f"{NAME}_embeddings_{clip_encoder.ENCODER_SHA256[:12]}.npz")
-    return x, pixels, png, [items[k] for k in kept]
+    return clip_encoder.embedding_of(x), pixels, png, [items[k] for k in kept]
 
 
 def _fmt(value: float | None) -> str:
@@ -242,8 +242,8 @@ def train(settings: RunSettings) -> Path:
         "summary": "Logit that an image's pixels were made by a text-to-image generator: a linear probe on frozen CLIP ViT-B/16 embeddings "
         "(Ojha, Li & Lee, CVPR 2023), read by the `ai_generated` method.",
         "input_description": [
-            "`embedding`: float32 (batch, 512), the unit-normalised CLIP image embedding of forensics.learn.clip_encoder.embed "
-            "(shorter side to 224 px, centre 224x224 crop, CLIP normalisation)",
+            "`embedding`: float32 (batch, 512), the unit-normalised CLIP image embedding, the first part of "
+            "forensics.learn.clip_encoder.embed's features (shorter side to 224 px, centre 224x224 crop, CLIP normalisation)",
             f"encoder: {clip_encoder.ENCODER_ID}, ONNX SHA-256 {clip_encoder.ENCODER_SHA256}",
         ],
         "architecture": f"nn.Linear(512, 1), class-balanced logistic regression with L2 penalty {probe.L2} (full-batch L-BFGS); logits out",

@@ -2,7 +2,8 @@
 
 Following Ojha, Li & Lee ("Towards universal fake image detectors that generalize across
 generative models", CVPR 2023), the encoder (:mod:`forensics.learn.clip_encoder`; Radford et
-al. 2021) stays frozen and only a logistic-regression head ``nn.Linear(512, 1)`` is fitted
+al. 2021) stays frozen and only a logistic-regression head ``nn.Linear(d, 1)`` on one part of its
+features (the 512-d embedding, or the 768-d class token) is fitted
 (L2-penalised, class-balanced, full-batch L-BFGS): a linear read-out of a representation that
 was never trained on the task has little room to memorise one source's quirks. Embeddings are
 computed once per file through the engine's own decoder and cached on disk.
@@ -22,8 +23,8 @@ from forensics.learn import clip_encoder
 from training.common import RunSettings, export, timed
 
 L2 = 1e-3
-#: Cached per image: the embedding, then pixel count and is-PNG (for the size/format checks).
-EMBED_ROW = clip_encoder.EMBED_DIM + 2
+#: Cached per image: the encoder's features, then pixel count and is-PNG (for the size/format checks).
+EMBED_ROW = clip_encoder.FEATURES_DIM + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +37,10 @@ class Source:
 
 
 def embeddings(sources: list[Source], cache: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
-    """Embeddings, pixel counts and is-PNG flags of the sources the engine decodes, and their
-    indices in ``sources`` (a file the engine refuses is reported and left out). Cached per key."""
-    stored: dict[str, np.ndarray] = dict(np.load(cache)) if cache.exists() else {}
+    """Features (:func:`clip_encoder.embed`), pixel counts and is-PNG flags of the sources the
+    engine decodes, and their indices in ``sources`` (a file the engine refuses is reported and
+    left out). Cached per key; a cached row of another layout is computed again."""
+    stored: dict[str, np.ndarray] = {k: v for k, v in np.load(cache).items() if v.shape == (EMBED_ROW,)} if cache.exists() else {}
     done = timed(f"embeddings ({sum(1 for s in sources if s.key not in stored)} to compute)")
     kept, new = [], 0
     for index, source in enumerate(sources):
@@ -62,7 +64,7 @@ def embeddings(sources: list[Source], cache: Path) -> tuple[np.ndarray, np.ndarr
         _save(cache, stored)
     done()
     rows = np.stack([stored[sources[i].key] for i in kept]) if kept else np.zeros((0, EMBED_ROW), np.float32)
-    return rows[:, : clip_encoder.EMBED_DIM], rows[:, -2], rows[:, -1], kept
+    return rows[:, : clip_encoder.FEATURES_DIM], rows[:, -2], rows[:, -1], kept
 
 
 def _save(path: Path, stored: dict[str, np.ndarray]) -> None:
@@ -72,7 +74,7 @@ def _save(path: Path, stored: dict[str, np.ndarray]) -> None:
     tmp.replace(path)
 
 
-def fit(x: np.ndarray, y: np.ndarray) -> nn.Linear:
+def fit(x: np.ndarray, y: np.ndarray, l2: float = L2) -> nn.Linear:
     """Class-balanced L2-penalised logistic regression, fitted to convergence by full-batch L-BFGS."""
     head = nn.Linear(x.shape[1], 1)
     nn.init.zeros_(head.weight)
@@ -87,7 +89,7 @@ def fit(x: np.ndarray, y: np.ndarray) -> nn.Linear:
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
-        loss = loss_fn(head(xt), yt) + L2 * head.weight.pow(2).sum()
+        loss = loss_fn(head(xt), yt) + l2 * head.weight.pow(2).sum()
         loss.backward()
         return loss
 
@@ -100,15 +102,17 @@ def logits(head: nn.Linear, x: np.ndarray) -> np.ndarray:
         return head(torch.from_numpy(x.astype(np.float32)))[:, 0].numpy()
 
 
-def export_head(head: nn.Linear, name: str, settings: RunSettings, card: dict[str, Any], started: float) -> Path:
-    """Export the head as ``<name>.onnx`` (input ``embedding`` (batch, 512), output ``logits``) with its card."""
+def export_head(
+    head: nn.Linear, name: str, settings: RunSettings, card: dict[str, Any], started: float, input_name: str = "embedding"
+) -> Path:
+    """Export the head as ``<name>.onnx`` (input ``input_name`` (batch, d), output ``logits``) with its card."""
     return export(
         head,
         name,
         settings,
-        inputs={"embedding": (1, clip_encoder.EMBED_DIM)},
+        inputs={input_name: (1, head.in_features)},
         outputs=["logits"],
-        dynamic_axes={"embedding": {0: "batch"}, "logits": {0: "batch"}},
+        dynamic_axes={input_name: {0: "batch"}, "logits": {0: "batch"}},
         card=card,
         started=started,
     )

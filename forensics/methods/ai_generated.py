@@ -229,7 +229,7 @@ def _pixel_probe(image: DecodedImage, models: Path) -> dict[str, Any]:
         }
     try:
         head = load_model(MODEL, models)
-        embedding = clip_encoder.embed_image(image)
+        embedding = clip_encoder.embedding_of(clip_encoder.embed_image(image))
     except ModelUnavailable as exc:
         return {"status": "unavailable", "reason": str(exc)}
     logit = float(np.asarray(head.run(embedding=embedding[None])[0]).ravel()[0])

@@ -58,7 +58,7 @@ class Recapture(Method):
             )
         try:
             head = load_model(MODEL, self.models)
-            embedding = clip_encoder.embed_image(image)
+            embedding = clip_encoder.embedding_of(clip_encoder.embed_image(image))
         except ModelUnavailable as exc:
             return self.error(f"The recapture model is unavailable: {exc}.")
         logit = float(np.asarray(head.run(embedding=embedding[None])[0]).ravel()[0])
