@@ -16,8 +16,8 @@ from forensics.methods.recapture import LINE, Recapture
 from tests.conftest import SHARED_DATA, dataset, jpeg_bytes
 
 #: Files of one contributor (LegenD742) of recapture_phone, photos of screens and direct photos. In-sample (the
-#: shipped head was fitted on them): logits 1.01 and 1.43 for these recaptures, -1.03 and -1.55 for these
-#: originals, against a line of 0.36; held-out figures are in forensics/models/recapture.md.
+#: shipped head was fitted on them): logits 0.61 and 0.61 for these recaptures, -0.78 and -1.18 for these
+#: originals, against a line of 0.05; held-out figures are in forensics/models/recapture.md.
 RECAPTURED = ("WhatsApp_Image_2026-07-02_at_20.50.38.jpeg", "WhatsApp_Image_2026-07-02_at_20.50.37_3_.jpeg")
 AUTHENTIC = ("WhatsApp_Image_2026-07-02_at_20.00.52.jpeg", "WhatsApp_Image_2026-07-02_at_20.00.44_2_.jpeg")
 
@@ -67,6 +67,19 @@ def test_the_ai_probe_and_the_recapture_head_share_one_embedding_per_image(astro
     assert clip_encoder.embed_image(image) is first
     other = load_image(jpeg_bytes(astronaut[::-1]), filename="b.jpg")
     assert clip_encoder.embed_image(other) is not first
+
+
+def test_one_forward_pass_gives_the_embedding_and_the_class_token(astronaut: np.ndarray) -> None:
+    """The AI-generated probe reads the projected embedding, the recapture head the last layer's class
+    token: both unit vectors of one forward pass, and different representations (the projection is
+    a learnt 768 -> 512 map after a layer norm, not a slice)."""
+    features = clip_encoder.embed(load_image(jpeg_bytes(astronaut), filename="a.jpg").rgb)
+    embedding, token = clip_encoder.embedding_of(features), clip_encoder.class_token_of(features)
+    assert features.shape == (clip_encoder.FEATURES_DIM,) and features.dtype == np.float32
+    assert embedding.shape == (clip_encoder.EMBED_DIM,) and token.shape == (clip_encoder.TOKEN_DIM,)
+    assert np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-5) and np.linalg.norm(token) == pytest.approx(1.0, abs=1e-5)
+    card = json.loads((MODELS_DIR / "recapture.json").read_text())
+    assert card["inputs"] == {"class_token": [1, clip_encoder.TOKEN_DIM]}
 
 
 def test_corrupt_model_gives_an_error_finding(tmp_path: Path, astronaut: np.ndarray) -> None:

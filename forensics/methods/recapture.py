@@ -4,9 +4,10 @@ A photo of a screen or of a print shows what the second capture added to the who
 bezel or paper edge, a screen's glow and colour cast, glare on glass or gloss paper, the flat
 perspective of a rectangle filling the frame, coarse moire bands (Cao & Kot, "Identification of
 recaptured photographs on LCD screens", ICASSP 2010; Thongkamwitoon, Muammar & Dragotti, IEEE
-TIFS 10(5), 2015). A logistic head (``training/recapture.py``) reads these from the frozen CLIP
-ViT-B/16 embedding that the AI-generated probe also reads (:func:`clip_encoder.embed_image`,
-computed once per image). The pixel-scale traces themselves (the screen grid, halftone dots)
+TIFS 10(5), 2015). A logistic head (``training/recapture.py``) reads these from the class token
+of the last layer of the frozen CLIP ViT-B/16 encoder, from the forward pass whose projected
+embedding the AI-generated probe reads (:func:`clip_encoder.embed_image`, computed once per
+image). The pixel-scale traces themselves (the screen grid, halftone dots)
 do not survive the encoder's 224-px input, nor a messaging app's downscaled re-save; held out,
 a network on those traces ranked one contributor's recaptures at chance for that reason.
 
@@ -28,15 +29,16 @@ from forensics.learn import clip_encoder
 from forensics.learn.runtime import MODELS_DIR, ModelUnavailable, load_model
 from forensics.methods.base import Method
 
-VERSION = "2.1"
+VERSION = "3.0"
 MODEL = "recapture"
 #: The decision line: ``line`` of forensics/models/recapture.json (the higher of the 99th
 #: percentiles of the shipped head's logit on all authentic training images and on the phone
 #: photos of real scenes among them); a test checks they agree.
-LINE = 0.362
-#: Logit units per factor e of the score's odds: held out, the classes' mean logits lie 1-3
-#: units apart, so half a unit maps the line +- 0.5 to scores of about 27 and 73.
-SCALE = 0.5
+LINE = 0.049
+#: Logit units per factor e of the score's odds: held out, the classes' mean logits lie 0.75-1.25
+#: units apart (per contributor or NUAA subject), so a quarter unit maps the line +- 0.25 to
+#: scores of about 27 and 73.
+SCALE = 0.25
 
 
 class Recapture(Method):
@@ -58,10 +60,10 @@ class Recapture(Method):
             )
         try:
             head = load_model(MODEL, self.models)
-            embedding = clip_encoder.embedding_of(clip_encoder.embed_image(image))
+            token = clip_encoder.class_token_of(clip_encoder.embed_image(image))
         except ModelUnavailable as exc:
             return self.error(f"The recapture model is unavailable: {exc}.")
-        logit = float(np.asarray(head.run(embedding=embedding[None])[0]).ravel()[0])
+        logit = float(np.asarray(head.run(class_token=token[None])[0]).ravel()[0])
         line = self.logistic.center
         details = {
             "model": {"name": MODEL, "version": head.version, "sha256": str(head.card["sha256"])[:16]},
