@@ -169,10 +169,10 @@ def embed_image(image: DecodedImage) -> np.ndarray:
         return embedding
 
 
-def prime(image: DecodedImage, embedding: np.ndarray) -> None:
+def prime(image: DecodedImage, features: np.ndarray) -> None:
     """Give ``image`` the features computed elsewhere (another process, on the same file), so
     :func:`embed_image` returns them instead of running the encoder again."""
-    embedding = np.array(embedding, np.float32)
-    embedding.setflags(write=False)
+    features = np.array(features, np.float32)
+    features.setflags(write=False)
     with _embeddings_lock:
-        _embeddings.setdefault(image, embedding)
+        _embeddings.setdefault(image, features)
