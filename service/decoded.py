@@ -103,9 +103,9 @@ def _double_quantization(decoded: DecodedImage) -> dict | None:
 
 
 def _embedding(decoded: DecodedImage) -> np.ndarray | None:
-    """The CLIP embedding that two methods read (ai_generated, recapture): computed once by the
-    process that shares the decode. None when the encoder is unavailable or fails: the methods
-    then run it themselves and report what went wrong."""
+    """The CLIP features that two methods read (ai_generated its embedding, recapture its class
+    token): computed once by the process that shares the decode. None when the encoder is
+    unavailable or fails: the methods then run it themselves and report what went wrong."""
     if min(decoded.width, decoded.height) < clip_encoder.MIN_SIDE:
         return None  # neither method reads it
     try:

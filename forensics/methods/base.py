@@ -46,8 +46,8 @@ class Method(ABC):
     #: (the AI probe, the recapture network): no fusion weight could be fitted for it without
     #: scoring data it has seen, so it reports its own reading beside the tamper score.
     joins_fusion: ClassVar[bool] = True
-    #: True for a method that reads the image's CLIP embedding
-    #: (:func:`forensics.learn.clip_encoder.embed_image`): the service computes it once per image
+    #: True for a method that reads the image's CLIP features (the embedding or the class token of
+    #: :func:`forensics.learn.clip_encoder.embed_image`): the service computes them once per image
     #: beside the shared decode when such a method runs.
     reads_clip_embedding: ClassVar[bool] = False
 
