@@ -12,7 +12,7 @@ from forensics.finding import Status
 from forensics.image import load_image
 from forensics.learn.block_features import ADQ_NEUTRAL, CHANNELS, block_features, pool_factor, pooled
 from forensics.learn.runtime import MODELS_DIR
-from forensics.methods.deep_scan import DeepScan, image_statistic
+from forensics.methods.deep_scan import DeepScan, _describe, image_statistic
 from forensics.options import AnalysisOptions, Sensitivity
 from forensics.pipeline import analyze
 from forensics.synth.sources import load_rgb
@@ -50,6 +50,15 @@ def test_splice_between_cameras_is_localized(splice) -> None:
 def test_untouched_crop_scores_below_the_splice(splice) -> None:
     data, _, untouched = splice
     assert SCAN.run(load_image(untouched)).details["statistic"] < SCAN.run(load_image(data)).details["statistic"]
+
+
+def test_a_flagged_scan_says_what_else_stands_out_to_it() -> None:
+    """A salient subject against a plain background also lights the map (CASIA's originals): the
+    summary of a flagged scan says so; an unflagged one has nothing to qualify."""
+    flagged_label, flagged = _describe(80.0, 0.05, Sensitivity.DEFAULT)
+    quiet_label, quiet = _describe(20.0, 0.0, Sensitivity.DEFAULT)
+    assert flagged_label == "suspicious regions" and "sharp subject against a plain or defocused background" in flagged
+    assert quiet_label == "no suspicious region" and "sharp subject" not in quiet
 
 
 def test_sensitivities_are_recorded_and_differ_in_passes(splice) -> None:

@@ -184,6 +184,7 @@ def _describe(score: float, flagged: float, sensitivity: Sensitivity) -> tuple[s
     if score >= 50:
         return (
             "suspicious regions",
-            f"The learned localizer ({sensitivity.value} scan) marks regions whose traces differ from the rest: {where}.",
+            f"The learned localizer ({sensitivity.value} scan) marks regions whose traces differ from the rest: {where}. "
+            "A sharp subject against a plain or defocused background can stand out to it as well; weigh its map with the other methods'.",
         )
     return "no suspicious region", f"The learned localizer ({sensitivity.value} scan) found no region whose traces stand out: {where}."
