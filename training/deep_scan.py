@@ -310,7 +310,7 @@ def train(settings: RunSettings) -> Path:
         "limits": [
             "copy-moves inside one photo keep that photo's noise and compression: the copymove method covers them",
             "trained on 384 px crops of a few hundred originals from a few dozen cameras; heavy re-compression (below q60) or resizing after the edit erases the traces it reads",
-            "a sharp subject against a plain or defocused background can look to it like a pasted object or a blurred-around retouch: CASIA's ten originals (animals against sky or water) score 0.52-0.92 on the subject",
+            "a sharp subject against a plain or defocused background can look to it like a pasted object or a blurred-around retouch: on CASIA's originals (animals against sky or water) it marks the animal",
         ],
         "figures": figures,
         "channels": list(CHANNELS),
