@@ -58,8 +58,9 @@ SettingsDep = Annotated[Settings, Depends(settings_dependency)]
 StorageDep = Annotated[Storage, Depends(storage_dependency)]
 
 
-def get_linker(request: Request, storage: StorageDep) -> Link:
-    """Storage key -> URL for the client: presigned (S3) or served by this API (local folder)."""
+async def get_linker(request: Request, storage: StorageDep) -> Link:
+    """Storage key -> URL for the client: presigned (S3) or served by this API (local folder).
+    Making the function does no I/O, so it needs no thread hop either."""
 
     def link(key: str) -> str | None:
         url = storage.presigned_url(key)
