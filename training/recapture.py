@@ -147,7 +147,6 @@ def _items(settings: RunSettings, limit: int | None) -> list[Item]:
     return items
 
 
-
 def _fmt(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
@@ -169,7 +168,9 @@ def _embed_turns(items: list[Item], x: np.ndarray, cache: Path) -> list[np.ndarr
     chosen = [k for k, i in enumerate(items) if i.dataset == TURNED_SET]
     out = []
     for suffix, turn in TURNS.items():
-        sources = [probe.Source(f"{items[k].key}#{suffix}", f"{items[k].path.stem}.png", partial(_turned, items[k].path, turn)) for k in chosen]
+        sources = [
+            probe.Source(f"{items[k].key}#{suffix}", f"{items[k].path.stem}.png", partial(_turned, items[k].path, turn)) for k in chosen
+        ]
         embedded, _, _, made = probe.embeddings(sources, cache)
         turned = np.full_like(x, np.nan)
         turned[[chosen[k] for k in made]] = clip_encoder.class_token_of(embedded)
