@@ -78,18 +78,19 @@ def _messages(sent: list[tuple[str, list[str]]], name: str) -> list[list[str]]:
 
 def test_fan_out_join_and_case_completion_happen_once(database: None, sent: list[tuple[str, list[str]]]) -> None:
     case_id, (image_id,) = _new_case(["tampered/034_F.png"])
-    analysis.prepare_image(image_id)
-    analysis.prepare_image(image_id)  # a redelivered prepare: no second fan-out
-    methods = _messages(sent, queue.RUN_METHOD)
-    assert sorted(m for _, m in methods) == sorted(REGISTRY)
-    for image, method in methods:
-        analysis.run_method(uuid.UUID(image), method)
-    assert _messages(sent, queue.FUSE_IMAGE) == [[str(image_id)]]
-    for image, method in methods:  # redelivered method tasks change nothing and join nothing
-        analysis.run_method(uuid.UUID(image), method)
-    assert len(_messages(sent, queue.FUSE_IMAGE)) == 1
-    analysis.fuse_image(image_id)
-    analysis.fuse_image(image_id)
+    with threadpool_limits(limits=1, user_api="blas"):  # as in a pool process (see test_the_service_fuses_what_the_engine_fuses)
+        analysis.prepare_image(image_id)
+        analysis.prepare_image(image_id)  # a redelivered prepare: no second fan-out
+        methods = _messages(sent, queue.RUN_METHOD)
+        assert sorted(m for _, m in methods) == sorted(REGISTRY)
+        for image, method in methods:
+            analysis.run_method(uuid.UUID(image), method)
+        assert _messages(sent, queue.FUSE_IMAGE) == [[str(image_id)]]
+        for image, method in methods:  # redelivered method tasks change nothing and join nothing
+            analysis.run_method(uuid.UUID(image), method)
+        assert len(_messages(sent, queue.FUSE_IMAGE)) == 1
+        analysis.fuse_image(image_id)
+        analysis.fuse_image(image_id)
     with session_scope() as session:
         image = session.get_one(Image, image_id)
         assert image.status == ImageStatus.COMPLETED and image.tamper_score is not None
