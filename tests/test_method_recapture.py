@@ -38,6 +38,9 @@ def test_recaptured_scores_above_the_same_contributors_originals() -> None:
     assert all(f.label == "looks recaptured" and f.score > 50 for f in recaptured)
     assert all(f.label == "no sign of recapture" and f.score < 50 for f in authentic)
     assert min(f.details["logit"] for f in recaptured) > max(f.details["logit"] for f in authentic)
+    # a flagged finding says what else it reads as a recapture; a clear one does not
+    assert all("printed matter or of a screen filling the frame" in f.summary for f in recaptured)
+    assert not any("printed matter" in f.summary for f in authentic)
 
 
 def test_camera_originals_read_as_direct_photos() -> None:

@@ -81,7 +81,8 @@ def _describe(logit: float, line: float) -> tuple[str, str]:
         return (
             "looks recaptured",
             "The picture looks like a photograph of a screen or a print to the learned model (trained on photos of laptop, "
-            f"monitor, TV and phone screens and of prints): its logit {logit:.2f} is above its line {line:.2f}.",
+            f"monitor, TV and phone screens and of prints): its logit {logit:.2f} is above its line {line:.2f}. A direct "
+            "photo of printed matter or of a screen filling the frame (a cover, a page, a poster) reads the same way to it.",
         )
     return (
         "no sign of recapture",
