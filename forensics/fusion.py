@@ -42,6 +42,10 @@ LOGIT_CLIP = 13.0
 FLOOR_SCORE = 1.0
 #: A contribution below this (log-odds) is reported but does not count as a method "driving" the score.
 DRIVER_MIN = 0.05
+#: Share of the evidence that raised the score which a method under its own line must supply to be
+#: named as a driver: a method that scored 6 beside one that scored 98 added a trace of its own
+#: log-odds, and naming it among the "signs of editing" would contradict its own finding.
+DRIVER_SHARE = 0.1
 #: Long side of the fused map; it is resized to the image when written out.
 MAP_SIDE = 1024
 
@@ -111,7 +115,8 @@ def fuse(findings: Sequence[Finding], image_shape: tuple[int, int], params: Mapp
     ``params`` (bias, weights, floors; default: the shipped calibration's)."""
     scored = [f for f in findings if f.status is Status.OK and f.score is not None]
     params = load_calibration().get("fusion", {}) if params is None else params
-    z, contributions = fused_logit({f.method: f.score for f in scored}, params)  # type: ignore[misc]
+    scores = {f.method: float(f.score) for f in scored if f.score is not None}
+    z, contributions = fused_logit(scores, params)
     bias = float(params.get("bias", 0.0))
     heatmap = fuse_heatmaps(scored, image_shape)
     if not scored:
@@ -130,8 +135,8 @@ def fuse(findings: Sequence[Finding], image_shape: tuple[int, int], params: Mapp
     confidence = "high" if distance >= 35 else "medium" if distance >= 15 else "low"
     manipulated = score >= DECISION_LINE
     verdict = Verdict.LIKELY_MANIPULATED if manipulated else Verdict.NO_EVIDENCE
-    drivers = [name for name, c in sorted(contributions.items(), key=lambda kv: kv[1], reverse=True) if c >= DRIVER_MIN]
     by_name = {f.method: f for f in scored}
+    drivers = _drivers(contributions, scores)
     # issues: what raised the score, strongest first; positives: every other method that examined the image
     issues = tuple(f"{name}: {by_name[name].summary}" for name in drivers)
     positives = tuple(f"{f.method}: {f.summary}" for f in scored if f.method not in drivers)
@@ -157,6 +162,19 @@ def fuse(findings: Sequence[Finding], image_shape: tuple[int, int], params: Mapp
             "No technical sign of editing was found; still verify the source and context before publishing."
         )
     return Fused(score, verdict, confidence, summary, issues, positives, recommendation, contributions, bias, heatmap)
+
+
+def _drivers(contributions: Mapping[str, float], scores: Mapping[str, float]) -> list[str]:
+    """The methods named as having raised the score, strongest first: a contribution of at least
+    DRIVER_MIN from a method over its own line, or, from one under it, at least DRIVER_SHARE of
+    all the evidence that raised the score (several methods under their lines may together cross
+    the fused one). Every contribution, named or not, is in the report."""
+    raised = sum(c for c in contributions.values() if c > 0)
+    return [
+        name
+        for name, c in sorted(contributions.items(), key=lambda kv: kv[1], reverse=True)
+        if c >= DRIVER_MIN and (scores[name] >= DECISION_LINE or c >= DRIVER_SHARE * raised)
+    ]
 
 
 def _warnings(findings: Sequence[Finding]) -> list[str]:

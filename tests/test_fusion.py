@@ -44,6 +44,21 @@ def test_the_summary_names_exactly_the_methods_that_raised_the_score() -> None:
     assert fused.to_dict()["bias"] == -4.0
 
 
+def test_a_trace_dwarfed_by_the_evidence_is_not_named_but_a_method_over_its_line_is() -> None:
+    # metadata at 99 carries the score; copymove at 6 adds a trace (0.19 of 14 log-odds) and its own
+    # finding says it found nothing, so it is not named; ela at 75, over its own line, adds little
+    # (a small weight) but did find signs, so it is named
+    params = {**PARAMS, "weights": {**PARAMS["weights"], "ela": 0.05}, "floors": {**PARAMS["floors"], "ela": 5.0}}
+    fused = fuse([finding("metadata", 99.0), finding("copymove", 6.0), finding("ela", 75.0)], (64, 64), params)
+    assert 0.05 < fused.contributions["copymove"] < 0.1 * fused.contributions["metadata"]
+    assert 0.05 < fused.contributions["ela"] < 0.1 * fused.contributions["metadata"]
+    assert "2 method(s) found signs of editing that raised the score: metadata (99), ela (75)." in fused.summary
+    assert [i.split(":")[0] for i in fused.issues] == ["metadata", "ela"]
+    assert "copymove: copymove summary" in fused.positives
+    # every contribution, named or not, still adds up to the score
+    assert fused.score == pytest.approx(100 / (1 + math.exp(-(fused.bias + sum(fused.contributions.values())))))
+
+
 def _quality(reading: float, warning: str | None) -> Finding:
     details = {"quality": reading, "low_quality": warning is not None} | ({"warning": warning} if warning else {})
     return Finding("quality", "1", Status.OK, None, "poor quality", "quality summary", details)
