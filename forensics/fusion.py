@@ -151,7 +151,7 @@ def fuse(findings: Sequence[Finding], image_shape: tuple[int, int], params: Mapp
             "original and inspect the highlighted regions."
         )
     else:
-        weak = f" Weak signs, below the line: {named}." if drivers else ""
+        weak = f" Evidence that raised the score without taking it over the line: {named}." if drivers else ""
         warnings = "".join(f" {w}" for w in _warnings(findings))
         summary = (
             f"Tamper score {score:.0f}/100: no manipulation detected ({confidence} confidence). "

@@ -19,8 +19,16 @@ def test_methods_at_or_below_their_floor_add_nothing() -> None:
     assert fused.contributions == {"copymove": 0.0, "metadata": 0.0, "noise": 0.0}
     assert fused.score == pytest.approx(100 / (1 + math.exp(4.0)))
     assert fused.verdict == Verdict.NO_EVIDENCE
-    assert "3 of 3 method(s) found nothing" in fused.summary and "Weak signs" not in fused.summary
+    assert "3 of 3 method(s) found nothing" in fused.summary and "raised the score" not in fused.summary
     assert fused.issues == ()
+
+
+def test_a_score_under_the_line_names_what_raised_it_without_calling_it_weak() -> None:
+    # copymove over its own line (70) raises the fused score, not over 50: its score is not a "weak sign"
+    fused = fuse([finding("copymove", 70.0), finding("metadata", 0.5)], (64, 64), PARAMS)
+    assert fused.verdict == Verdict.NO_EVIDENCE
+    assert "1 of 2 method(s) found nothing beyond what genuine photos show." in fused.summary
+    assert "Evidence that raised the score without taking it over the line: copymove (70)." in fused.summary
 
 
 def test_a_method_without_weight_never_drives_the_score() -> None:
