@@ -99,6 +99,28 @@ def test_methods_of_an_image_over_the_parallel_size_run_one_at_a_time(image: Dec
     assert ThreadRecorder.most == 1 and all(f.status is Status.OK for f in findings)
 
 
+class Costed(Constant):
+    """Records the order in which methods of its kind start."""
+
+    started: ClassVar[list[float]] = []
+
+    def __init__(self, cost: float) -> None:
+        super().__init__(cost)
+        self.cost_seconds = cost
+
+    def examine(self, image: DecodedImage) -> Finding:
+        Costed.started.append(self.cost_seconds)
+        return super().examine(image)
+
+
+def test_the_costliest_methods_start_first_and_findings_keep_the_callers_order(image: DecodedImage) -> None:
+    """Longest processing time first: a long method started last would keep one core busy alone."""
+    Costed.started = []
+    findings = run_methods(image, [Costed(0.05), Costed(0.5), Costed(0.01), Costed(0.2)], workers=1)
+    assert Costed.started == [0.5, 0.2, 0.05, 0.01]
+    assert [f.details["statistic"] for f in findings] == [0.05, 0.5, 0.01, 0.2]
+
+
 def test_method_not_applying_to_format_says_so(astronaut) -> None:
     class JpegOnly(Constant):
         applies_to = frozenset({__import__("forensics").ImageFormat.JPEG})

@@ -50,6 +50,9 @@ class Method(ABC):
     #: :func:`forensics.learn.clip_encoder.embed_image`): the service computes them once per image
     #: beside the shared decode when such a method runs.
     reads_clip_embedding: ClassVar[bool] = False
+    #: CPU seconds the method takes on a 24 MP camera JPEG (``bench/bench_engine.py``, 2-core
+    #: reference machine); only the scheduler reads it (:func:`forensics.pipeline.run_methods`).
+    cost_seconds: ClassVar[float] = 0.01
 
     def run(self, image: DecodedImage, options: AnalysisOptions = DEFAULT_OPTIONS) -> Finding:
         """Examine ``image``; never raises for a problem inside the method."""

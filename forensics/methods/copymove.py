@@ -821,6 +821,7 @@ def _describe(region: _Region, scale: float, shape: tuple[int, int]) -> dict[str
 class CopyMove(Method):
     name = "copymove"
     version = "1.9"
+    cost_seconds = 0.58
     # the statistic is a share of the image, from 0 to hundreds per mille: scored on its log
     default_logistic = Logistic(center=1.8, scale=0.6, log=True)
 

@@ -92,6 +92,7 @@ def _dihedral(features: np.ndarray) -> list[tuple[np.ndarray, Any]]:
 class DeepScan(Method):
     name: ClassVar[str] = "deep_scan"
     version: ClassVar[str] = VERSION
+    cost_seconds: ClassVar[float] = 0.56
     default_logistic: ClassVar[Logistic] = Logistic(center=0.5, scale=0.08)
     uses_dataset_data: ClassVar[bool] = True
     #: Where the model is read from (a test points it at a damaged copy).

@@ -162,6 +162,7 @@ def blocking_ratio(luma: np.ndarray, side: int = 1024) -> float:
 class ErrorLevelAnalysis(Method):
     name = "ela"
     version = "1.0"
+    cost_seconds = 0.03
     applies_to = frozenset(ImageFormat) - {ImageFormat.GIF}
     default_logistic = Logistic(center=0.004, scale=0.0015)
 

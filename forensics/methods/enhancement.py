@@ -40,6 +40,7 @@ HISTOGRAM_PIXELS = 4_000_000
 class Enhancement(Method):
     name: ClassVar[str] = "enhancement"
     version: ClassVar[str] = "1.0"
+    cost_seconds: ClassVar[float] = 0.15
 
     def examine(self, image: DecodedImage) -> Finding:
         gray_full = cv2.cvtColor(np.ascontiguousarray(image.rgb), cv2.COLOR_RGB2GRAY)

@@ -76,6 +76,7 @@ _MAP_CONTRAST_WEIGHT = 3.0
 class JpegMethod(Method):
     name: ClassVar[str] = "jpeg"
     version: ClassVar[str] = "2.0"
+    cost_seconds: ClassVar[float] = 0.02
     applies_to: ClassVar[frozenset[ImageFormat]] = frozenset({ImageFormat.JPEG, ImageFormat.PNG, ImageFormat.TIFF, ImageFormat.BMP})
     default_logistic: ClassVar[Logistic] = Logistic(center=1.0, scale=0.35)
 

@@ -66,6 +66,7 @@ _EDIT_ACTIONS = ("saved", "derived", "converted", "edited", "cropped", "filtered
 class MetadataMethod(Method):
     name: ClassVar[str] = "metadata"
     version: ClassVar[str] = "1.3"
+    cost_seconds: ClassVar[float] = 0.05
     default_logistic: ClassVar[Logistic] = Logistic(center=50.0, scale=8.0)
     fit_logistic: ClassVar[bool] = False
 

@@ -108,6 +108,7 @@ def explained_residual(sigma: np.ndarray, texture: np.ndarray, brightness: np.nd
 class NoiseInconsistency(Method):
     name = "noise"
     version = "1.0"
+    cost_seconds = 0.12
     default_logistic = Logistic(center=0.065, scale=0.02)
 
     def examine(self, image: DecodedImage) -> Finding:

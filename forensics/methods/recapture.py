@@ -46,6 +46,7 @@ class Recapture(Method):
     joins_fusion: ClassVar[bool] = False
     reads_clip_embedding: ClassVar[bool] = True
     version: ClassVar[str] = VERSION
+    cost_seconds: ClassVar[float] = 0.06  # its head; the CLIP features come from ai_generated's pass
     default_logistic: ClassVar[Logistic] = Logistic(center=LINE, scale=SCALE)
 
     def __init__(self, models: Path = MODELS_DIR) -> None:

@@ -71,6 +71,7 @@ _NONALIGNED_CAP = 2.0
 class ResaveMethod(Method):
     name: ClassVar[str] = "resave"
     version: ClassVar[str] = "1.0"
+    cost_seconds: ClassVar[float] = 0.09
     applies_to: ClassVar[frozenset[ImageFormat]] = frozenset({ImageFormat.JPEG})
     default_logistic: ClassVar[Logistic] = Logistic(center=1.0, scale=0.3)
 
