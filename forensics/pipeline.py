@@ -2,12 +2,13 @@
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 from threadpoolctl import threadpool_limits
 
 from forensics.finding import Finding
@@ -60,6 +61,25 @@ class Report:
         }
 
 
+@contextmanager
+def _one_library_thread() -> Iterator[None]:
+    """BLAS and OpenCV run single-threaded inside the block (process-wide, restored after).
+
+    Methods running side by side already hold every core; the libraries' own threads would
+    spin for cores the other methods hold. 24 MP on 2 cores: 2.0 s with BLAS's threads,
+    1.5-1.6 s without. OpenCV at one thread too (as the worker's processes run it,
+    ``worker/celery_app.py``): 3-4 % less again at 12 and 24 MP, 2 % more at 1 MP, where
+    ``copymove`` alone is most of the time (medians of ten paired runs).
+    """
+    opencv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        cv2.setNumThreads(opencv_threads)
+
+
 def run_methods(
     image: DecodedImage,
     methods: Sequence[Method] | None = None,
@@ -73,8 +93,7 @@ def run_methods(
     the largest methods (enhancement, noise) each work in about 10 bytes a pixel beside the
     decoded image's 7 to 13, and side by side they would pass 1.5 GB at the pixel limit.
 
-    While methods run side by side, BLAS gets one thread: its own threads would spin for the
-    cores the other methods hold (24 MP on 2 cores: 2.0 s with them, 1.5-1.6 s without).
+    While methods run side by side, BLAS and OpenCV get one thread each (:func:`_one_library_thread`).
     The costliest methods (``Method.cost_seconds``) start first, so that the short ones fill
     the cores at the end instead of a long one starting last (longest-processing-time-first
     scheduling, Graham, SIAM J. Appl. Math. 1969); findings keep the order of ``methods``.
@@ -87,7 +106,7 @@ def run_methods(
         workers = min(len(chosen), os.cpu_count() or 1) if image.width * image.height <= PARALLEL_MAX_PIXELS else 1
     pool = ThreadPoolExecutor(max_workers=workers or 1)
     try:
-        with threadpool_limits(limits=1, user_api="blas") if workers > 1 else nullcontext():
+        with _one_library_thread() if workers > 1 else nullcontext():
             costliest_first = sorted(range(len(chosen)), key=lambda i: -chosen[i].cost_seconds)
             futures = {i: pool.submit(chosen[i].run, image, options) for i in costliest_first}
             wait(futures.values(), timeout=timeout)
