@@ -103,7 +103,7 @@ class AiGenerated(Method):
     joins_fusion: ClassVar[bool] = False
     reads_clip_embedding: ClassVar[bool] = True
     version: ClassVar[str] = "2.0"
-    cost_seconds: ClassVar[float] = 0.35  # the CLIP forward pass it shares with recapture, which then waits for it
+    cost_seconds: ClassVar[float] = 0.35  # the CLIP forward pass, whose features recapture reads after it
     default_logistic: ClassVar[Logistic] = Logistic(center=CENTER, scale=SCALE)
     fit_logistic: ClassVar[bool] = False
 
