@@ -5,6 +5,7 @@ import time
 from dataclasses import replace
 from typing import ClassVar
 
+import cv2
 import numpy as np
 import pytest
 
@@ -119,6 +120,30 @@ def test_the_costliest_methods_start_first_and_findings_keep_the_callers_order(i
     findings = run_methods(image, [Costed(0.05), Costed(0.5), Costed(0.01), Costed(0.2)], workers=1)
     assert Costed.started == [0.5, 0.2, 0.05, 0.01]
     assert [f.details["statistic"] for f in findings] == [0.05, 0.5, 0.01, 0.2]
+
+
+class OpenCvThreads(Constant):
+    """Records how many threads OpenCV would use while it runs."""
+
+    seen: ClassVar[list[int]] = []
+
+    def examine(self, image: DecodedImage) -> Finding:
+        OpenCvThreads.seen.append(cv2.getNumThreads())
+        return super().examine(image)
+
+
+def test_opencv_runs_one_thread_while_methods_run_side_by_side_and_gets_its_own_back(image: DecodedImage) -> None:
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        OpenCvThreads.seen = []
+        run_methods(image, [OpenCvThreads(0.0), OpenCvThreads(1.0)], workers=2)
+        assert OpenCvThreads.seen == [1, 1] and cv2.getNumThreads() == 2
+        OpenCvThreads.seen = []
+        run_methods(image, [OpenCvThreads(0.0)], workers=1)  # alone, a method may use every core
+        assert OpenCvThreads.seen == [2]
+    finally:
+        cv2.setNumThreads(before)
 
 
 def test_method_not_applying_to_format_says_so(astronaut) -> None:
