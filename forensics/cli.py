@@ -129,7 +129,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     fusion leave-one-dataset-out across them (``fused_lodo``), the figure that counts."""
     from forensics import evaluation, fitting
     from forensics.calibration import load_calibration
-    from forensics.dataset import read_index
+    from forensics.dataset import is_generated, read_index
 
     methods = _methods(args.methods)
     out: Path = args.out
@@ -144,7 +144,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     everything = [r for _, results in per_folder for r in results]
     if len(per_folder) >= 2:
         scored = [r for r in everything if r.error is None]
-        rows = [fitting.Row.from_result(r.to_dict(), generated=fitting.is_generated(r.dataset)) for r in scored]
+        rows = [fitting.Row.from_result(r.to_dict(), generated=is_generated(r.dataset)) for r in scored]
         lodo, _ = fitting.leave_one_dataset_out(rows, fitting.methods_in(rows), lambda _dataset: args.max_fpr, select=not args.no_selection)
         for r, value in zip(scored, lodo, strict=True):
             r.score["fused_lodo"] = float(value)

@@ -7,6 +7,7 @@ keys on the file format (casia2: tampered TIFF vs authentic JPEG) is not detecti
 """
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,9 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy.stats import norm
 
-from forensics.dataset import Sample
+from forensics.dataset import Sample, is_generated, source_group
 from forensics.errors import ForensicsError
 from forensics.finding import Status
 from forensics.fusion import DECISION_LINE
@@ -26,6 +28,18 @@ from forensics.pipeline import Report, analyze
 logger = logging.getLogger(__name__)
 
 FUSED = "fused"
+#: Two-sided coverage of the interval printed beside every AUC and rate.
+INTERVAL_LEVEL = 0.95
+#: Resamples of the grouped bootstrap behind an AUC's interval.
+BOOTSTRAP_RESAMPLES = 2000
+
+#: How the printed intervals are made, printed under the tables.
+INTERVAL_NOTE = (
+    f"({INTERVAL_LEVEL:.0%} intervals: AUC by a bootstrap that draws whole originals, contributors or subjects; "
+    "rates at 50 by Wilson, each image one trial)"
+)
+#: (low, high) of an interval.
+Interval = tuple[float, float]
 
 
 @dataclass(slots=True)
@@ -72,6 +86,9 @@ class Metrics:
     tpr_at_50: float | None
     pixel_f1: float | None
     n_masks: int
+    #: INTERVAL_LEVEL intervals: the AUC's by grouped bootstrap, the false-positive rate's by Wilson.
+    auc_interval: Interval | None = None
+    fpr_interval: Interval | None = None
 
 
 def pixel_f1(heatmap: np.ndarray, mask: np.ndarray, threshold: float = 0.5) -> float:
@@ -130,6 +147,77 @@ def roc_auc(pos: Sequence[float], neg: Sequence[float]) -> float | None:
     return float(((p > n).sum() + 0.5 * (p == n).sum()) / (p.size * n.size))
 
 
+def wilson_interval(hits: int, total: int, level: float = INTERVAL_LEVEL) -> Interval | None:
+    """Wilson score interval of the rate ``hits / total``.
+
+    The rates here come from a few dozen images and are often 0 or a few hits, where the normal
+    approximation fails (a zero-width interval at 0 of 23); the Wilson interval keeps its
+    coverage there (E. B. Wilson, JASA 22, 1927; recommended for small samples by Brown, Cai &
+    DasGupta, "Interval estimation for a binomial proportion", Statistical Science 16, 2001).
+    Each image counts as one trial: where one original comes in several versions the true
+    interval is wider.
+    """
+    if total <= 0:
+        return None
+    z = float(norm.ppf(0.5 + level / 2))
+    p = hits / total
+    denominator = 1 + z * z / total
+    centre = (p + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def grouped_auc_interval(
+    scores: Sequence[float] | np.ndarray,
+    positive: Sequence[bool] | np.ndarray,
+    negative: Sequence[bool] | np.ndarray,
+    groups: Sequence[str],
+    strata: Sequence[str] | None = None,
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    level: float = INTERVAL_LEVEL,
+    seed: int = 0,
+) -> Interval | None:
+    """Percentile interval of the ROC AUC under a bootstrap that draws whole groups.
+
+    A benchmark's forgeries are often several edits of one original, and its originals come in
+    versions (CoMoFoD's JPEG qualities of one picture): together they are one piece of evidence,
+    not several. Drawing the groups (an original with its versions and forgeries, a contributor,
+    a subject) with replacement keeps them together, the bootstrap for hierarchical data of
+    Davison & Hinkley (Bootstrap Methods and their Application, 1997, section 3.8). Pairs are
+    formed within one stratum only (``strata``: as ``forensics.fitting.dataset_aucs`` pairs
+    within one origin). Resamples that draw no pair are skipped; None when there is no pair.
+    """
+    values = np.asarray(scores, np.float64)
+    pos, neg = np.asarray(positive, bool), np.asarray(negative, bool)
+    _, group = np.unique(np.asarray(groups, dtype=str), return_inverse=True)
+    _, stratum = np.unique(np.asarray(strata if strata is not None else [""] * values.size, dtype=str), return_inverse=True)
+    # per stratum: the groups of its positives and negatives, and each pair's outcome (1, 0.5 for a tie, 0)
+    blocks = []
+    for s in np.unique(stratum):
+        p, n = np.flatnonzero(pos & (stratum == s)), np.flatnonzero(neg & (stratum == s))
+        if p.size and n.size:
+            a, b = values[p][:, None], values[n][None, :]
+            blocks.append((group[p], group[n], (a > b) + 0.5 * (a == b)))
+    if not blocks:
+        return None
+    rng = np.random.default_rng(seed)
+    n_groups = int(group.max()) + 1
+    drawn = rng.integers(n_groups, size=(resamples, n_groups))
+    counts = np.zeros((resamples, n_groups))
+    np.add.at(counts, (np.repeat(np.arange(resamples), n_groups), drawn.ravel()), 1.0)
+    concordant, pairs = np.zeros(resamples), np.zeros(resamples)
+    for group_pos, group_neg, outcome in blocks:
+        w_pos, w_neg = counts[:, group_pos], counts[:, group_neg]
+        concordant += np.einsum("rp,pn,rn->r", w_pos, outcome, w_neg)
+        pairs += w_pos.sum(axis=1) * w_neg.sum(axis=1)
+    aucs = concordant[pairs > 0] / pairs[pairs > 0]
+    if aucs.size == 0:
+        return None
+    low, high = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
+    return float(low), float(high)
+
+
 def roc_curve(pos: Sequence[float], neg: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """(false-positive rates, true-positive rates) over every threshold, from (0,0) to (1,1)."""
     thresholds = np.unique(np.concatenate([pos, neg]))[::-1]
@@ -147,9 +235,10 @@ def tpr_at_fpr(pos: Sequence[float], neg: Sequence[float], max_fpr: float = 0.05
 
 
 def metrics(results: Sequence[ImageResult], name: str) -> Metrics:
-    """Image- and pixel-level figures of one method (or ``fused``) over ``results``."""
-    pos = [r.score[name] for r in results if r.sample.positive and name in r.score]
-    neg = [r.score[name] for r in results if r.sample.label == "authentic" and name in r.score]
+    """Image- and pixel-level figures of one method (or ``fused``) over ``results``, with intervals."""
+    scored = [r for r in results if name in r.score and (r.sample.positive or r.sample.label == "authentic")]
+    pos = [r.score[name] for r in scored if r.sample.positive]
+    neg = [r.score[name] for r in scored if not r.sample.positive]
     f1s = [r.pixel_f1[name] for r in results if name in r.pixel_f1]
     return Metrics(
         name=name,
@@ -161,6 +250,13 @@ def metrics(results: Sequence[ImageResult], name: str) -> Metrics:
         tpr_at_50=float(np.mean(np.asarray(pos) >= DECISION_LINE)) if pos else None,
         pixel_f1=float(np.mean(f1s)) if f1s else None,
         n_masks=len(f1s),
+        auc_interval=grouped_auc_interval(
+            [r.score[name] for r in scored],
+            [r.sample.positive for r in scored],
+            [not r.sample.positive for r in scored],
+            [source_group(r.dataset, str(r.sample.path), r.sample.source, is_generated(r.dataset)) for r in scored],
+        ),
+        fpr_interval=wilson_interval(int(np.sum(np.asarray(neg) >= DECISION_LINE)), len(neg)),
     )
 
 
@@ -193,15 +289,22 @@ def _fmt(value: float | None) -> str:
     return "   -" if value is None else f"{value:.3f}"
 
 
+def format_interval(interval: Interval | None, digits: int = 2) -> str:
+    """``[low-high]``, or empty when there is none."""
+    return "" if interval is None else f"[{interval[0]:.{digits}f}-{interval[1]:.{digits}f}]"
+
+
 def format_table(title: str, rows: Sequence[Metrics]) -> str:
+    level = f"{INTERVAL_LEVEL:.0%}"
     lines = [
         f"## {title}",
-        f"{'method':<14} {'pos':>4} {'neg':>4} {'AUC':>6} {'TPR@5%FPR':>10} {'FPR@50':>7} {'TPR@50':>7} {'pixF1':>6} {'masks':>5}",
+        f"{'method':<14} {'pos':>4} {'neg':>4} {'AUC':>6} {f'({level} interval)':<13} {'TPR@5%FPR':>10} "
+        f"{'FPR@50':>7} {f'({level} interval)':<13} {'TPR@50':>7} {'pixF1':>6} {'masks':>5}",
     ]
     for m in rows:
         lines.append(
-            f"{m.name:<14} {m.n_pos:>4} {m.n_neg:>4} {_fmt(m.auc):>6} {_fmt(m.tpr_at_5fpr):>10} "
-            f"{_fmt(m.fpr_at_50):>7} {_fmt(m.tpr_at_50):>7} {_fmt(m.pixel_f1):>6} {m.n_masks:>5}"
+            f"{m.name:<14} {m.n_pos:>4} {m.n_neg:>4} {_fmt(m.auc):>6} {format_interval(m.auc_interval):<13} {_fmt(m.tpr_at_5fpr):>10} "
+            f"{_fmt(m.fpr_at_50):>7} {format_interval(m.fpr_interval):<13} {_fmt(m.tpr_at_50):>7} {_fmt(m.pixel_f1):>6} {m.n_masks:>5}"
         )
     return "\n".join(lines)
 
@@ -211,7 +314,7 @@ def report_tables(results: Sequence[ImageResult], title: str) -> str:
     parts = [format_table(title, [metrics(results, n) for n in names])]
     for suffix, group in same_format_subsets(results).items():
         parts.append(format_table(f"{title} [same format: {suffix} only]", [metrics(group, n) for n in names]))
-    return "\n\n".join(parts)
+    return "\n\n".join(parts) + f"\n{INTERVAL_NOTE}"
 
 
 def plot_roc(results: Sequence[ImageResult], path: Path, title: str) -> None:

@@ -30,7 +30,6 @@ together, labelled as such; in-sample figures are the fitted model on everything
 """
 
 import math
-import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,8 +39,8 @@ import numpy as np
 from scipy.optimize import minimize
 
 from forensics.calibration import Logistic
-from forensics.dataset import POSITIVE_LABELS
-from forensics.evaluation import roc_auc
+from forensics.dataset import POSITIVE_LABELS, is_generated, source_group
+from forensics.evaluation import Interval, grouped_auc_interval, roc_auc
 from forensics.fusion import FLOOR_SCORE, evidence, score_of_logit
 from forensics.methods import REGISTRY
 
@@ -62,14 +61,6 @@ SELECTION_MIN_GAIN = 0.005
 MAX_PAIRS = 3000
 #: Folds of the within-dataset cross-validation.
 CV_FOLDS = 5
-#: Folders of generated manipulations are named with this prefix (``scripts/synthesize.py``).
-GENERATED_PREFIX = "synth_"
-
-
-def is_generated(dataset: str) -> bool:
-    return dataset.startswith(GENERATED_PREFIX)
-
-
 #: The false-positive rate at 50 allowed among one training dataset's authentic images.
 FprLimit = Callable[[str], float]
 
@@ -109,32 +100,6 @@ class Row:
             statistic=result["statistic"],
             details=result.get("details") or {},
         )
-
-
-def source_group(dataset: str, file: str, source: str, generated: bool) -> str:
-    """The unit a within-dataset split must not divide, as ``../shared/data/README.md`` describes.
-
-    Generated images group by their original; CVIP by its original (``imN``); CoMoFoD by the
-    image number its variants share; NUAA by subject (the first number of the file name);
-    the phone recaptures by contributor (the folder under the label); CASIA forgeries by the
-    first source photo their name records, and its originals by their own id in the same
-    form (``Au_ani_00028`` -> ``ani00028``); anything else by file.
-    """
-    name = file.rsplit("/", 1)[-1]
-    if generated:
-        return source
-    patterns = {
-        "cvip_copymove": r"(im\d+)",
-        "comofod_subset": r"^(\d+)_",
-        "nuaa_print_attack": r"^(\d+)_",
-        "casia2_samples": r"^(?:Tp_[DS]_\w{3}_\w_\w_([a-z]{3}\d{5})|Au_([a-z]{3})_(\d{5}))",
-    }
-    if dataset == "recapture_phone":
-        parts = file.split("/")
-        return parts[-2] if len(parts) >= 2 else name
-    pattern = patterns.get(dataset)
-    match = re.search(pattern, name) if pattern else None
-    return "".join(g for g in match.groups() if g) if match else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,6 +313,25 @@ def dataset_aucs(rows: Sequence[Row], scores: np.ndarray) -> dict[str, float]:
         if pairs:
             aucs[name] = concordant / pairs
     return aucs
+
+
+def dataset_auc_intervals(rows: Sequence[Row], scores: np.ndarray) -> dict[str, Interval]:
+    """The interval of each AUC of :func:`dataset_aucs`: a bootstrap that draws whole groups (an
+    original, contributor or subject: ``Row.group``) and pairs within one origin
+    (:func:`forensics.evaluation.grouped_auc_interval`)."""
+    intervals = {}
+    for name in sorted({r.dataset for r in rows}):
+        index = [i for i, r in enumerate(rows) if r.dataset == name]
+        interval = grouped_auc_interval(
+            scores[index],
+            [rows[i].positive for i in index],
+            [rows[i].label == "authentic" for i in index],
+            [rows[i].group for i in index],
+            [rows[i].origin for i in index],
+        )
+        if interval is not None:
+            intervals[name] = interval
+    return intervals
 
 
 def select_methods(rows: Sequence[Row], names: Sequence[str], max_fpr: FprLimit, excluded: frozenset[str] = frozenset()) -> list[str]:

@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from forensics import evaluation, fitting  # noqa: E402
 from forensics.calibration import CALIBRATION_FILE  # noqa: E402
-from forensics.dataset import read_index  # noqa: E402
+from forensics.dataset import is_generated, read_index  # noqa: E402
 from forensics.learn.runtime import card_path  # noqa: E402
 from forensics.methods.deep_scan import FOLDS_ENV, fold_name  # noqa: E402
 
@@ -72,7 +72,7 @@ CAMERA_SETS = frozenset({"exif_samples_ianare", "exiftool_test_images", "dresden
 
 
 def folder_of(name: str) -> Path:
-    return SYNTH / name if fitting.is_generated(name) else DATA / name
+    return SYNTH / name if is_generated(name) else DATA / name
 
 
 def _score_folder(name: str, labels: frozenset[str]) -> list[dict]:
@@ -132,16 +132,24 @@ def engine_results(rerun: Sequence[str] | None, reuse: bool) -> list[dict]:
 
 
 def _rate(values: np.ndarray) -> str:
-    return "   -" if values.size == 0 else f"{100 * np.mean(values >= 50):5.1f}%"
+    """Share at 50 or more, its count and its Wilson interval (``evaluation.wilson_interval``)."""
+    if values.size == 0:
+        return "-"
+    hits = int(np.sum(values >= 50))
+    low, high = evaluation.wilson_interval(hits, values.size) or (0.0, 0.0)
+    return f"{100 * hits / values.size:.1f}% ({hits}) [{100 * low:.1f}-{100 * high:.1f}]"
 
 
 def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: Sequence[str]) -> str:
-    """One line per dataset: best single method, fused AUC (held out, grouped CV, in-sample), rates at 50.
+    """One line per dataset: best single method, fused AUC (held out, with its interval; grouped CV;
+    in-sample), rates at 50 held out.
 
     AUCs pair images of the same origin only (``fitting.dataset_aucs``): a generated set's
-    held-out scores come from one model per origin dataset.
+    held-out scores come from one model per origin dataset. Intervals: INTERVAL_LEVEL, the AUC's
+    by a bootstrap that draws whole originals, contributors or subjects, the rates' by Wilson.
     """
     aucs = {key: fitting.dataset_aucs(rows, values) for key, values in columns.items()}
+    intervals = fitting.dataset_auc_intervals(rows, columns["lodo"])
     single: dict[str, dict[str, float]] = {}
     for n in names:
         scored = [r for r in rows if n in r.statistic]
@@ -149,20 +157,23 @@ def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: S
             if sum(r.dataset == dataset for r in scored) >= 0.5 * sum(r.dataset == dataset for r in rows):
                 single.setdefault(dataset, {})[n] = auc
     lines = [
-        f"{'dataset':<22} {'pos':>4} {'neg':>4} {'best method (AUC)':<24} {'LODO AUC':>8} {'groupCV':>7} {'in-smpl':>7} "
-        f"{'FPR@50':>7} {'TPR@50':>7}   (rates leave-one-dataset-out)"
+        f"{'dataset':<22} {'pos':>4} {'neg':>4} {'best method (AUC)':<24} {'LODO AUC [interval]':<21} {'groupCV':>7} {'in-smpl':>7} "
+        f"{'FPR@50 (n) [interval]':<24} {'TPR@50 (n) [interval]':<24}   (rates leave-one-dataset-out; "
+        f"{evaluation.INTERVAL_LEVEL:.0%} intervals)"
     ]
     for generated in (False, True):
         lines.append("-- generated manipulations --" if generated else "-- benchmark data --")
-        for name in dict.fromkeys(r.dataset for r in rows if fitting.is_generated(r.dataset) == generated):
+        for name in dict.fromkeys(r.dataset for r in rows if is_generated(r.dataset) == generated):
             pos = [i for i, r in enumerate(rows) if r.dataset == name and r.positive]
             neg = [i for i, r in enumerate(rows) if r.dataset == name and not r.positive]
             best = max(single.get(name, {}).items(), key=lambda kv: kv[1], default=None)
             cells = [f"{aucs[key][name]:.3f}" if name in aucs[key] else "-" for key in ("lodo", "cv", "in_sample")]
+            held_out = f"{cells[0]} {evaluation.format_interval(intervals.get(name))}"
             lines.append(
                 f"{name:<22} {len(pos):>4} {len(neg):>4} {f'{best[0]} {best[1]:.3f}' if best else '':<24} "
-                f"{cells[0]:>8} {cells[1]:>7} {cells[2]:>7} {_rate(columns['lodo'][neg]):>7} {_rate(columns['lodo'][pos]):>7}"
+                f"{held_out:<21} {cells[1]:>7} {cells[2]:>7} {_rate(columns['lodo'][neg]):<24} {_rate(columns['lodo'][pos]):<24}"
             )
+    lines.append(evaluation.INTERVAL_NOTE)
     return "\n".join(lines)
 
 
@@ -179,7 +190,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     raw = [r for r in engine_results(args.rerun, args.reuse) if r["error"] is None]
-    rows = [fitting.Row.from_result(r, generated=fitting.is_generated(r["dataset"])) for r in raw]
+    rows = [fitting.Row.from_result(r, generated=is_generated(r["dataset"])) for r in raw]
     names = fitting.methods_in(rows)
     max_fpr = lambda dataset: args.max_fpr_camera if dataset in CAMERA_SETS else args.max_fpr  # noqa: E731
 
@@ -203,11 +214,11 @@ def main() -> int:
     print(f"fusion bias={model.bias:.4f}")
     print("methods kept by each held-out fold: " + "; ".join(f"{k}: {', '.join(v) or '-'}" for k, v in kept.items()) + "\n")
     print(report(rows, columns, names))
-    auth = [i for i, r in enumerate(rows) if r.label == "authentic" and not fitting.is_generated(r.dataset)]
+    auth = [i for i, r in enumerate(rows) if r.label == "authentic" and not is_generated(r.dataset)]
     camera = [i for i in auth if rows[i].dataset in CAMERA_SETS]
     print(
-        f"\nbenchmark authentic images at 50 or more, leave-one-dataset-out: {_rate(lodo[auth]).strip()} of {len(auth)}; "
-        f"camera and phone originals {_rate(lodo[camera]).strip()} of {len(camera)}"
+        f"\nbenchmark authentic images at 50 or more, leave-one-dataset-out: {_rate(lodo[auth])} of {len(auth)}; "
+        f"camera and phone originals {_rate(lodo[camera])} of {len(camera)}"
     )
 
     if not args.check:

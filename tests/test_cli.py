@@ -94,6 +94,9 @@ def test_evaluate_refits_leave_one_dataset_out(tmp_path: Path, capsys: pytest.Ca
     assert "## first (fused: held out from the shipped calibration; fused_lodo: refitted without it)" in out
     rows = [line.split() for line in out.splitlines() if line.startswith("fused_lodo")]
     assert len(rows) == 2 and all(r[1:3] == ["3", "3"] for r in rows)
+    for r in rows:  # the AUC, then its grouped-bootstrap interval
+        low, high = map(float, r[4].strip("[]").split("-"))
+        assert low <= float(r[3]) <= high
     results = [json.loads(line) for line in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert len(results) == 12 and all("fused_lodo" in r["score"] for r in results)
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from forensics import fitting
+from forensics.dataset import source_group
 from forensics.fitting import Row
 
 LIMIT = lambda _dataset: 0.05  # noqa: E731
@@ -57,6 +58,17 @@ def test_a_method_that_helps_no_held_out_dataset_gets_no_weight() -> None:
     assert min(aucs.values()) > 0.85
 
 
+def test_every_held_out_auc_gets_an_interval_around_it() -> None:
+    rows = _rows()
+    scores = np.array([r.statistic["noise"] for r in rows])  # chance: no set is separated
+    aucs, intervals = fitting.dataset_aucs(rows, scores), fitting.dataset_auc_intervals(rows, scores)
+    assert set(intervals) == set(aucs) == {"a", "b", "c", "synth_x"}
+    for dataset, (low, high) in intervals.items():
+        assert low <= aucs[dataset] <= high and high - low > 0.01
+    # 15 originals with a forgery each in "a": at chance, an interval as wide as such a set allows
+    assert intervals["a"][0] < 0.5 < intervals["a"][1] and intervals["a"][1] - intervals["a"][0] > 0.2
+
+
 def test_bias_keeps_training_false_alarms_at_the_limit() -> None:
     rows = _rows()
     model = fitting.fit_model(rows, ["copymove"], LIMIT)
@@ -90,7 +102,7 @@ def test_evidence_floor_is_the_median_genuine_score() -> None:
     ],
 )
 def test_source_groups(dataset: str, file: str, source: str, generated: bool, group: str) -> None:
-    assert fitting.source_group(dataset, file, source, generated) == group
+    assert source_group(dataset, file, source, generated) == group
 
 
 def test_a_log_scaled_line_keeps_ranking_far_past_it() -> None:
