@@ -17,7 +17,7 @@ from tests.conftest import SHARED_DATA, dataset, jpeg_bytes
 
 #: Files of one contributor (LegenD742) of recapture_phone, photos of screens and direct photos. In-sample (the
 #: shipped head was fitted on them): logits 0.61 and 0.61 for these recaptures, -0.78 and -1.18 for these
-#: originals, against a line of 0.05; held-out figures are in forensics/models/recapture.md.
+#: originals, against a line of 0.14; held-out figures are in forensics/models/recapture.md.
 RECAPTURED = ("WhatsApp_Image_2026-07-02_at_20.50.38.jpeg", "WhatsApp_Image_2026-07-02_at_20.50.37_3_.jpeg")
 AUTHENTIC = ("WhatsApp_Image_2026-07-02_at_20.00.52.jpeg", "WhatsApp_Image_2026-07-02_at_20.00.44_2_.jpeg")
 
