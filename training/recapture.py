@@ -62,7 +62,7 @@ from PIL import Image
 from torch import nn
 
 from forensics.dataset import read_index
-from forensics.evaluation import roc_auc
+from forensics.evaluation import format_interval, grouped_auc_interval, roc_auc, wilson_interval
 from forensics.learn import clip_encoder
 from training import probe
 from training.common import RunSettings, seed_everything
@@ -162,7 +162,12 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 
 def _false_alarms(stats: np.ndarray, line: float) -> str:
-    return f"{(stats > line).mean():.1%} ({int((stats > line).sum())}/{len(stats)})" if len(stats) else "-"
+    """Share over the line, its count, and its Wilson 95 % interval."""
+    if not len(stats):
+        return "-"
+    hits = int((stats > line).sum())
+    low, high = wilson_interval(hits, len(stats)) or (0.0, 0.0)
+    return f"{hits / len(stats):.1%} ({hits}/{len(stats)}) [{low:.1%}-{high:.1%}]"
 
 
 def _turned(path: Path, turn: Image.Transpose) -> bytes:
@@ -249,7 +254,10 @@ def evaluate_folds(x: np.ndarray, items: list[Item], turned: list[np.ndarray]) -
             part = test & (datasets == dataset)
             pos, neg = scores[part & positive], scores[part & ~positive]
             if len(pos):
-                rows.append({"set": name, "measure": f"{dataset}: image ROC AUC", "value": _fmt(roc_auc(list(pos), list(neg)))})
+                units = [_unit(items[k]) for k in np.flatnonzero(part)]
+                interval = format_interval(grouped_auc_interval(scores[part], positive[part], ~positive[part], units))
+                auc = _fmt(roc_auc(list(pos), list(neg)))
+                rows.append({"set": name, "measure": f"{dataset}: image ROC AUC [95 % interval]", "value": f"{auc} {interval}"})
                 rows.append({"set": name, "measure": f"{dataset}: recaptured detected at the line", "value": f"{np.mean(pos > line):.1%}"})
                 made = part & np.isfinite(turned[0]).all(axis=1)
                 if made.any():
