@@ -209,7 +209,7 @@ def grouped_auc_interval(
     concordant, pairs = np.zeros(resamples), np.zeros(resamples)
     for group_pos, group_neg, outcome in blocks:
         w_pos, w_neg = counts[:, group_pos], counts[:, group_neg]
-        concordant += np.einsum("rp,pn,rn->r", w_pos, outcome, w_neg)
+        concordant += ((w_pos @ outcome) * w_neg).sum(axis=1)
         pairs += w_pos.sum(axis=1) * w_neg.sum(axis=1)
     aucs = concordant[pairs > 0] / pairs[pairs > 0]
     if aucs.size == 0:
