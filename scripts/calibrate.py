@@ -47,8 +47,9 @@ DATA = REPO.parent / "shared" / "data"
 SYNTH = REPO / "out" / "synth"
 CACHE = REPO / "out" / "calibration"
 #: Fold models of the deep scan: ``<FOLDS>/<dataset>/deep_scan.onnx``, trained without that dataset
-#: (``<a>+<b>`` without two).
-FOLDS = REPO / "out" / "train" / "folds"
+#: (``<a>+<b>`` without two). Committed, so that every machine scores the held-out folds with the
+#: same networks (retrained ones differ with the CPU's floating point, and so do the figures).
+FOLDS = REPO / "training" / "folds" / "deep_scan"
 #: (folder, labels used): metadata and recapture folders contribute only their genuine photos.
 SETS: tuple[tuple[str, frozenset[str]], ...] = (
     ("casia2_samples", frozenset({"authentic", "tampered"})),
@@ -90,7 +91,8 @@ def deep_scan_folds() -> None:
     The shipped model saw crops of the photos of its card's ``data_sources``; a held-out fold
     of one of those datasets is scored with the model trained without it
     (``DeepScan.statistic_excluding``). A fold model of another version than the shipped one
-    (``forensics.methods.deep_scan.VERSION``, raised whenever the recipe changes) is trained again.
+    (``forensics.methods.deep_scan.VERSION``, raised whenever the recipe changes) is trained again,
+    into the committed folder: commit the new ones with the shipped model they go with.
     """
     shipped = json.loads(card_path("deep_scan").read_text())
     sources = shipped.get("data_sources", [])

@@ -1,6 +1,8 @@
 """Deep scan: the learned localizer finds a splice between two cameras' photos, runs at three
 sensitivities, says when an image is too small, and fails alone when its model is damaged."""
 
+import itertools
+import json
 import shutil
 from pathlib import Path
 
@@ -11,15 +13,17 @@ import pytest
 from forensics.finding import Status
 from forensics.image import load_image
 from forensics.learn.block_features import ADQ_NEUTRAL, CHANNELS, block_features, pool_factor, pooled
-from forensics.learn.runtime import MODELS_DIR
-from forensics.methods.deep_scan import DeepScan, _describe, image_statistic
+from forensics.learn.runtime import MODELS_DIR, card_path
+from forensics.methods.deep_scan import FOLDS_ENV, MODEL, DeepScan, _describe, fold_name, image_statistic
 from forensics.options import AnalysisOptions, Sensitivity
 from forensics.pipeline import analyze
 from forensics.synth.sources import load_rgb
 
-from .conftest import dataset, jpeg_bytes
+from .conftest import REPO, dataset, jpeg_bytes
 
 SCAN = DeepScan()
+#: The fold models scripts/calibrate.py scores held-out folds with.
+FOLDS = REPO / "training" / "folds" / "deep_scan"
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +114,23 @@ def test_held_out_statistic_needs_the_fold_model() -> None:
     assert SCAN.statistic_excluding(details, frozenset({"recapture_phone", "dresden_natural"})) == 0.3
     with pytest.raises(ValueError, match="fold models"):
         SCAN.statistic_excluding(details, frozenset({"recapture_phone"}))
+
+
+def test_committed_fold_models_cover_every_held_out_fold(splice: tuple[bytes, np.ndarray, bytes], monkeypatch: pytest.MonkeyPatch) -> None:
+    """scripts/calibrate.py scores a held-out training source with a network that never saw it, one
+    or two sources out (the nested method selection): each such model is committed, of the
+    shipped version, trained without exactly what its folder names, and runs."""
+    shipped = json.loads(card_path(MODEL).read_text())
+    sources = shipped["data_sources"]
+    needed = {fold_name(set(c)) for k in (1, 2) for c in itertools.combinations(sources, k)}
+    assert {p.name for p in FOLDS.iterdir() if p.is_dir()} == needed
+    for name in needed:
+        card = json.loads(card_path(MODEL, FOLDS / name).read_text())
+        assert card["version"] == shipped["version"] and fold_name(set(card["excluded"])) == name
+        assert not set(card["excluded"]) & set(card["data_sources"])
+    monkeypatch.setenv(FOLDS_ENV, str(FOLDS))
+    folds = DeepScan().run(load_image(splice[0])).details["fold_statistics"]
+    assert set(folds) == needed and all(0.0 <= v <= 1.0 for v in folds.values())
 
 
 def test_pooling_averages_whole_cells() -> None:
