@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from forensics.dataset import read_index
-from forensics.evaluation import roc_auc
+from forensics.dataset import read_index, source_group
+from forensics.evaluation import format_interval, grouped_auc_interval, roc_auc, wilson_interval
 from forensics.learn import clip_encoder
 from training import probe
 from training.common import RunSettings, seed_everything
@@ -128,6 +128,15 @@ def _too_small(item: Item) -> bool:
         return min(image.size) < clip_encoder.MIN_SIDE
 
 
+def _held_out_auc(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray, items: list[Item]) -> str:
+    """The AUC and its 95 % interval from a bootstrap that draws whole originals (a generated
+    picture with its JPEG re-save, a CoMoFoD original with its versions)."""
+    part = positive | negative
+    units = [source_group(i.group, str(i.path), "", False) for i, kept in zip(items, part, strict=True) if kept]
+    interval = grouped_auc_interval(scores[part], positive[part], negative[part], units)
+    return f"{_fmt(roc_auc(list(scores[positive]), list(scores[negative])))} {format_interval(interval)}"
+
+
 def _folds(x: np.ndarray, items: list[Item]) -> list[dict[str, str]]:
     groups = np.array([i.group for i in items])
     small = np.array([_too_small(i) for i in items])
@@ -146,13 +155,13 @@ def _folds(x: np.ndarray, items: list[Item]) -> list[dict[str, str]]:
         line = float(np.quantile(scores[train & ~ai], LINE_QUANTILE))
         where = f"held out: {GENERATOR_NAMES[generator]} vs {', '.join(held_genuine)}"
         stored = test_pos & ~jpeg
-        rows.append({"set": where, "measure": "ROC AUC (as stored)", "value": _fmt(roc_auc(list(scores[stored]), list(scores[test_neg])))})
+        rows.append({"set": where, "measure": "ROC AUC (as stored) [95 % interval]", "value": _held_out_auc(scores, stored, test_neg, items)})
         if (test_pos & jpeg).any():
             rows.append(
                 {
                     "set": where,
-                    "measure": "ROC AUC (generated re-saved as JPEG)",
-                    "value": _fmt(roc_auc(list(scores[test_pos & jpeg]), list(scores[test_neg]))),
+                    "measure": "ROC AUC (generated re-saved as JPEG) [95 % interval]",
+                    "value": _held_out_auc(scores, test_pos & jpeg, test_neg, items),
                 }
             )
         rows.append({"set": where, "measure": "detected at the line (as stored)", "value": f"{float((scores[stored] > line).mean()):.3f}"})
@@ -185,13 +194,14 @@ def _folds(x: np.ndarray, items: list[Item]) -> list[dict[str, str]]:
                 }
             )
     if camera_scores:
-        pooled = float((np.concatenate(camera_scores) > np.concatenate(camera_lines)).mean())
+        hits = int((np.concatenate(camera_scores) > np.concatenate(camera_lines)).sum())
         n = sum(len(s) for s in camera_scores)
+        low, high = wilson_interval(hits, n) or (0.0, 0.0)
         rows.append(
             {
                 "set": "all camera/phone originals, each in the fold holding it out",
-                "measure": f"false alarms at the fold's line ({n})",
-                "value": f"{pooled:.3f}",
+                "measure": f"false alarms at the fold's line ({n}) [95 % interval]",
+                "value": f"{hits / n:.3f} [{low:.3f}-{high:.3f}]",
             }
         )
     return rows
