@@ -23,8 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from forensics.dataset import read_index
-from forensics.evaluation import pixel_f1, roc_auc
+from forensics.dataset import read_index, source_group
+from forensics.evaluation import format_interval, grouped_auc_interval, pixel_f1, roc_auc
 from forensics.image import load_image
 from forensics.learn.block_features import BLOCK, CHANNELS, block_features, pool_factor, pooled
 from forensics.methods.deep_scan import VERSION, image_statistic
@@ -228,7 +228,9 @@ def _figures_benchmarks(model: nn.Module, settings: RunSettings) -> list[dict[st
         samples = [s for s in read_index(folder) if s.label in {"authentic", "tampered"}]
         if settings.tiny:
             samples = samples[:3] + samples[-3:]
-        pos, neg, f1s = [], [], []
+        # (forgery?, image statistic, original it belongs to) of every scored sample
+        scored: list[tuple[bool, float, str]] = []
+        f1s: list[float] = []
         for sample in samples:
             try:
                 image = load_image(sample.path.read_bytes(), filename=sample.path.name)
@@ -238,16 +240,20 @@ def _figures_benchmarks(model: nn.Module, settings: RunSettings) -> list[dict[st
             except Exception as exc:  # a benchmark file the engine refuses is reported, not fatal
                 print(f"  skipped {sample.path.name}: {exc}")
                 continue
-            (pos if sample.positive else neg).append(image_statistic(prob))
+            scored.append((sample.positive, image_statistic(prob), source_group(dataset, str(sample.path), sample.source, False)))
             mask = sample.mask()
             if mask is not None and sample.positive:
                 full = np.kron(prob, np.ones((BLOCK * factor, BLOCK * factor), np.float32))
                 padded = np.zeros(mask.shape, np.float32)
                 padded[: full.shape[0], : full.shape[1]] = full[: mask.shape[0], : mask.shape[1]]
                 f1s.append(pixel_f1(padded, mask))
-        auc = roc_auc(pos, neg)
+        labels = np.array([positive for positive, _, _ in scored], bool)
+        statistics = np.array([statistic for _, statistic, _ in scored])
+        auc = roc_auc(list(statistics[labels]), list(statistics[~labels]))
+        interval = grouped_auc_interval(statistics, labels, ~labels, [original for _, _, original in scored])
         where = f"{dataset} (never trained on)"
-        rows.append({"set": where, "measure": "image ROC AUC", "value": f"{auc:.3f}" if auc is not None else "-"})
+        value = f"{auc:.3f} {format_interval(interval)}" if auc is not None else "-"
+        rows.append({"set": where, "measure": "image ROC AUC [95 % interval]", "value": value})
         rows.append({"set": where, "measure": f"mean pixel F1 at 0.5 ({len(f1s)} masks)", "value": f"{np.mean(f1s):.3f}" if f1s else "-"})
     return rows
 
