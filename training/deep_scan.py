@@ -187,7 +187,9 @@ def predict(model: nn.Module, features: np.ndarray) -> np.ndarray:
 
 
 def _figures_generated(model: nn.Module, x: np.ndarray, y: np.ndarray) -> list[dict[str, str]]:
-    stats_pos, stats_neg, f1s = [], [], []
+    stats_pos: list[float] = []
+    stats_neg: list[float] = []
+    f1s: list[float] = []
     for features, share in zip(x, y, strict=True):
         prob = predict(model, features)
         mask = share.astype(np.float32) > 0.5
