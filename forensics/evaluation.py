@@ -294,6 +294,21 @@ def format_interval(interval: Interval | None, digits: int = 2) -> str:
     return "" if interval is None else f"[{interval[0]:.{digits}f}-{interval[1]:.{digits}f}]"
 
 
+def format_auc(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray, groups: Sequence[str]) -> str:
+    """``0.880 [0.79-0.98]``: the ROC AUC of ``positive`` over ``negative`` rows and its
+    grouped-bootstrap interval (:func:`grouped_auc_interval`); ``-`` without both classes."""
+    auc = roc_auc(list(scores[positive]), list(scores[negative]))
+    return "-" if auc is None else f"{auc:.3f} {format_interval(grouped_auc_interval(scores, positive, negative, groups))}"
+
+
+def format_rate(hits: int, total: int) -> str:
+    """``4.8% (2/42) [1.3-15.8]``: a rate, its count and its Wilson interval, in per cent; ``-`` of nothing."""
+    interval = wilson_interval(hits, total)
+    if interval is None:
+        return "-"
+    return f"{100 * hits / total:.1f}% ({hits}/{total}) [{100 * interval[0]:.1f}-{100 * interval[1]:.1f}]"
+
+
 def format_table(title: str, rows: Sequence[Metrics]) -> str:
     level = f"{INTERVAL_LEVEL:.0%}"
     lines = [

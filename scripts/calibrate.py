@@ -134,12 +134,8 @@ def engine_results(rerun: Sequence[str] | None, reuse: bool) -> list[dict]:
 
 
 def _rate(values: np.ndarray) -> str:
-    """Share at 50 or more, its count and its Wilson interval (``evaluation.wilson_interval``)."""
-    if values.size == 0:
-        return "-"
-    hits = int(np.sum(values >= 50))
-    low, high = evaluation.wilson_interval(hits, values.size) or (0.0, 0.0)
-    return f"{100 * hits / values.size:.1f}% ({hits}) [{100 * low:.1f}-{100 * high:.1f}]"
+    """Share at 50 or more, its count and its Wilson interval."""
+    return evaluation.format_rate(int(np.sum(values >= 50)), values.size)
 
 
 def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: Sequence[str]) -> str:
@@ -160,7 +156,7 @@ def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: S
                 single.setdefault(dataset, {})[n] = auc
     lines = [
         f"{'dataset':<22} {'pos':>4} {'neg':>4} {'best method (AUC)':<24} {'LODO AUC [interval]':<21} {'groupCV':>7} {'in-smpl':>7} "
-        f"{'FPR@50 (n) [interval]':<24} {'TPR@50 (n) [interval]':<24}   (rates leave-one-dataset-out; "
+        f"{'FPR@50 (n) [interval]':<26} {'TPR@50 (n) [interval]':<26}   (rates leave-one-dataset-out; "
         f"{evaluation.INTERVAL_LEVEL:.0%} intervals)"
     ]
     for generated in (False, True):
@@ -173,7 +169,7 @@ def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: S
             held_out = f"{cells[0]} {evaluation.format_interval(intervals.get(name))}"
             lines.append(
                 f"{name:<22} {len(pos):>4} {len(neg):>4} {f'{best[0]} {best[1]:.3f}' if best else '':<24} "
-                f"{held_out:<21} {cells[1]:>7} {cells[2]:>7} {_rate(columns['lodo'][neg]):<24} {_rate(columns['lodo'][pos]):<24}"
+                f"{held_out:<21} {cells[1]:>7} {cells[2]:>7} {_rate(columns['lodo'][neg]):<26} {_rate(columns['lodo'][pos]):<26}"
             )
     lines.append(evaluation.INTERVAL_NOTE)
     return "\n".join(lines)

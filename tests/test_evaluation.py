@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from forensics.evaluation import grouped_auc_interval, pixel_f1, roc_auc, tpr_at_fpr, wilson_interval
+from forensics.evaluation import format_auc, format_rate, grouped_auc_interval, pixel_f1, roc_auc, tpr_at_fpr, wilson_interval
 
 
 def test_auc_perfect_random_and_ties() -> None:
@@ -80,3 +80,11 @@ def test_grouped_bootstrap_pairs_within_a_stratum_only() -> None:
     assert grouped_auc_interval(scores, labels, ~labels, groups, strata) == (1.0, 1.0)
     assert grouped_auc_interval(scores, labels, ~labels, groups)[0] < 1.0  # type: ignore[index]
     assert grouped_auc_interval(scores[labels], labels[labels], ~labels[labels], groups[::2]) is None
+
+
+def test_printed_rates_and_aucs_carry_their_intervals() -> None:
+    assert format_rate(81, 263) == "30.8% (81/263) [25.5-36.6]"  # Newcombe's example, above
+    assert format_rate(0, 0) == "-"
+    scores, labels = np.array([0.9, 0.8, 0.3, 0.1]), np.array([True, True, False, False])
+    assert format_auc(scores, labels, ~labels, ["a", "b", "c", "d"]) == "1.000 [1.00-1.00]"
+    assert format_auc(scores[labels], labels[labels], ~labels[labels], ["a", "b"]) == "-"

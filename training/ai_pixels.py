@@ -37,7 +37,7 @@ import torch
 from PIL import Image
 
 from forensics.dataset import read_index, source_group
-from forensics.evaluation import format_interval, grouped_auc_interval, roc_auc, wilson_interval
+from forensics.evaluation import format_auc, format_rate, roc_auc
 from forensics.learn import clip_encoder
 from training import probe
 from training.common import RunSettings, seed_everything
@@ -133,8 +133,7 @@ def _held_out_auc(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray
     picture with its JPEG re-save, a CoMoFoD original with its versions)."""
     part = positive | negative
     units = [source_group(i.group, str(i.path), "", False) for i, kept in zip(items, part, strict=True) if kept]
-    interval = grouped_auc_interval(scores[part], positive[part], negative[part], units)
-    return f"{_fmt(roc_auc(list(scores[positive]), list(scores[negative])))} {format_interval(interval)}"
+    return format_auc(scores[part], positive[part], negative[part], units)
 
 
 def _folds(x: np.ndarray, items: list[Item]) -> list[dict[str, str]]:
@@ -196,12 +195,11 @@ def _folds(x: np.ndarray, items: list[Item]) -> list[dict[str, str]]:
     if camera_scores:
         hits = int((np.concatenate(camera_scores) > np.concatenate(camera_lines)).sum())
         n = sum(len(s) for s in camera_scores)
-        low, high = wilson_interval(hits, n) or (0.0, 0.0)
         rows.append(
             {
                 "set": "all camera/phone originals, each in the fold holding it out",
                 "measure": f"false alarms at the fold's line ({n}) [95 % interval]",
-                "value": f"{hits / n:.3f} [{low:.3f}-{high:.3f}]",
+                "value": format_rate(hits, n),
             }
         )
     return rows

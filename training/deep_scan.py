@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from forensics.dataset import read_index, source_group
-from forensics.evaluation import format_interval, grouped_auc_interval, pixel_f1, roc_auc
+from forensics.evaluation import format_auc, pixel_f1, roc_auc
 from forensics.image import load_image
 from forensics.learn.block_features import BLOCK, CHANNELS, block_features, pool_factor, pooled
 from forensics.methods.deep_scan import VERSION, image_statistic
@@ -251,11 +251,9 @@ def _figures_benchmarks(model: nn.Module, settings: RunSettings) -> list[dict[st
                 f1s.append(pixel_f1(padded, mask))
         labels = np.array([positive for positive, _, _ in scored], bool)
         statistics = np.array([statistic for _, statistic, _ in scored])
-        auc = roc_auc(list(statistics[labels]), list(statistics[~labels]))
-        interval = grouped_auc_interval(statistics, labels, ~labels, [original for _, _, original in scored])
+        auc = format_auc(statistics, labels, ~labels, [original for _, _, original in scored])
         where = f"{dataset} (never trained on)"
-        value = f"{auc:.3f} {format_interval(interval)}" if auc is not None else "-"
-        rows.append({"set": where, "measure": "image ROC AUC [95 % interval]", "value": value})
+        rows.append({"set": where, "measure": "image ROC AUC [95 % interval]", "value": auc})
         rows.append({"set": where, "measure": f"mean pixel F1 at 0.5 ({len(f1s)} masks)", "value": f"{np.mean(f1s):.3f}" if f1s else "-"})
     return rows
 

@@ -62,7 +62,7 @@ from PIL import Image
 from torch import nn
 
 from forensics.dataset import read_index
-from forensics.evaluation import format_interval, grouped_auc_interval, roc_auc, wilson_interval
+from forensics.evaluation import format_auc, format_rate, roc_auc
 from forensics.learn import clip_encoder
 from training import probe
 from training.common import RunSettings, seed_everything
@@ -163,11 +163,7 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def _false_alarms(stats: np.ndarray, line: float) -> str:
     """Share over the line, its count, and its Wilson 95 % interval."""
-    if not len(stats):
-        return "-"
-    hits = int((stats > line).sum())
-    low, high = wilson_interval(hits, len(stats)) or (0.0, 0.0)
-    return f"{hits / len(stats):.1%} ({hits}/{len(stats)}) [{low:.1%}-{high:.1%}]"
+    return format_rate(int((stats > line).sum()), len(stats))
 
 
 def _turned(path: Path, turn: Image.Transpose) -> bytes:
@@ -255,9 +251,8 @@ def evaluate_folds(x: np.ndarray, items: list[Item], turned: list[np.ndarray]) -
             pos, neg = scores[part & positive], scores[part & ~positive]
             if len(pos):
                 units = [_unit(items[k]) for k in np.flatnonzero(part)]
-                interval = format_interval(grouped_auc_interval(scores[part], positive[part], ~positive[part], units))
-                auc = _fmt(roc_auc(list(pos), list(neg)))
-                rows.append({"set": name, "measure": f"{dataset}: image ROC AUC [95 % interval]", "value": f"{auc} {interval}"})
+                auc = format_auc(scores[part], positive[part], ~positive[part], units)
+                rows.append({"set": name, "measure": f"{dataset}: image ROC AUC [95 % interval]", "value": auc})
                 rows.append({"set": name, "measure": f"{dataset}: recaptured detected at the line", "value": f"{np.mean(pos > line):.1%}"})
                 made = part & np.isfinite(turned[0]).all(axis=1)
                 if made.any():
