@@ -334,6 +334,37 @@ def dataset_auc_intervals(rows: Sequence[Row], scores: np.ndarray) -> dict[str, 
     return intervals
 
 
+@dataclass(frozen=True)
+class Part:
+    """One part of a dataset (images of one origin folder, or one kind of edit with every genuine image)
+    and its AUC with the interval, as :func:`dataset_aucs` and :func:`dataset_auc_intervals` give them."""
+
+    label: str
+    positives: int
+    negatives: int
+    auc: float
+    interval: Interval | None
+
+
+def breakdown(rows: Sequence[Row], scores: np.ndarray, name: str) -> list[Part]:
+    """Dataset ``name``'s AUC per origin folder, then per kind of edit (each kind's positives against
+    all the dataset's genuine images) where it has several: where a generated set is weak, since one
+    AUC over eight folders and four kinds of edit hides which of them the engine misses."""
+    members = [i for i, r in enumerate(rows) if r.dataset == name]
+    subsets = [(f"from {o}", [i for i in members if rows[i].origin == o]) for o in sorted({rows[i].origin for i in members})]
+    kinds = sorted({rows[i].kind for i in members if rows[i].positive})
+    if len(kinds) > 1:
+        subsets += [(f"kind {k}", [i for i in members if not rows[i].positive or rows[i].kind == k]) for k in kinds]
+    parts = []
+    for label, index in subsets:
+        subset, values = [rows[i] for i in index], scores[index]
+        auc = dataset_aucs(subset, values).get(name)
+        if auc is not None:
+            positives = sum(r.positive for r in subset)
+            parts.append(Part(label, positives, len(subset) - positives, auc, dataset_auc_intervals(subset, values).get(name)))
+    return parts
+
+
 def select_methods(rows: Sequence[Row], names: Sequence[str], max_fpr: FprLimit, excluded: frozenset[str] = frozenset()) -> list[str]:
     """The methods that help some held-out dataset, by backward elimination on leave-one-dataset-out AUCs.
 

@@ -140,7 +140,7 @@ def _rate(values: np.ndarray) -> str:
 
 def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: Sequence[str]) -> str:
     """One line per dataset: best single method, fused AUC (held out, with its interval; grouped CV;
-    in-sample), rates at 50 held out.
+    in-sample), rates at 50 held out; under each generated set, its held-out AUC per origin folder and kind of edit.
 
     AUCs pair images of the same origin only (``fitting.dataset_aucs``): a generated set's
     held-out scores come from one model per origin dataset. Intervals: INTERVAL_LEVEL, the AUC's
@@ -155,7 +155,7 @@ def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: S
             if sum(r.dataset == dataset for r in scored) >= 0.5 * sum(r.dataset == dataset for r in rows):
                 single.setdefault(dataset, {})[n] = auc
     lines = [
-        f"{'dataset':<22} {'pos':>4} {'neg':>4} {'best method (AUC)':<24} {'LODO AUC [interval]':<21} {'groupCV':>7} {'in-smpl':>7} "
+        f"{'dataset':<26} {'pos':>4} {'neg':>4} {'best method (AUC)':<24} {'LODO AUC [interval]':<21} {'groupCV':>7} {'in-smpl':>7} "
         f"{'FPR@50 (n) [interval]':<26} {'TPR@50 (n) [interval]':<26}   (rates leave-one-dataset-out; "
         f"{evaluation.INTERVAL_LEVEL:.0%} intervals)"
     ]
@@ -168,9 +168,14 @@ def report(rows: Sequence[fitting.Row], columns: dict[str, np.ndarray], names: S
             cells = [f"{aucs[key][name]:.3f}" if name in aucs[key] else "-" for key in ("lodo", "cv", "in_sample")]
             held_out = f"{cells[0]} {evaluation.format_interval(intervals.get(name))}"
             lines.append(
-                f"{name:<22} {len(pos):>4} {len(neg):>4} {f'{best[0]} {best[1]:.3f}' if best else '':<24} "
+                f"{name:<26} {len(pos):>4} {len(neg):>4} {f'{best[0]} {best[1]:.3f}' if best else '':<24} "
                 f"{held_out:<21} {cells[1]:>7} {cells[2]:>7} {_rate(columns['lodo'][neg]):<26} {_rate(columns['lodo'][pos]):<26}"
             )
+            if generated:  # where it is weak: per origin folder (a camera's own files, photos software saved before) and kind of edit
+                lines += [
+                    f"  {p.label:<24} {p.positives:>4} {p.negatives:>4} {'':<24} {p.auc:.3f} {evaluation.format_interval(p.interval)}"
+                    for p in fitting.breakdown(rows, columns["lodo"], name)
+                ]
     lines.append(evaluation.INTERVAL_NOTE)
     return "\n".join(lines)
 

@@ -120,3 +120,27 @@ def test_a_log_scaled_line_keeps_ranking_far_past_it() -> None:
         assert sum(logistic.score(v) >= 50 for v in authentic) <= 3
     assert evidence(linear.score(20.0)) == evidence(linear.score(100.0))
     assert 0 < evidence(logged.score(20.0)) < evidence(logged.score(100.0))
+
+
+def test_breakdown_of_a_generated_set_by_origin_and_kind() -> None:
+    """Per origin the pairs stay within it; per kind, that kind's edits against every genuine image."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for origin, separated in (("cam", True), ("web", False)):
+        for i in range(24):
+            positive = i % 2 == 1
+            kind = ("clone" if i % 4 == 1 else "blur") if positive else ""
+            # "cam": clones and blurs above every genuine image; "web": clones above, blurs below
+            value = (2.0 if separated or kind == "clone" else -2.0) if positive else 0.0
+            label = "tampered" if positive else "authentic"
+            rows.append(Row(f"s/{origin}{i}.jpg", "synth_x", origin, f"{origin}:{i // 2}", label, kind, {"m": value + rng.normal(0, 0.1)}))
+    scores = np.array([r.statistic["m"] for r in rows])
+    parts = {p.label: p for p in fitting.breakdown(rows, scores, "synth_x")}
+    assert list(parts) == ["from cam", "from web", "kind blur", "kind clone"]
+    assert (parts["from cam"].positives, parts["from cam"].negatives) == (12, 12)
+    assert parts["from cam"].auc == 1.0 and parts["from web"].auc == 0.5
+    assert (parts["kind clone"].positives, parts["kind clone"].negatives) == (12, 24)
+    assert parts["kind clone"].auc == 1.0 and parts["kind blur"].auc == 0.5  # blurs: above cam's genuine, below web's
+    low, high = parts["from web"].interval or (0.0, 0.0)
+    assert low <= 0.5 <= high
+    assert fitting.breakdown(rows, scores, "other") == []
