@@ -61,7 +61,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from forensics.dataset import read_index
+from forensics.dataset import read_index, source_group
 from forensics.evaluation import format_auc, format_rate, roc_auc
 from forensics.learn import clip_encoder
 from training import probe
@@ -200,8 +200,9 @@ def fit_head(x: np.ndarray, positive: np.ndarray, train: np.ndarray, turned: lis
 
 
 def _unit(item: Item) -> str:
-    """What an inner fold keeps together: a NUAA subject (its frames are near-duplicates), else one file."""
-    return f"nuaa {item.path.name.split('_')[0]}" if item.dataset == "nuaa_print_attack" else item.key
+    """What an inner fold keeps together: a NUAA subject (its frames are near-duplicates; ``source_group``'s
+    rule), else one file: a contributor's photos are split among the inner folds."""
+    return f"nuaa {source_group(item.dataset, item.path.name, '', False)}" if item.dataset == "nuaa_print_attack" else item.key
 
 
 def cross_fitted_logits(x: np.ndarray, items: list[Item], train: np.ndarray, turned: list[np.ndarray]) -> np.ndarray:
