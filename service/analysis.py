@@ -216,7 +216,10 @@ _CLAIM = (
         (FindingRow.status == FindingStatus.PENDING)
         | ((FindingRow.status == FindingStatus.RUNNING) & (FindingRow.alive_at < bindparam("stale"))),
     )
-    .values(status=FindingStatus.RUNNING, started_at=bindparam("now"), alive_at=bindparam("now"), attempts=FindingRow.attempts + 1)
+    .values(
+        status=FindingStatus.RUNNING, started_at=bindparam("now"), alive_at=bindparam("now"),
+        attempts=FindingRow.attempts + 1, claimed_by=bindparam("claimant"),
+    )
 )
 _FINDING_BEAT = (
     _update(FindingRow)
@@ -246,9 +249,11 @@ _JOIN = (
 )
 
 
-def run_method(image_id: uuid.UUID, method_name: str) -> None:
+def run_method(image_id: uuid.UUID, method_name: str, claimant: str | None = None) -> None:
     """Run one method on one image and store its finding; the last finisher enqueues the join.
 
+    ``claimant`` names this delivery (the Celery task id) in the claim, so that the worker can
+    give the claim back if the process running it dies (:func:`give_back_lost_claim`).
     Every transaction here is one statement (the claim, the finding, the join), so the session
     autocommits: five round trips to the database a task instead of eleven."""
     storage = get_storage()
@@ -259,7 +264,7 @@ def run_method(image_id: uuid.UUID, method_name: str) -> None:
         if row.status not in FINDING_DONE:
             now = utcnow()
             stale = now - timedelta(seconds=get_settings().lease_seconds)
-            claimed = session.execute(_CLAIM, {"finding_id": row.id, "now": now, "stale": stale}).rowcount
+            claimed = session.execute(_CLAIM, {"finding_id": row.id, "now": now, "stale": stale, "claimant": claimant}).rowcount
             session.commit()  # no transaction stays open ("idle in transaction") while the method runs
             if not claimed:
                 return  # done, or running elsewhere: that delivery joins
@@ -280,6 +285,27 @@ def run_method(image_id: uuid.UUID, method_name: str) -> None:
         won = try_join(session, image_id)
     if won:
         send_fuses([image_id])
+
+
+def give_back_lost_claim(image_id: uuid.UUID, method_name: str, claimant: str) -> bool:
+    """Make a finding claimable again at once when the pool process running it died (killed, out
+    of memory) and its message goes back to the queue, rather than after its lease: the worker's
+    main process calls this before it requeues the message. Only ``claimant``'s own claim is given
+    back, never one another delivery holds; and not after ``FORENSICS_MAX_ATTEMPTS`` deliveries,
+    so that a method that kills its process every time ends as an error (the reconciler records it
+    once the lease has passed) instead of looping. True when the claim was given back."""
+    with session_scope() as session:
+        given = session.execute(
+            update(FindingRow)
+            .where(
+                FindingRow.image_id == image_id, FindingRow.method == method_name,
+                FindingRow.status == FindingStatus.RUNNING, FindingRow.claimed_by == claimant,
+                FindingRow.attempts < get_settings().max_attempts,
+            )
+            .values(status=FindingStatus.PENDING)
+        ).rowcount
+        session.commit()
+    return bool(given)
 
 
 def _release(session: Session, finding_id: uuid.UUID) -> None:

@@ -303,6 +303,42 @@ def test_a_running_method_beats_and_is_neither_reclaimed_nor_requeued(
         assert row is not None and row.status in FINDING_DONE and row.attempts == 1
 
 
+def test_a_lost_claim_is_given_back_only_by_its_delivery_and_within_its_attempts(
+    database: None, sent: list[tuple[str, list[str]]]
+) -> None:
+    """When a pool process dies mid-method, the worker gives back the claim its delivery took, so
+    the requeued message runs at once; a claim another delivery holds is never touched, and one at
+    its last attempt (FORENSICS_MAX_ATTEMPTS is 2 here) stays for the reconciler to end."""
+    _, (image_id,) = _new_case(["tampered/034_F.png"])
+    analysis.prepare_image(image_id)
+
+    def held_by(method: str, claimant: str, attempts: int) -> None:  # as a claim leaves it, its process then killed
+        with session_scope() as session:
+            session.execute(
+                update(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method)
+                .values(status=FindingStatus.RUNNING, claimed_by=claimant, attempts=attempts, alive_at=utcnow())
+            )
+            session.commit()
+
+    def row(method: str) -> FindingRow:
+        with session_scope() as session:
+            return session.scalars(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method)).one()
+
+    held_by("noise", "delivery-a", 1)
+    assert not analysis.give_back_lost_claim(image_id, "noise", "delivery-b")
+    analysis.run_method(image_id, "noise", claimant="delivery-b")  # the lease still holds: refused
+    assert row("noise").status == FindingStatus.RUNNING and row("noise").attempts == 1
+    assert analysis.give_back_lost_claim(image_id, "noise", "delivery-a")
+    analysis.run_method(image_id, "noise", claimant="delivery-a")  # the requeued message
+    done = row("noise")
+    assert done.status == FindingStatus.OK and done.attempts == 2 and done.claimed_by == "delivery-a"
+    assert not analysis.give_back_lost_claim(image_id, "noise", "delivery-a"), "a finished finding stays finished"
+
+    held_by("ela", "delivery-c", 2)
+    assert not analysis.give_back_lost_claim(image_id, "ela", "delivery-c")
+    assert row("ela").status == FindingStatus.RUNNING
+
+
 def test_work_whose_process_died_is_found_after_the_lease(database: None, sent: list[tuple[str, list[str]]]) -> None:
     """A prepare or a fuse whose process died stops beating: one lease later it is sent again."""
     _, (preparing, fusing) = _new_case(["tampered/041_F.png", "authentic/041_O.png"])

@@ -4,11 +4,16 @@ Every task is idempotent (it re-reads state and skips work already done), acknow
 late, and bounded by time limits; :func:`reconcile` repairs whatever still gets stuck.
 """
 
+import logging
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from billiard.einfo import ExceptionInfo, ExceptionWithTraceback
+from billiard.exceptions import WorkerLostError
+from celery import Task
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.worker.request import Request
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from service import analysis, case_pdf, queue
@@ -18,6 +23,7 @@ from service.webhooks import delivery, outbox
 from worker.celery_app import app
 
 settings = get_settings()
+logger = logging.getLogger(__name__)
 
 #: Errors that may pass: the database or the storage was briefly unreachable.
 TRANSIENT = (OperationalError, InterfaceError, StorageError, ConnectionError, TimeoutError)
@@ -37,16 +43,39 @@ def prepare_image(image_id: str) -> None:
     analysis.prepare_image(UUID(image_id))
 
 
+class MethodRequest(Request):
+    """A method task's request in the worker's main process. When the pool process running it
+    dies (WorkerLostError: killed, out of memory), the message goes back to the queue
+    (``task_reject_on_worker_lost``); its finding's claim is given back first, so that the next
+    delivery runs it at once instead of after the lease (Celery, "Custom request classes")."""
+
+    def on_failure(self, exc_info: ExceptionInfo, send_failed_event: bool = True, return_ok: bool = False) -> None:
+        exc = exc_info.exception
+        if isinstance(exc, ExceptionWithTraceback):
+            exc = exc.exc
+        if isinstance(exc, WorkerLostError):
+            image_id, method = self.args
+            try:
+                if analysis.give_back_lost_claim(UUID(image_id), method, self.id):
+                    logger.warning("%s of image %s: its pool process died: claim given back", method, image_id)
+            except TRANSIENT:
+                logger.warning("could not give back the claim of %s on image %s; it runs again after its lease",
+                               method, image_id, exc_info=True)
+        super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
+
+
 @app.task(
     name=queue.RUN_METHOD,
+    bind=True,
+    Request=MethodRequest,
     soft_time_limit=settings.method_soft_time_limit,
     time_limit=settings.method_time_limit,
     **RELIABLE,
 )
-def run_method(image_id: str, method: str) -> None:
+def run_method(self: Task, image_id: str, method: str) -> None:
     """Run one forensic method on one image; the last one of the image enqueues the join."""
     try:
-        analysis.run_method(UUID(image_id), method)
+        analysis.run_method(UUID(image_id), method, claimant=self.request.id)
     except SoftTimeLimitExceeded:
         analysis.record_method_error(
             UUID(image_id), method, f"The method did not finish within {settings.method_soft_time_limit} s."
