@@ -89,9 +89,22 @@ _IMAGE_BEAT = (
 
 
 def prepare_image(image_id: uuid.UUID) -> None:
-    """Fetch, validate and decode one image; create its findings; enqueue one task per method."""
+    """Fetch, validate and decode one image; create its findings; enqueue one task per method.
+
+    A delivery that finds the image already prepared sends the findings still unsent: the
+    message comes back when the process that prepared it died between its commit and its
+    publish (``task_reject_on_worker_lost``), and those would otherwise wait a lease for the
+    reconciler. A copy sent twice is refused by the findings' claims."""
     with session_scope() as session:
         image = session.get(Image, image_id)
+        if image is not None and image.status == ImageStatus.RUNNING:
+            unsent = session.scalars(
+                select(FindingRow.method).where(
+                    FindingRow.image_id == image_id, FindingRow.status == FindingStatus.PENDING, FindingRow.enqueued_at.is_(None)
+                )
+            ).all()
+            send_methods((image_id, name) for name in unsent)
+            return
         if image is None or image.status != ImageStatus.QUEUED:
             return
         image.attempts += 1

@@ -303,6 +303,22 @@ def test_a_running_method_beats_and_is_neither_reclaimed_nor_requeued(
         assert row is not None and row.status in FINDING_DONE and row.attempts == 1
 
 
+def test_a_prepare_delivered_again_sends_the_methods_its_dead_process_left_unsent(
+    database: None, sent: list[tuple[str, list[str]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process that prepared an image dies between its commit and its publish: the message it
+    held comes back, and that delivery sends the methods at once; a further delivery sends none."""
+    _, (image_id,) = _new_case(["tampered/034_F.png"])
+    with monkeypatch.context() as dying:
+        dying.setattr(analysis, "send_methods", lambda jobs: None)
+        analysis.prepare_image(image_id)
+    assert not _messages(sent, queue.RUN_METHOD)
+    analysis.prepare_image(image_id)
+    assert sorted(m for _, m in _messages(sent, queue.RUN_METHOD)) == sorted(REGISTRY)
+    analysis.prepare_image(image_id)
+    assert len(_messages(sent, queue.RUN_METHOD)) == len(REGISTRY)
+
+
 def test_a_lost_claim_is_given_back_only_by_its_delivery_and_within_its_attempts(
     database: None, sent: list[tuple[str, list[str]]]
 ) -> None:
