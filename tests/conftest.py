@@ -20,6 +20,7 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 LIVE_PROCESS_MODULES = frozenset({"test_platform", "test_platform_embedded", "test_platform_embedded_stop", "test_platform_faults"})
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: harmless where it is not installed
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """pytest-xdist's ``--dist loadfile`` (scripts/test runs two processes), a test module per
     unit of work so that its module fixtures (databases, API servers, workers) are set up once,
