@@ -318,6 +318,8 @@ def give_back_lost_claim(image_id: uuid.UUID, method_name: str, claimant: str) -
             .values(status=FindingStatus.PENDING)
         ).rowcount
         session.commit()
+    if given:
+        metrics.LOST_CLAIMS.labels(method_name).inc()
     return bool(given)
 
 

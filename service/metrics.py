@@ -53,6 +53,9 @@ WEBHOOK_ATTEMPTS = Counter(
     "forensics_webhook_attempts", "Webhook delivery attempts, by result (delivered, retrying, failed: given up)", ["event_type", "result"]
 )
 RECONCILER_REPAIRS = Counter("forensics_reconciler_repairs", "Lost or stuck work the reconciler repaired, by kind", ["kind"])
+LOST_CLAIMS = Counter(
+    "forensics_lost_claims_given_back", "Method claims given back at once because the pool process running them died, by method", ["method"]
+)
 RATE_LIMIT_FAILED_OPEN = Counter(
     "forensics_rate_limit_failed_open",
     "Requests served uncounted because the rate-limit store (Redis) was unreachable, by limit (requests, images)",

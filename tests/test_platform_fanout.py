@@ -14,6 +14,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import prometheus_client
 import pytest
 from sqlalchemy import event, func, select, text, update
 from threadpoolctl import threadpool_limits
@@ -340,11 +341,14 @@ def test_a_lost_claim_is_given_back_only_by_its_delivery_and_within_its_attempts
         with session_scope() as session:
             return session.scalars(select(FindingRow).where(FindingRow.image_id == image_id, FindingRow.method == method)).one()
 
+    given_back = lambda: prometheus_client.REGISTRY.get_sample_value("forensics_lost_claims_given_back_total", {"method": "noise"}) or 0.0  # noqa: E731
+    before = given_back()
     held_by("noise", "delivery-a", 1)
     assert not analysis.give_back_lost_claim(image_id, "noise", "delivery-b")
     analysis.run_method(image_id, "noise", claimant="delivery-b")  # the lease still holds: refused
     assert row("noise").status == FindingStatus.RUNNING and row("noise").attempts == 1
     assert analysis.give_back_lost_claim(image_id, "noise", "delivery-a")
+    assert given_back() == before + 1, "counted for the operator (forensics_lost_claims_given_back_total)"
     analysis.run_method(image_id, "noise", claimant="delivery-a")  # the requeued message
     done = row("noise")
     assert done.status == FindingStatus.OK and done.attempts == 2 and done.claimed_by == "delivery-a"
