@@ -265,7 +265,7 @@ _JOIN = (
 def run_method(image_id: uuid.UUID, method_name: str, claimant: str | None = None) -> None:
     """Run one method on one image and store its finding; the last finisher enqueues the join.
 
-    ``claimant`` names this delivery (the Celery task id) in the claim, so that the worker can
+    ``claimant`` names this delivery (task id and pool process) in the claim, so that the worker can
     give the claim back if the process running it dies (:func:`give_back_lost_claim`).
     Every transaction here is one statement (the claim, the finding, the join), so the session
     autocommits: five round trips to the database a task instead of eleven."""

@@ -239,7 +239,7 @@ class FindingRow(Base):
     enqueued_at: Mapped[datetime | None]  # None: pending, its message could not be published
     started_at: Mapped[datetime | None]
     alive_at: Mapped[datetime | None]  # the running task's last heartbeat
-    claimed_by: Mapped[str | None] = mapped_column(String(64))  # the task id of the delivery that runs it
+    claimed_by: Mapped[str | None] = mapped_column(String(200))  # the delivery running it: task id and pool process
     finished_at: Mapped[datetime | None]
 
     image: Mapped[Image] = relationship(back_populates="findings")

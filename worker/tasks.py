@@ -5,6 +5,7 @@ late, and bounded by time limits; :func:`reconcile` repairs whatever still gets 
 """
 
 import logging
+import os
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -43,6 +44,13 @@ def prepare_image(image_id: str) -> None:
     analysis.prepare_image(UUID(image_id))
 
 
+def _claimant(task_id: str, pid: int | None, hostname: str | None) -> str:
+    """Who runs a method delivery: its task id and the pool process that took it. A message that
+    Redis delivers again (its visibility timeout passed) carries the same task id to another
+    process, so the id alone would not tell the two deliveries apart."""
+    return f"{task_id} {pid}@{hostname}"[:200]
+
+
 class MethodRequest(Request):
     """A method task's request in the worker's main process. When the pool process running it
     dies (WorkerLostError: killed, out of memory), the message goes back to the queue
@@ -56,7 +64,7 @@ class MethodRequest(Request):
         if isinstance(exc, WorkerLostError):
             image_id, method = self.args
             try:
-                if analysis.give_back_lost_claim(UUID(image_id), method, self.id):
+                if analysis.give_back_lost_claim(UUID(image_id), method, _claimant(self.id, self.worker_pid, self.hostname)):
                     logger.warning("%s of image %s: its pool process died: claim given back", method, image_id)
             except TRANSIENT:
                 logger.warning("could not give back the claim of %s on image %s; it runs again after its lease",
@@ -75,7 +83,7 @@ class MethodRequest(Request):
 def run_method(self: Task, image_id: str, method: str) -> None:
     """Run one forensic method on one image; the last one of the image enqueues the join."""
     try:
-        analysis.run_method(UUID(image_id), method, claimant=self.request.id)
+        analysis.run_method(UUID(image_id), method, claimant=_claimant(self.request.id, os.getpid(), self.request.hostname))
     except SoftTimeLimitExceeded:
         analysis.record_method_error(
             UUID(image_id), method, f"The method did not finish within {settings.method_soft_time_limit} s."

@@ -1,5 +1,6 @@
-"""findings: claimed_by, the task delivery that holds a running finding, so that a worker whose
-pool process died can give that claim back at once instead of after its lease
+"""findings: claimed_by, the delivery (task id and pool process) that holds a running finding,
+so that a worker whose pool process died can give that claim back at once instead of after its
+lease
 
 Revision ID: 0012
 Revises: 0011
@@ -19,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("findings", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("claimed_by", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("claimed_by", sa.String(length=200), nullable=True))
 
 
 def downgrade() -> None:
