@@ -97,21 +97,22 @@ def prepare_image(image_id: uuid.UUID) -> None:
     reconciler. A copy sent twice is refused by the findings' claims."""
     with session_scope() as session:
         image = session.get(Image, image_id)
-        if image is not None and image.status == ImageStatus.RUNNING:
-            unsent = session.scalars(
-                select(FindingRow.method).where(
-                    FindingRow.image_id == image_id, FindingRow.status == FindingStatus.PENDING, FindingRow.enqueued_at.is_(None)
+        if image is None or image.status not in (ImageStatus.QUEUED, ImageStatus.RUNNING):
+            return
+        if image.status == ImageStatus.RUNNING:
+            pending = list(
+                session.scalars(
+                    select(FindingRow.method).where(
+                        FindingRow.image_id == image_id, FindingRow.status == FindingStatus.PENDING, FindingRow.enqueued_at.is_(None)
+                    )
                 )
-            ).all()
-            send_methods((image_id, name) for name in unsent)
-            return
-        if image is None or image.status != ImageStatus.QUEUED:
-            return
-        image.attempts += 1
-        image.started_at = image.started_at or utcnow()
-        session.commit()
-        with heartbeat(_IMAGE_BEAT, {"image_id": image_id, "status": ImageStatus.QUEUED.value}):
-            pending = _prepare(session, image)
+            )
+        else:
+            image.attempts += 1
+            image.started_at = image.started_at or utcnow()
+            session.commit()
+            with heartbeat(_IMAGE_BEAT, {"image_id": image_id, "status": ImageStatus.QUEUED.value}):
+                pending = _prepare(session, image)
     send_methods((image_id, name) for name in pending)
 
 
