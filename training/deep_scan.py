@@ -4,7 +4,9 @@ Data: local manipulations (splices between photos of different cameras and compr
 histories, resampled pastes, blur retouching, clone stamp, OpenCV inpainting, colour edits:
 :mod:`forensics.synth.edits`) made on crops of genuine photos, each saved by a drawn encoder
 (IJG qualities 60-98, Photoshop tables, PNG), plus untouched crops saved the same way, so that
-re-saving alone separates nothing. The genuine photos come only from :data:`TRAIN_SOURCES`:
+re-saving alone separates nothing, and windows of the originals as stored (their camera's own
+single compression, never re-saved, which a network trained on re-saved crops alone takes
+for a trace on whole originals). The genuine photos come only from :data:`TRAIN_SOURCES`:
 the benchmark sets with masks (CASIA, CoMoFoD, NoSo, CVIP) never enter training, so every
 figure on them is held out. Inside the training sources, validation holds out whole originals
 (15 %). ``--exclude DATASET`` trains a fold model without any crop that holds a photo of that
@@ -26,7 +28,7 @@ from torch import nn
 from forensics.dataset import read_index, source_group
 from forensics.evaluation import format_auc, pixel_f1, roc_auc
 from forensics.image import load_image
-from forensics.learn.block_features import BLOCK, CHANNELS, block_features, pool_factor, pooled
+from forensics.learn.block_features import ADQ_NEUTRAL, BLOCK, CHANNELS, block_features, pool_factor, pooled
 from forensics.methods.deep_scan import VERSION, image_statistic
 from forensics.synth.edits import LOCAL_EDITS, NEEDS_DONOR
 from forensics.synth.encoders import draw_encoder, encode
@@ -41,13 +43,16 @@ HELD_OUT_SETS = ("casia2_samples", "comofod_subset", "noso_copymove", "cvip_copy
 CROP = 384
 VALIDATION_SHARE = 0.15
 #: Per preset: crops per original, originals cap, epochs, network width.
-PRESETS = {"default": (16, None, 14, 16), "tiny": (2, 6, 1, 8)}
+PRESETS = {"default": (48, None, 14, 16), "tiny": (2, 6, 1, 8)}
 #: Pooling factors drawn per batch, as the method pools large photos (see block_features.pooled).
 POOL_FACTORS = (1, 1, 2, 3)
 #: Share of crops left unedited (saved by the drawn encoder all the same).
 UNEDITED_SHARE = 0.35
 #: Share of crops whose compression-history channel is left neutral, as the fast sensitivity does.
 NO_HISTORY_SHARE = 0.2
+#: Share of samples that are windows of an original's block map as stored: not re-saved, so
+#: that a photo's single, camera-made compression is as familiar as a re-saved one.
+STORED_SHARE = 0.2
 #: Statistic from which a held-out original counts as a false alarm in the printed figures.
 STATISTIC_LINE = 0.5
 
@@ -91,7 +96,13 @@ def _samples_of(task: tuple[Original, tuple[Original, ...], int, int]) -> list[t
     original, donors, count, seed = task
     rng = np.random.default_rng(seed_sequence(seed, "deep_scan:" + original.key))
     out = []
+    stored: np.ndarray | None = None
     for _ in range(count):
+        if rng.random() < STORED_SHARE:
+            if stored is None:
+                stored = block_features(load_image(original.path.read_bytes(), filename=original.path.name)).values
+            out.append((_stored_window(stored, rng), np.zeros((CROP // BLOCK, CROP // BLOCK), np.float16), original.dataset))
+            continue
         host = _crop(original, rng)
         mask = np.zeros(host.shape[:2], bool)
         used = {original.dataset}
@@ -110,6 +121,17 @@ def _samples_of(task: tuple[Original, tuple[Original, ...], int, int]) -> list[t
         share = mask[: rows * BLOCK, : cols * BLOCK].reshape(rows, BLOCK, cols, BLOCK).mean(axis=(1, 3))
         out.append((features.values.astype(np.float16), share.astype(np.float16), "|".join(sorted(used))))
     return out
+
+
+def _stored_window(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A crop-sized window of a whole image's block map, history neutral as often as for crops."""
+    side = CROP // BLOCK
+    top = int(rng.integers(0, values.shape[1] - side + 1))
+    left = int(rng.integers(0, values.shape[2] - side + 1))
+    window = values[:, top : top + side, left : left + side].copy()
+    if rng.random() < NO_HISTORY_SHARE:
+        window[CHANNELS.index("adq")], window[CHANNELS.index("adq_valid")] = ADQ_NEUTRAL, 0.0
+    return window.astype(np.float16)
 
 
 def _donor_pool(original: Original, group: list[Original]) -> tuple[Original, ...]:
@@ -197,7 +219,7 @@ def _figures_generated(model: nn.Module, x: np.ndarray, y: np.ndarray) -> list[d
         if mask.any():
             f1s.append(pixel_f1(prob, mask))
     auc = roc_auc(stats_pos, stats_neg)
-    where = "generated crops, held-out originals"
+    where = "crops of held-out originals (edited or not)"
     return [
         {"set": where, "measure": "image ROC AUC", "value": f"{auc:.3f}" if auc is not None else "-"},
         {"set": where, "measure": "mean block F1 at 0.5", "value": f"{np.mean(f1s):.3f}" if f1s else "-"},
@@ -309,8 +331,9 @@ def train(settings: RunSettings) -> Path:
         "excluded": list(settings.exclude),
         "data": [
             f"crops of {CROP} px from the camera and phone originals of {', '.join(sources)} (../shared/data)",
-            f"{1 - UNEDITED_SHARE:.0%} edited by forensics.synth (splice, resampled paste, blur retouch, clone stamp, inpainting, colour edit), the rest untouched",
+            f"of the other crops {1 - UNEDITED_SHARE:.0%} edited by forensics.synth (splice, resampled paste, blur retouch, clone stamp, inpainting, colour edit), the rest untouched",
             "every crop saved by a drawn encoder (IJG q60-98, Photoshop tables, PNG); validation holds out 15 % of the originals whole",
+            f"{STORED_SHARE:.0%} of the samples are windows of an original's block map as stored (not re-saved), unedited",
             f"never trained on: {', '.join(HELD_OUT_SETS)}",
         ],
         "limits": [

@@ -50,7 +50,7 @@ from forensics.learn.runtime import MODELS_DIR, ModelUnavailable, OnnxModel, car
 from forensics.methods.base import Method
 from forensics.options import AnalysisOptions, Sensitivity
 
-VERSION = "1.2"
+VERSION = "1.3"
 MODEL = "deep_scan"
 #: Blocks on the shorter side below which there is too little image to compare regions.
 MIN_BLOCKS = 8
