@@ -330,10 +330,10 @@ def train(settings: RunSettings) -> Path:
         "data_sources": sources,
         "excluded": list(settings.exclude),
         "data": [
-            f"crops of {CROP} px from the camera and phone originals of {', '.join(sources)} (../shared/data)",
-            f"of the other crops {1 - UNEDITED_SHARE:.0%} edited by forensics.synth (splice, resampled paste, blur retouch, clone stamp, inpainting, colour edit), the rest untouched",
-            "every crop saved by a drawn encoder (IJG q60-98, Photoshop tables, PNG); validation holds out 15 % of the originals whole",
+            f"the camera and phone originals of {', '.join(sources)} (../shared/data); validation holds out 15 % of them whole",
             f"{STORED_SHARE:.0%} of the samples are windows of an original's block map as stored (not re-saved), unedited",
+            f"the others are crops of {CROP} px, {1 - UNEDITED_SHARE:.0%} of them edited by forensics.synth (splice, resampled paste, blur retouch, clone stamp, inpainting, colour edit), the rest untouched",
+            "every crop saved by a drawn encoder (IJG q60-98, Photoshop tables, PNG)",
             f"never trained on: {', '.join(HELD_OUT_SETS)}",
         ],
         "limits": [
