@@ -246,6 +246,15 @@ _RELEASE = (
     .where(FindingRow.id == bindparam("finding_id"), FindingRow.status == FindingStatus.RUNNING)
     .values(status=FindingStatus.PENDING, enqueued_at=None)
 )
+_GIVE_BACK = (
+    _update(FindingRow)
+    .where(
+        FindingRow.image_id == bindparam("lost_image"), FindingRow.method == bindparam("lost_method"),
+        FindingRow.status == FindingStatus.RUNNING, FindingRow.claimed_by == bindparam("claimant"),
+        FindingRow.attempts < bindparam("max_attempts"),
+    )
+    .values(status=FindingStatus.PENDING)
+)
 _RECORDED = ("status", "method_version", "score", "label", "summary", "details", "heatmap_key", "view_keys", "seconds", "finished_at")
 _RECORD = (
     _update(FindingRow)
@@ -308,17 +317,10 @@ def give_back_lost_claim(image_id: uuid.UUID, method_name: str, claimant: str) -
     back, never one another delivery holds; and not after ``FORENSICS_MAX_ATTEMPTS`` deliveries,
     so that a method that kills its process every time ends as an error (the reconciler records it
     once the lease has passed) instead of looping. True when the claim was given back."""
-    with session_scope() as session:
+    with session_scope(autocommit=True) as session:
         given = session.execute(
-            update(FindingRow)
-            .where(
-                FindingRow.image_id == image_id, FindingRow.method == method_name,
-                FindingRow.status == FindingStatus.RUNNING, FindingRow.claimed_by == claimant,
-                FindingRow.attempts < get_settings().max_attempts,
-            )
-            .values(status=FindingStatus.PENDING)
+            _GIVE_BACK, {"lost_image": image_id, "lost_method": method_name, "claimant": claimant, "max_attempts": get_settings().max_attempts}
         ).rowcount
-        session.commit()
     if given:
         metrics.LOST_CLAIMS.labels(method_name).inc()
     return bool(given)
