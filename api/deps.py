@@ -76,8 +76,10 @@ LinkDep = Annotated[Link, Depends(get_linker)]
 
 
 def caller(key: str | None, cookie: str | None) -> tuple[Principal | None, str | None]:
-    """The tenant of an API key, or else of a web session cookie with that session's CSRF token."""
-    with get_sessionmaker()() as session:
+    """The tenant of an API key, or else of a web session cookie with that session's CSRF token.
+    Each is one read, so it runs on the autocommit engine, like a status poll's query (no
+    ``BEGIN`` and ``ROLLBACK`` round trips when a key's cached entry has expired)."""
+    with get_sessionmaker()(bind=get_autocommit_engine()) as session:
         if key is not None:
             return authenticate(session, key), None
         if cookie:
